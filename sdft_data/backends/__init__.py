@@ -1,0 +1,123 @@
+"""Generation backends: one small interface, one module per engine.
+
+A backend takes rendered prompts (plain text, already through the template)
+and yields results as they finish, in any order. The run engine does the rest
+(resume, shards, checks), so a backend knows nothing about datasets.
+
+    local   transformers model in this process (GPU when present, else CPU)
+    tgi     Text Generation Inference's HTTP API
+    openai  any OpenAI-compatible /v1/completions server (vLLM, SGLang, llama.cpp, TGI)
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Iterator, Protocol
+
+
+@dataclass(frozen=True)
+class GenerationParams:
+    """Decoding parameters. temperature 0 means greedy. Defaults: the paper's."""
+
+    max_new_tokens: int = 512
+    temperature: float = 0.95
+    top_p: float = 0.7
+    stop: tuple[str, ...] = ()
+
+    @property
+    def do_sample(self) -> bool:
+        return self.temperature > 0
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["stop"] = list(self.stop)
+        return d
+
+
+@dataclass(frozen=True)
+class Request:
+    """One row to generate: its source row id, rendered prompt and own seed."""
+
+    row_id: int
+    prompt: str
+    seed: int
+
+
+@dataclass
+class Result:
+    """What came back for one request.
+
+    status is "ok" or "failed"; a failed row carries `error` (one line, never a
+    secret) and is recorded, not dropped. finish_reason follows TGI's names:
+    "eos_token", "length" or "stop_sequence".
+    """
+
+    row_id: int
+    text: str | None
+    status: str = "ok"
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    generated_tokens: int | None = None
+    error: str | None = None
+    attempts: int = 1
+
+
+@dataclass
+class ModelInfo:
+    """Identifies what generated the text, for the fingerprint and the manifest."""
+
+    backend: str
+    model_id: str
+    revision: str | None
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+class Backend(Protocol):
+    """What the run engine needs from an engine."""
+
+    info: ModelInfo
+    tokenizer: object  # a transformers tokenizer, used to render chat templates
+
+    def generate(self, requests: Iterable[Request], params: GenerationParams) -> Iterator[Result]:
+        """Yield one Result per request, as each finishes (any order)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+def make_backend(
+    backend: str,
+    *,
+    model: str | None = None,
+    endpoints: tuple[str, ...] = (),
+    tokenizer: str | None = None,
+    concurrency: int | None = None,
+    token: str | None = None,
+    batch_size: int = 16,
+    revision: str | None = None,
+) -> Backend:
+    """Open the named backend. Raises ValueError with one clear line on bad arguments."""
+    if backend == "local":
+        if not model:
+            raise ValueError("--backend local needs --model (a Hub id or a local model folder)")
+        if endpoints:
+            raise ValueError("--endpoint is for the tgi and openai backends, not local")
+        from .local import LocalBackend
+
+        return LocalBackend(model, batch_size=batch_size, revision=revision)
+    if backend == "tgi":
+        if not endpoints:
+            raise ValueError("--backend tgi needs at least one --endpoint URL")
+        from .tgi import TGIBackend
+
+        return TGIBackend(endpoints, model=model, tokenizer=tokenizer, concurrency=concurrency, token=token)
+    if backend == "openai":
+        if not endpoints or not model:
+            raise ValueError("--backend openai needs --endpoint URL and --model NAME")
+        from .openai import OpenAIBackend
+
+        return OpenAIBackend(endpoints, model=model, tokenizer=tokenizer, concurrency=concurrency, token=token)
+    raise ValueError(f"unknown backend {backend!r}; choose one of: local, tgi, openai")
