@@ -48,11 +48,14 @@ def build_tiny_model(
     num_heads: int = 4,
     vocab_size: int = 512,
     seed: int = 0,
+    corpus: list[str] | None = None,
 ) -> Path:
     """Build and save a tiny random Llama chat model with its tokenizer to `out_dir`.
 
     Defaults give a ~0.1M-parameter model for tests; `hidden_size=256,
-    num_layers=8` gives ~8M parameters for benchmarks. Returns the folder.
+    num_layers=8` gives ~8M parameters for benchmarks. `corpus` adds tokenizer
+    training text (with a larger `vocab_size`, prompts then tokenize to
+    realistic lengths). Returns the folder.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -70,7 +73,7 @@ def build_tiny_model(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
+    tok.train_from_iterator(_CORPUS * 4 + list(corpus or []), trainer=trainer)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=tok,
         bos_token="<s>",

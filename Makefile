@@ -1,0 +1,73 @@
+# sdft: make demo | make test | make distill push | make bench
+#
+# Variables (override on the command line, e.g. make distill RECIPE=gsm8k BACKEND=tgi ENDPOINT=http://host:8080):
+PYTHON   ?= python3
+VENV     ?= .venv
+BIN      := $(VENV)/bin
+# torch first: pinned so pip does not pull a different (multi-GB) build; override to taste.
+TORCH    ?= torch==2.13.0
+RECIPE   ?= gsm8k
+SOURCE   ?=
+BACKEND  ?= local
+ENDPOINT ?=
+TINY     := models/tiny
+MODEL    ?= $(if $(filter local,$(BACKEND)),$(TINY),)
+OUT      ?= runs/$(RECIPE)
+LIMIT    ?=
+ARGS     ?=
+REPO     ?= my-org/$(RECIPE)-sdft
+HUB_DIR  ?= hub
+PAPER_DATA ?= ../shared/data
+
+.PHONY: setup demo test distill check diff push bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet "$(TORCH)"
+	$(BIN)/pip install --quiet -e ".[dev]"
+	touch $@
+
+$(TINY)/config.json: | setup
+	$(BIN)/sdft-data tiny-model $(TINY)
+
+# The main job on the built-in tiny default: distill a 12-row GSM8K-style sample
+# with a tiny random model, check it, diff it, and publish v1 to a local hub folder.
+demo: setup $(TINY)/config.json
+	$(BIN)/sdft-data distill --recipe gsm8k --source sdft_data/samples/gsm8k_sample.jsonl \
+		--model $(TINY) --out runs/demo --max-new-tokens 48
+	$(BIN)/sdft-data diff runs/demo
+	$(BIN)/sdft-data push runs/demo --repo demo/gsm8k-sdft --local $(HUB_DIR)
+	@echo
+	@echo "demo done:"
+	@echo "  run directory     runs/demo  (manifest.json, generations/, distilled.parquet)"
+	@echo "  diff report       runs/demo/report/report.md"
+	@echo "  published dataset $(HUB_DIR)/demo/gsm8k-sdft  (sdft-data versions demo/gsm8k-sdft --local $(HUB_DIR))"
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+distill: setup $(if $(filter $(TINY),$(MODEL)),$(TINY)/config.json)
+	$(BIN)/sdft-data distill --recipe $(RECIPE) $(if $(SOURCE),--source $(SOURCE)) --backend $(BACKEND) \
+		$(foreach e,$(ENDPOINT),--endpoint $(e)) $(if $(MODEL),--model $(MODEL)) --out $(OUT) \
+		$(if $(LIMIT),--limit $(LIMIT)) $(ARGS)
+
+check: setup
+	$(BIN)/sdft-data check $(OUT)
+
+diff: setup
+	$(BIN)/sdft-data diff $(OUT)
+
+push: setup
+	$(BIN)/sdft-data push $(OUT) --repo $(REPO) $(if $(HUB_DIR),--local $(HUB_DIR))
+
+bench: setup
+	$(BIN)/python benchmarks/bench_local_generate.py --data $(PAPER_DATA)
+	$(BIN)/python benchmarks/bench_check_diff.py --data $(PAPER_DATA)
+	$(BIN)/python benchmarks/bench_push.py
+	$(BIN)/python benchmarks/bench_endpoint.py
+
+clean:
+	rm -rf runs/demo $(HUB_DIR)/demo

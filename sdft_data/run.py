@@ -1,0 +1,359 @@
+"""The run engine: distill a source dataset into a resumable, fingerprinted run directory.
+
+    run = distill(recipe="gsm8k", source="openai/gsm8k", model="models/tiny", out="runs/gsm8k", limit=50)
+
+A run is identified by a fingerprint: a hash of the source (id, config, split,
+resolved revision or file hash), the recipe and its version, the rendered
+template, the model (id, revision, backend), the generation parameters and the
+seed. Same fingerprint into the same folder: resume, skipping finished rows.
+Different fingerprint: refused. The layout is in docs/run-directory.md.
+
+Finished rows are buffered and flushed to a new generations shard (tmp file,
+then rename) every `flush_rows` rows or `flush_seconds` seconds, so a killed
+run loses at most that much work and never writes a row twice.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Iterator
+
+import polars as pl
+
+from . import __version__, templates
+from .backends import GenerationParams, Request, Result, make_backend
+from .recipes import Recipe, get_recipe
+from .source import SourceSpec, open_source, write_source_parquet
+
+GENERATION_SCHEMA = {
+    "row_id": pl.Int64,
+    "text": pl.String,
+    "status": pl.String,
+    "finish_reason": pl.String,
+    "prompt_tokens": pl.Int64,
+    "generated_tokens": pl.Int64,
+    "error": pl.String,
+    "attempts": pl.Int64,
+    "seed": pl.Int64,
+}
+
+
+def row_seed(seed: int, row_id: int) -> int:
+    """The row's own sampling seed: stable across resumes, batches and machines (31 bits)."""
+    digest = hashlib.sha256(f"{seed}:{row_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF
+
+
+def fingerprint(inputs: dict) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def read_manifest(run_dir: Path) -> dict:
+    path = Path(run_dir) / "manifest.json"
+    if not path.is_file():
+        raise ValueError(f"{run_dir} is not a run directory (no manifest.json)")
+    return json.loads(path.read_text())
+
+
+def write_manifest(run_dir: Path, manifest: dict) -> None:
+    """Write manifest.json atomically (tmp + rename)."""
+    manifest["updated_at"] = _now()
+    tmp = Path(run_dir) / "manifest.json.tmp"
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    tmp.replace(Path(run_dir) / "manifest.json")
+
+
+def generations(run_dir: Path) -> pl.LazyFrame:
+    """The latest record of every generated row (later shards win), lazily."""
+    shards = sorted((Path(run_dir) / "generations").glob("*.parquet"))
+    if not shards:
+        return pl.LazyFrame(schema=GENERATION_SCHEMA)
+    # Shards concatenate in name order, so "last" is the most recent record.
+    return (
+        pl.concat([pl.scan_parquet(p) for p in shards], how="vertical_relaxed")
+        .unique("row_id", keep="last", maintain_order=True)
+        .sort("row_id")
+    )
+
+
+class ShardWriter:
+    """Buffers results and flushes them to numbered parquet shards, each atomically."""
+
+    def __init__(self, folder: Path, flush_rows: int = 256, flush_seconds: float = 30.0):
+        self.folder = folder
+        folder.mkdir(parents=True, exist_ok=True)
+        existing = [int(p.stem) for p in folder.glob("*.parquet") if p.stem.isdigit()]
+        self.next_seq = max(existing, default=0) + 1
+        self.flush_rows, self.flush_seconds = flush_rows, flush_seconds
+        self.buffer: list[dict] = []
+        self.last_flush = time.monotonic()
+
+    def add(self, result: Result, seed: int) -> None:
+        self.buffer.append(
+            {
+                "row_id": result.row_id,
+                "text": result.text,
+                "status": result.status,
+                "finish_reason": result.finish_reason,
+                "prompt_tokens": result.prompt_tokens,
+                "generated_tokens": result.generated_tokens,
+                "error": result.error,
+                "attempts": result.attempts,
+                "seed": seed,
+            }
+        )
+        if len(self.buffer) >= self.flush_rows or time.monotonic() - self.last_flush >= self.flush_seconds:
+            self.flush()
+
+    def flush(self) -> None:
+        self.last_flush = time.monotonic()
+        if not self.buffer:
+            return
+        frame = pl.DataFrame(self.buffer, schema=GENERATION_SCHEMA)
+        final = self.folder / f"{self.next_seq:06d}.parquet"
+        tmp = self.folder / f".{self.next_seq:06d}.parquet.tmp"
+        frame.write_parquet(tmp)
+        os.replace(tmp, final)
+        self.next_seq += 1
+        self.buffer = []
+
+
+@dataclass
+class RunSummary:
+    """What `distill` did: where, which run, and how many rows ended how."""
+
+    run_dir: Path
+    fingerprint: str
+    resumed: bool
+    generated_now: int
+    counts: dict = field(default_factory=dict)  # rows by generation status
+    by_reason: dict = field(default_factory=dict)  # rows by check reason
+    distilled: Path | None = None
+
+
+def _library_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"python": platform.python_version()}
+    for name in ("torch", "transformers", "datasets", "huggingface-hub", "polars", "pyarrow"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _pending_requests(
+    run_dir: Path, recipe: Recipe, tokenizer, fmt: str, seed: int, skip: set[int], only: set[int] | None
+) -> Iterator[Request]:
+    """Requests for the rows still to do, read from source.parquet batch by batch."""
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(run_dir / "source.parquet")
+    names = source.schema_arrow.names
+    for batch in source.iter_batches(batch_size=1024):
+        frame = pl.from_arrow(batch).select("row_id", recipe.instruction_expr(names), recipe.reference_expr())
+        for row_id, instruction, reference in frame.iter_rows():
+            if row_id in skip or (only is not None and row_id not in only):
+                continue
+            prompt = templates.render(recipe, instruction, reference, tokenizer, fmt)
+            yield Request(row_id=row_id, prompt=prompt, seed=row_seed(seed, row_id))
+
+
+def _diff_keys(a: dict, b: dict) -> list[str]:
+    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+
+
+def distill(
+    *,
+    recipe: str | Recipe,
+    source: str,
+    out: str | Path,
+    model: str | None = None,
+    backend: str = "local",
+    config: str | None = None,
+    split: str | None = None,
+    revision: str | None = None,
+    limit: int | None = None,
+    fmt: str = "chat",
+    params: GenerationParams = GenerationParams(),
+    seed: int = 0,
+    batch_size: int = 16,
+    endpoints: tuple[str, ...] = (),
+    tokenizer: str | None = None,
+    concurrency: int | None = None,
+    token: str | None = None,
+    retry_failed: bool = False,
+    flush_rows: int = 256,
+    flush_seconds: float = 30.0,
+    progress: bool = True,
+    engine=None,
+) -> RunSummary:
+    """Distill `source` with `recipe` into the run directory `out`, resuming if it holds the same run.
+
+    `engine` takes an already-open backend (tests, notebooks); otherwise one is
+    opened from `backend`, `model`, `endpoints`, ... Bad input raises ValueError
+    with one clear line before anything is written.
+    """
+    from tqdm.auto import tqdm
+
+    rec = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    if fmt not in templates.FORMATS:
+        raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(templates.FORMATS)}")
+    if params.max_new_tokens < 1:
+        raise ValueError("--max-new-tokens must be at least 1")
+    spec = SourceSpec(source, config if config is not None else (rec.config if source == rec.source else None),
+                      split or "train", revision)
+    ds, source_desc = open_source(spec, required=[rec.prompt_column, rec.response_column], limit=limit)
+
+    run_dir = Path(out)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir} exists and is not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / "manifest.json").is_file():
+        raise ValueError(f"--out {run_dir} is not empty and is not a run directory: choose another folder")
+
+    owns_engine = engine is None
+    if engine is None:
+        engine = make_backend(
+            backend, model=model, endpoints=endpoints, tokenizer=tokenizer, concurrency=concurrency,
+            token=token, batch_size=batch_size, revision=None,
+        )
+    try:
+        template = templates.describe(rec, engine.tokenizer, fmt)
+        info = engine.info.to_dict()
+        inputs = {
+            "source": {k: v for k, v in source_desc.items() if k != "format"},
+            "recipe": rec.describe(),
+            "template": template,
+            # Where the model runs (device, endpoints) is recorded, not fingerprinted:
+            # adding an endpoint or moving to another GPU continues the same run.
+            "model": {k: info[k] for k in ("backend", "model_id", "revision")},
+            "generation": params.to_dict(),
+            "seed": seed,
+        }
+        fp = fingerprint(inputs)
+
+        resumed = (run_dir / "manifest.json").is_file()
+        if resumed:
+            manifest = read_manifest(run_dir)
+            if manifest.get("fingerprint") != fp:
+                differs = _diff_keys(manifest.get("fingerprint_inputs", {}), inputs)
+                raise ValueError(
+                    f"{run_dir} holds a different run (fingerprint {manifest.get('fingerprint', '?')[:12]}, this one {fp[:12]};"
+                    f" differs in: {', '.join(differs) or 'unknown'}): use another --out"
+                )
+        elif retry_failed:
+            raise ValueError(f"--retry-failed needs an existing run in {run_dir}")
+        run_dir.mkdir(parents=True, exist_ok=True)
+        lock = open(run_dir / ".lock", "w")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another process is writing {run_dir}; wait for it or use another --out") from None
+
+        if not resumed:
+            manifest = {
+                "sdft_version": __version__,
+                "fingerprint": fp,
+                "fingerprint_inputs": inputs,
+                "model_info": info,
+                "format": fmt,
+                "library_versions": _library_versions(),
+                "created_at": _now(),
+                "sessions": [],
+            }
+        if not (run_dir / "source.parquet").is_file():
+            write_source_parquet(ds, run_dir / "source.parquet")
+        manifest["status"] = "generating"
+        manifest["model_info"] = info
+        # Recorded before any work, so a session killed outright still leaves
+        # its trace (finished_at stays null).
+        session = {"started_at": _now(), "finished_at": None, "retry_failed": retry_failed}
+        manifest["sessions"].append(session)
+        write_manifest(run_dir, manifest)
+
+        done = generations(run_dir).select("row_id", "status").collect()
+        failed = set(done.filter(pl.col("status") == "failed")["row_id"].to_list())
+        if retry_failed:
+            skip, only, total = set(), failed, len(failed)
+        else:
+            skip, only = set(done["row_id"].to_list()), None
+            total = source_desc["rows"] - len(skip)
+
+        writer = ShardWriter(run_dir / "generations", flush_rows=flush_rows, flush_seconds=flush_seconds)
+        t0 = time.monotonic()
+        n_done = n_failed = n_tokens = 0
+        seeds: dict[int, int] = {}
+
+        def requests():
+            for req in _pending_requests(run_dir, rec, engine.tokenizer, fmt, seed, skip, only):
+                seeds[req.row_id] = req.seed
+                yield req
+
+        bar = tqdm(total=total, unit="row", desc="distill", disable=not progress or total == 0, dynamic_ncols=True)
+        status = "interrupted"
+        try:
+            for result in engine.generate(requests(), params):
+                writer.add(result, seeds.pop(result.row_id, row_seed(seed, result.row_id)))
+                n_done += 1
+                n_failed += result.status != "ok"
+                n_tokens += result.generated_tokens or 0
+                elapsed = max(time.monotonic() - t0, 1e-9)
+                bar.update(1)
+                bar.set_postfix(failed=n_failed, tok_s=f"{n_tokens / elapsed:.0f}",
+                                retries=getattr(engine, "retries", 0), refresh=False)
+            status = "generated"
+        finally:
+            bar.close()
+            writer.flush()
+            session.update(finished_at=_now(), rows=n_done, failed=n_failed, generated_tokens=n_tokens,
+                           seconds=round(time.monotonic() - t0, 3), retries=getattr(engine, "retries", 0))
+            manifest["status"] = status
+            _update_totals(run_dir, manifest, source_desc["rows"])
+            write_manifest(run_dir, manifest)
+    finally:
+        if owns_engine:
+            engine.close()
+
+    from .check import check_run
+
+    checked = check_run(run_dir)
+    manifest = read_manifest(run_dir)
+    return RunSummary(
+        run_dir=run_dir,
+        fingerprint=fp,
+        resumed=resumed,
+        generated_now=n_done,
+        counts=manifest.get("counts", {}),
+        by_reason=manifest.get("check", {}).get("by_reason", {}),
+        distilled=run_dir / "distilled.parquet" if len(checked) else None,
+    )
+
+
+def _update_totals(run_dir: Path, manifest: dict, rows: int) -> None:
+    """Row counts by status and token totals, recomputed from the shards (the truth)."""
+    gen = generations(run_dir).collect()
+    by_status = dict(gen.group_by("status").len().iter_rows()) if len(gen) else {}
+    manifest["counts"] = {
+        "rows": rows,
+        "ok": by_status.get("ok", 0),
+        "failed": by_status.get("failed", 0),
+        "pending": rows - len(gen),
+    }
+    manifest["tokens"] = {
+        "prompt": int(gen["prompt_tokens"].sum() or 0),
+        "generated": int(gen["generated_tokens"].sum() or 0),
+    }
+    manifest["timings"] = {"generation_seconds": round(sum(s.get("seconds", 0) for s in manifest["sessions"]), 3)}

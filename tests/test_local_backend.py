@@ -1,0 +1,89 @@
+"""The local backend: batched output equals one-at-a-time output, seeds make sampling reproducible."""
+
+import pytest
+
+from sdft_data.backends import GenerationParams, Request
+from sdft_data.backends.local import LocalBackend, folder_revision
+
+PROMPTS = [
+    "Tom has 3 apples.",
+    "Write a long and winding story about a fox who jumps over the lazy dog, then another one.",
+    "Hi",
+    "Below is an instruction that describes a task.\n\n### Instruction:\nName a color.\n\n### Response:\n",
+    "What is 12 * 5?",
+]
+GREEDY = GenerationParams(max_new_tokens=12, temperature=0)
+
+
+@pytest.fixture(scope="module")
+def backend(tiny_model_dir):
+    return LocalBackend(str(tiny_model_dir), batch_size=4)
+
+
+def _requests(prompts, seed_base=0):
+    return [Request(row_id=i, prompt=p, seed=seed_base + i) for i, p in enumerate(prompts)]
+
+
+def _one_at_a_time(backend, prompt, max_new_tokens):
+    """The authors' way: one prompt through generate, no padding."""
+    import torch
+
+    ids = backend.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")
+    with torch.inference_mode():
+        out = backend.model.generate(**ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                     pad_token_id=backend.tokenizer.pad_token_id)
+    return backend.tokenizer.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def test_batched_greedy_equals_one_at_a_time(backend):
+    results = {r.row_id: r for r in backend.generate(_requests(PROMPTS), GREEDY)}
+    assert sorted(results) == list(range(len(PROMPTS)))
+    for i, prompt in enumerate(PROMPTS):
+        assert results[i].text == _one_at_a_time(backend, prompt, 12), f"row {i} differs"
+        assert results[i].status == "ok"
+        assert results[i].prompt_tokens == len(backend.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        assert 1 <= results[i].generated_tokens <= 12
+        assert results[i].finish_reason in ("length", "eos_token")
+
+
+def test_sampling_is_per_row_seeded_whatever_the_batch(backend):
+    params = GenerationParams(max_new_tokens=10, temperature=0.95, top_p=0.7)
+    together = {r.row_id: r.text for r in backend.generate(_requests(PROMPTS), params)}
+    # Same rows, same seeds, other batches: row 3 alone, then in reverse order with batch size 2.
+    alone = {r.row_id: r.text for r in backend.generate([_requests(PROMPTS)[3]], params)}
+    small = LocalBackend.__new__(LocalBackend)
+    small.__dict__.update(backend.__dict__, batch_size=2)
+    reordered = {r.row_id: r.text for r in small.generate(list(reversed(_requests(PROMPTS))), params)}
+    assert alone[3] == together[3]
+    assert reordered == together
+    other_seed = {r.row_id: r.text for r in backend.generate(_requests(PROMPTS, seed_base=100), params)}
+    assert other_seed != together
+
+
+def test_stop_sequence_cuts_and_says_so(backend):
+    text = next(iter(backend.generate(_requests(PROMPTS[:1]), GREEDY))).text
+    stop = text[2:4]
+    assert stop, "the tiny model produced too little text for this test"
+    result = next(iter(backend.generate(_requests(PROMPTS[:1]), GenerationParams(12, 0, 1.0, (stop,)))))
+    assert result.finish_reason == "stop_sequence"
+    assert result.text.endswith(stop) and len(result.text) < len(text) + 1
+
+
+def test_ignore_eos_generates_exactly_max_new_tokens(tiny_model_dir):
+    fixed = LocalBackend(str(tiny_model_dir), batch_size=8, ignore_eos=True)
+    results = list(fixed.generate(_requests(PROMPTS), GREEDY))
+    assert [r.generated_tokens for r in results] == [12] * len(PROMPTS)
+    assert {r.finish_reason for r in results} == {"length"}
+
+
+def test_folder_revision_is_a_content_hash(tmp_path):
+    (tmp_path / "config.json").write_text("{}")
+    first = folder_revision(tmp_path)
+    assert first.startswith("sha256:") and folder_revision(tmp_path) == first
+    (tmp_path / "config.json").write_text('{"a": 1}')
+    assert folder_revision(tmp_path) != first
+
+
+def test_not_a_model_folder_is_one_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="is not a model folder"):
+        LocalBackend(str(tmp_path))

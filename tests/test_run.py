@@ -1,0 +1,181 @@
+"""The run engine: resume after SIGKILL, fingerprints, refusals, and bad input."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from polars.testing import assert_frame_equal
+
+from sdft_data.backends import GenerationParams
+from sdft_data.backends.local import LocalBackend
+from sdft_data.cli import main
+from sdft_data.recipes import get_recipe
+from sdft_data.run import distill, generations, row_seed
+
+from conftest import GSM8K_ROWS
+
+PARAMS = GenerationParams(max_new_tokens=8, temperature=0.95, top_p=0.7)
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_model_dir):
+    return LocalBackend(str(tiny_model_dir), batch_size=4)
+
+
+def _distill(engine, source, out, **kw):
+    kw.setdefault("params", PARAMS)
+    kw.setdefault("recipe", "gsm8k")
+    return distill(source=str(source), out=out, engine=engine, progress=False, **kw)
+
+
+def test_distill_writes_a_complete_run(engine, gsm8k_file, tmp_path):
+    summary = _distill(engine, gsm8k_file, tmp_path / "run")
+    run = tmp_path / "run"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["fingerprint"] == summary.fingerprint
+    assert manifest["counts"] == {"rows": 6, "ok": 6, "failed": 0, "pending": 0}
+    assert manifest["fingerprint_inputs"]["source"]["id"] == "gsm8k_small.json"
+    assert manifest["fingerprint_inputs"]["model"]["revision"].startswith("sha256:")
+    assert manifest["fingerprint_inputs"]["template"]["format"] == "chat"
+    assert manifest["tokens"]["generated"] > 0
+    assert manifest["status"] == "generated"
+    distilled = pl.read_parquet(run / "distilled.parquet")
+    assert distilled.columns[:2] == ["question", "answer"]
+    assert distilled["row_id"].to_list() == list(range(6))
+    # Random-weight text never states the right answer, so every row falls back to the normalised reference.
+    assert distilled["original_response"][0] == "Tom has 3 + 4 = 7 apples.\nThe answer is 7."
+    assert distilled.filter(~pl.col("accepted"))["answer"].to_list() == distilled.filter(~pl.col("accepted"))["original_response"].to_list()
+    gen = generations(run).collect()
+    assert gen["seed"].to_list() == [row_seed(0, i) for i in range(6)]
+    # A second identical call resumes and generates nothing.
+    again = _distill(engine, gsm8k_file, run)
+    assert again.resumed and again.generated_now == 0
+
+
+def test_fingerprint_covers_every_input(engine, gsm8k_file, tmp_path, tiny_model_dir):
+    run = tmp_path / "run"
+    _distill(engine, gsm8k_file, run, limit=2)
+    other_file = tmp_path / "other.json"
+    other_file.write_text(json.dumps(GSM8K_ROWS[::-1]))
+    bumped = dataclasses.replace(get_recipe("gsm8k"), version=2)
+    changes = {
+        "source": dict(source=other_file),
+        "recipe": dict(recipe=bumped),
+        "template": dict(fmt="paper"),
+        "generation": dict(params=GenerationParams(max_new_tokens=9)),
+        "seed": dict(seed=1),
+    }
+    for key, change in changes.items():
+        kw = dict(limit=2) | change
+        source = kw.pop("source", gsm8k_file)
+        with pytest.raises(ValueError, match=f"holds a different run .*differs in: {key}"):
+            _distill(engine, source, run, **kw)
+    with pytest.raises(ValueError, match="differs in: source"):
+        _distill(engine, gsm8k_file, run, limit=3)
+    from sdft_data.tiny import build_tiny_model
+
+    other_model = LocalBackend(str(build_tiny_model(tmp_path / "m2", seed=1)))
+    with pytest.raises(ValueError, match="differs in: model"):
+        _distill(other_model, gsm8k_file, run, limit=2)
+    assert len(list((run / "generations").glob("*.parquet"))) == 1, "a refused run must write nothing"
+
+
+KILL_SCRIPT = """
+import sys
+from sdft_data.backends import GenerationParams
+from sdft_data.run import distill
+distill(recipe="gsm8k", source=sys.argv[1], out=sys.argv[2], model=sys.argv[3], batch_size=2,
+        params=GenerationParams(max_new_tokens=24), flush_rows=2, progress=False)
+"""
+
+
+@pytest.mark.slow
+def test_sigkill_then_resume_equals_uninterrupted(tiny_model_dir, tmp_path):
+    rows = [dict(r, question=f"{r['question']} (variant {i})") for i in range(5) for r in GSM8K_ROWS]
+    source = tmp_path / "gsm8k30.json"
+    source.write_text(json.dumps(rows))
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "-c", KILL_SCRIPT, source, killed, tiny_model_dir], env=env)
+    deadline = time.monotonic() + 120
+    while len(list((killed / "generations").glob("*.parquet"))) < 3:
+        assert proc.poll() is None and time.monotonic() < deadline, "run ended before it could be killed"
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = generations(killed).collect()
+    assert 0 < len(partial) < len(rows)
+    assert not (killed / "distilled.parquet").exists()
+
+    subprocess.run([sys.executable, "-c", KILL_SCRIPT, source, killed, tiny_model_dir], env=env, check=True)
+    whole = tmp_path / "whole"
+    subprocess.run([sys.executable, "-c", KILL_SCRIPT, source, whole, tiny_model_dir], env=env, check=True)
+
+    resumed_gen = pl.concat([pl.read_parquet(p) for p in sorted((killed / "generations").glob("*.parquet"))])
+    assert sorted(resumed_gen["row_id"].to_list()) == list(range(len(rows))), "every row exactly once"
+    assert_frame_equal(pl.read_parquet(killed / "distilled.parquet"), pl.read_parquet(whole / "distilled.parquet"))
+    manifest = json.loads((killed / "manifest.json").read_text())
+    killed_session, resumed_session = manifest["sessions"]
+    assert killed_session["finished_at"] is None, "a SIGKILLed session leaves its trace"
+    assert resumed_session["rows"] == len(rows) - len(partial)
+
+
+def _cli(*args):
+    return CliRunner().invoke(main, list(map(str, args)))
+
+
+@pytest.mark.parametrize(
+    "make_source, extra, message",
+    [
+        (lambda p: p.write_text(json.dumps(GSM8K_ROWS)), ["--recipe", "gsm9k"], "unknown recipe 'gsm9k'; known recipes: alpaca"),
+        (lambda p: p.write_text(json.dumps([{"q": "x", "a": "y"}])), [], "missing column(s) question, answer; columns found: q, a"),
+        (lambda p: p.write_text("[]"), [], "is empty"),
+        (lambda p: p.write_text("{not json"), [], "cannot read source"),
+        (lambda p: p.write_text(json.dumps(GSM8K_ROWS)), ["--limit", "0"], "--limit must be at least 1"),
+        (lambda p: None, [], "does not exist"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(tiny_model_dir, tmp_path, make_source, extra, message):
+    source = tmp_path / "src.json"
+    make_source(source)
+    out = tmp_path / "out"
+    args = ["distill", "--recipe", "gsm8k", "--source", source, "--model", tiny_model_dir, "--out", out, *extra]
+    if "--recipe" in extra:
+        args = ["distill", "--source", source, "--model", tiny_model_dir, "--out", out, *extra]
+    result = _cli(*args)
+    assert result.exit_code == 1, result.output
+    assert message in result.output
+    assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+    assert not out.exists()
+
+
+def test_not_a_model_folder(tmp_path, gsm8k_file):
+    (tmp_path / "notamodel").mkdir()
+    result = _cli("distill", "--recipe", "gsm8k", "--source", gsm8k_file, "--model", tmp_path / "notamodel",
+                  "--out", tmp_path / "out")
+    assert result.exit_code == 1 and "is not a model folder" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_out_dir_that_is_not_a_run_is_refused(tiny_model_dir, gsm8k_file, tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "precious.txt").write_text("keep me")
+    result = _cli("distill", "--recipe", "gsm8k", "--source", gsm8k_file, "--model", tiny_model_dir, "--out", out)
+    assert result.exit_code == 1 and "is not a run directory" in result.output
+    assert sorted(p.name for p in out.iterdir()) == ["precious.txt"]
+
+
+def test_every_command_has_help():
+    for name, command in main.commands.items():
+        result = _cli(name, "--help")
+        assert result.exit_code == 0, name
+        assert command.help and len(command.help.strip()) > 20, f"{name} has no real help"
