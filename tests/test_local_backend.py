@@ -61,12 +61,18 @@ def test_sampling_is_per_row_seeded_whatever_the_batch(backend):
 
 
 def test_stop_sequence_cuts_and_says_so(backend):
-    text = next(iter(backend.generate(_requests(PROMPTS[:1]), GREEDY))).text
-    stop = text[2:4]
-    assert stop, "the tiny model produced too little text for this test"
-    result = next(iter(backend.generate(_requests(PROMPTS[:1]), GenerationParams(12, 0, 1.0, (stop,)))))
-    assert result.finish_reason == "stop_sequence"
-    assert result.text.endswith(stop) and len(result.text) < len(text) + 1
+    pair = _requests([PROMPTS[2], PROMPTS[1]])
+    texts = {r.row_id: r.text for r in backend.generate(pair, GREEDY)}
+    # The shortest piece of row 0's text (past its first character) that row 1 never writes
+    # (and no half-decoded byte, which generate's token-level stop matching can't see).
+    pieces = (texts[0][1:k] for k in range(3, len(texts[0])))
+    stop = next(p for p in pieces if p not in texts[1] and "\ufffd" not in p)
+    # Row 0 stops early inside a batch whose row 1 runs on: its count must stop with it.
+    results = {r.row_id: r for r in backend.generate(pair, GenerationParams(12, 0, 1.0, (stop,)))}
+    assert results[0].finish_reason == "stop_sequence"
+    assert results[0].text.endswith(stop) and texts[0].startswith(results[0].text)
+    assert results[0].generated_tokens < results[1].generated_tokens
+    assert results[1].text == texts[1]
 
 
 def test_ignore_eos_generates_exactly_max_new_tokens(tiny_model_dir):

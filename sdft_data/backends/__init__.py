@@ -75,6 +75,14 @@ class ModelInfo:
         return asdict(self)
 
 
+class EndpointError(RuntimeError):
+    """The endpoints cannot serve this run (auth refused, wrong URL or model). One line."""
+
+
+class EndpointDown(EndpointError):
+    """Every endpoint kept failing past the retry budget. Finished rows were handed back first."""
+
+
 class Backend(Protocol):
     """What the run engine needs from an engine."""
 

@@ -127,9 +127,13 @@ class LocalBackend:
 
     def _result(self, req: Request, n_prompt: int, row: list[int], eos_ids: set[int], params) -> Result:
         finish = "length"
+        pad = self.tokenizer.pad_token_id
         for i, tok in enumerate(row):
             if tok in eos_ids and not self.ignore_eos:
                 row, finish = row[: i + 1], "eos_token"  # TGI counts the EOS token as generated
+                break
+            if tok == pad:  # the row stopped (on a stop string) while others went on
+                row = row[:i]
                 break
         text = self.tokenizer.decode(row, skip_special_tokens=True)
         for stop in params.stop:
