@@ -1,0 +1,480 @@
+"""Checks: the Polars expressions against the authors' Python, the fallback, check_run on a hand-built run."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from polars.testing import assert_frame_equal
+
+from sdft_data import check as C
+from sdft_data.check import (
+    INVALID,
+    authors_check_magicoder,
+    authors_check_math,
+    authors_check_openfunction,
+    authors_verify,
+    check_frame,
+    check_run,
+    find_last_integer,
+    last_integer_expr,
+    recipe_from_manifest,
+)
+from sdft_data.cli import main
+from sdft_data.recipes import custom_recipe, get_recipe
+
+GSM8K = get_recipe("gsm8k")
+FUNCS = get_recipe("openfunctions")
+CODE = get_recipe("magicoder")
+ALPACA = get_recipe("alpaca")
+
+
+def reasons(recipe, references, rewrites, *, strict=False, status=None, finish=None) -> list[str]:
+    frame = pl.DataFrame(
+        {
+            "reference": references,
+            "rewrite": rewrites,
+            "status": status or ["ok"] * len(rewrites),
+            "finish_reason": finish or ["eos_token"] * len(rewrites),
+        },
+        schema={"reference": pl.String, "rewrite": pl.String, "status": pl.String, "finish_reason": pl.String},
+    )
+    return check_frame(frame, recipe, strict=strict).collect()["reason"].to_list()
+
+
+def polars_last_integers(texts: list[str]) -> list[int | None]:
+    out = pl.DataFrame({"t": texts}).select(last_integer_expr(pl.col("t")))["t"].to_list()
+    return [None if x is None else int(x) for x in out]
+
+
+def python_last_integer(text: str) -> int | None:
+    """The authors' value as check_math sees it: an int, or None where int() fails or INVALID."""
+    found = find_last_integer(text)
+    if found == INVALID:
+        return None
+    try:
+        return int(found)
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------------
+# Last integer
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("The answer is 72.", "72"),
+        ("She earned $1,080 in total. The answer is 1,080.", "1080"),  # thousands separators
+        ("It fell to -5 degrees.", "-5"),  # negatives
+        ("Each costs 0.5 dollars, 3.00 in all", "3"),  # zero decimal part is an integer
+        ("It weighs 2.5 kg", INVALID),  # non-zero decimal part: invalid
+        ("no number here", INVALID),  # no number
+        ("", INVALID),
+        ("A town of 12 500 people", "12500"),  # the authors' regex takes a space as a separator
+        ("had 12\n34 more", "12\n34"),  # ...and any whitespace, which int() then refuses
+        ("1.5.3", "3"),  # findall restarts after "1.5"
+        ("Up 1,2,3.00", "123"),
+        ("x = -0", "-0"),
+        ("007 agents", "007"),
+    ],
+)
+def test_find_last_integer_golden(text, expected):
+    assert find_last_integer(text) == expected
+
+
+def test_last_integer_expr_matches_the_authors_on_golden_cases():
+    texts = ["The answer is 72.", "$1,080. The answer is 1,080.", "-5 degrees", "3.00 in all", "2.5 kg", "none", "",
+             "12 500 people", "12\n34", "1.5.3", "1,2,3.00", "-0", "007", "10\t000", "9" * 38 + " big",
+             "answer: 42, not 41.", "12,\n3", "- 5", "--5", "5-", "-5.0", "5.", ".5", "1.0.0"]
+    assert polars_last_integers(texts) == [python_last_integer(t) for t in texts]
+
+
+def test_last_integer_expr_matches_the_authors_on_fuzzed_text():
+    # Strings built from the characters the regex cares about, plus words and
+    # other whitespace: every path of findall + split + int().
+    rng = random.Random(7)
+    pieces = ["1", "23", "456", "0", "00", ",", ", ", ".", "-", " ", "\n", "\t", "\u00a0", "\x1c", "apples", "$", "x", "The answer is "]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 12))) for _ in range(4000)]
+    texts = [t for t in texts if "999999999" not in t]  # the authors' INVALID sentinel is itself a number
+    assert polars_last_integers(texts) == [python_last_integer(t) for t in texts]
+
+
+def test_numbers_beyond_int128_are_unreadable():
+    # Documented limit: Python's int() reads any length; GSM8K answers are far below 38 digits.
+    assert python_last_integer("9" * 40) == int("9" * 40)
+    assert polars_last_integers(["9" * 40]) == [None]
+
+
+def test_math_check_matches_authors_check_math():
+    rng = random.Random(3)
+    references = ["Tom has 3 + 4 = 7 apples.\nThe answer is 7.", "1250 + 750 = 2000.\nThe answer is 2,000.",
+                  "It is -3 degrees.\nThe answer is -3.", "10 - 4 = 6\nThe answer is 6."]
+    endings = ["The answer is 7.", "The answer is 7.0", "The answer is 7.5", "so 2000", "so 2,000 pens", "2 000",
+               "-3", "3", "6 dollars", "six", "", "The answer is 6.\nHope this helps!", "7 apples and 1 pear"]
+    pairs = [(rng.choice(references), "Let me think.\n" + rng.choice(endings)) for _ in range(300)]
+    refs, rews = zip(*pairs)
+    ours = [r == "accepted" for r in reasons(GSM8K, list(refs), list(rews))]
+    theirs = [authors_verify(rw.strip()) and authors_check_math(rf, rw) for rf, rw in pairs]
+    assert ours == theirs
+
+
+def test_reference_without_an_answer_is_its_own_reason():
+    # The authors' check_math accepts this pair: int(INVALID) == int(INVALID).
+    # A rewrite cannot be checked against a reference that has no answer.
+    assert authors_check_math("no number", "none either") is True
+    assert reasons(GSM8K, ["no number"], ["none either"]) == ["reference_no_answer"]
+
+
+# --------------------------------------------------------------------------
+# The paper's verify()
+
+
+def test_banned_phrases_match_the_authors_verify():
+    texts = ["Here is MY RESPONSE to that.", "As the Reference Answer says", "your own response", "Now it's your turn!",
+             "Your turn: solve it", "your turn: lowercase is allowed by the authors", "Fine. Your turn comes later.",
+             "A plain answer.", "Your Response", "\u212a is Kelvin", "reſponse with a long s: your reſponse",
+             "now it’s your turn (typographic apostrophe)", "  Your turn after spaces"]
+    ours = [r == "accepted" for r in reasons(ALPACA, ["ref"] * len(texts), texts)]
+    assert ours == [authors_verify(t.strip()) for t in texts]
+
+
+def test_whitespace_set_is_pythons():
+    every = [chr(i) for i in range(0x110000) if not 0xD800 <= i <= 0xDFFF]
+    assert set(C.PY_WHITESPACE) == {c for c in every if c.isspace()}
+
+
+# --------------------------------------------------------------------------
+# OpenFunctions
+
+
+@pytest.mark.parametrize(
+    "rewrite, accepted",
+    [
+        ("pyarrow.Timestamp(unit='s')", True),
+        ("Sure! Here is the call:\n```\npyarrow.Timestamp(unit=\"s\")\n```\nIt creates a timestamp.", True),  # text around
+        ("pyarrow.Timestamp( unit='s' )", False),  # spaces inside the parentheses change the params
+        ("x = pyarrow.Timestamp(unit='s')", True),
+        ("mypyarrow.Timestamp(unit='s')", False),  # no word boundary before the name
+        ("np.pyarrow.Timestamp(unit='s')", True),  # "." is a boundary, as in the authors' regex
+        ("mypyarrow.Timestamp(unit='s') then pyarrow.Timestamp(unit='s')", True),  # a later occurrence counts
+        ("pyarrow.Timestamp(unit='ms')", False),
+        ("", False),
+    ],
+)
+def test_function_call_golden(rewrite, accepted):
+    reference = "pyarrow.Timestamp(unit='s')"
+    assert authors_check_openfunction(reference, rewrite) is accepted
+    expected = "accepted" if accepted else ("empty" if not rewrite else "call_mismatch")
+    assert reasons(FUNCS, [reference], [rewrite]) == [expected]
+
+
+def test_function_call_normalises_quotes_commas_and_whitespace():
+    reference = "requests.get(url='https://x.org', params={'a': 1},\n   timeout=5)"
+    rewrite = 'Use requests.get(url="https://x.org",params={"a": 1},timeout=5) here.'
+    assert authors_check_openfunction(reference, rewrite)
+    assert reasons(FUNCS, [reference], [rewrite]) == ["accepted"]
+
+
+def test_reference_that_is_not_a_call_does_not_crash():
+    reference = "```\nf(x)\n```"
+    with pytest.raises(ValueError):
+        authors_check_openfunction(reference, "f(x)")
+    assert reasons(FUNCS, [reference], ["f(x)"]) == ["reference_not_a_call"]
+
+
+def test_function_call_check_matches_the_authors_on_fuzzed_rewrites():
+    rng = random.Random(11)
+    references = ["f(x)", "pkg.mod.fn(a='1', b=2)", "g()", "torch.zeros(3, 4)", "h(x)(y)", "a_b.c(d=[1, 2])"]
+    noise = ["", " ", "x", "_", ".", "(", ")", "'", '"', ", ", ",", "\n", "call ", "é", "1"]
+    pairs = []
+    for _ in range(1500):
+        ref = rng.choice(references)
+        call = C.standardize_function_call(ref) if rng.random() < 0.5 else ref
+        parts = [rng.choice(noise) for _ in range(rng.randint(0, 3))] + [call] * rng.randint(0, 2)
+        parts += [rng.choice(noise) for _ in range(rng.randint(0, 3))]
+        rng.shuffle(parts)
+        pairs.append((ref, "".join(parts)))
+    refs, rews = zip(*pairs)
+    ours = reasons(FUNCS, list(refs), list(rews))
+    theirs = [authors_verify(rw.strip()) and authors_check_openfunction(rf, rw) for rf, rw in pairs]
+    # Empty rewrites are "empty" for us and a mismatch for the authors: both reject.
+    assert [r == "accepted" for r in ours] == theirs
+
+
+# --------------------------------------------------------------------------
+# MagiCoder
+
+
+@pytest.mark.parametrize(
+    "rewrite, accepted",
+    [
+        ("Here is the implementation:\n```python\ndef f():\n    return 1\n```", True),
+        ("I have implemented it.\n```python\nx = 1\n```", True),
+        ("I implemented the class below.\n```python\nclass A: pass\n```", True),
+        ("  \nHere is the code:\n```python\nx = 1\n```", True),  # stripped first
+        ("Sure! Here is the code:\n```python\nx = 1\n```", False),  # wrong opening
+        ("Here is the code:\n```\nx = 1\n```", False),  # no python fence
+        ("Here is the code:\n```Python\nx = 1\n```", False),  # case-sensitive
+        ("here is the code:\n```python\nx = 1\n```", False),
+    ],
+)
+def test_code_format_golden(rewrite, accepted):
+    assert authors_check_magicoder(rewrite) is accepted
+    assert reasons(CODE, ["ref"], [rewrite]) == ["accepted" if accepted else "code_format"]
+
+
+def test_strict_code_must_parse():
+    good = "Here is the code:\n```python\ndef f(x):\n    return x\n```"
+    bad = "Here is the code:\n```python\ndef f(x)\n    return x\n```"
+    unterminated = "Here is the code:\n```python\nprint('ok')"
+    assert reasons(CODE, ["r"] * 3, [good, bad, unterminated]) == ["accepted"] * 3
+    assert reasons(CODE, ["r"] * 3, [good, bad, unterminated], strict=True) == ["accepted", "code_does_not_parse", "accepted"]
+
+
+def test_strict_math_wants_the_answer_form():
+    ref = "3 + 4 = 7\nThe answer is 7."
+    rewrites = ["3 + 4 = 7.\nThe answer is 7.", "3 + 4 = 7, so she has 7 apples.", "The answer is 7", "The answer is 1,000."]
+    refs = [ref, ref, ref, "The answer is 1,000."]
+    assert reasons(GSM8K, refs, rewrites) == ["accepted"] * 4
+    assert reasons(GSM8K, refs, rewrites, strict=True) == ["accepted", "answer_form", "accepted", "accepted"]
+
+
+# --------------------------------------------------------------------------
+# Precedence and the fallback
+
+
+def test_reason_precedence():
+    ref = "The answer is 7."
+    rows = [
+        ("failed", "length", "Your turn. As the reference answer says, 8", "generation_failed"),
+        ("ok", "length", "   ", "empty"),
+        ("ok", "length", "As the reference answer says, 8", "truncated"),
+        ("ok", "eos_token", "Your turn. As the reference answer says, 8", "banned_phrase"),
+        ("ok", "eos_token", "Your turn: the answer is 8", "your_turn"),
+        ("ok", "eos_token", "The answer is 8.", "wrong_answer"),
+        ("ok", None, "The answer is 7.", "accepted"),
+    ]
+    status, finish, rewrites, expected = zip(*rows)
+    assert reasons(GSM8K, [ref] * len(rows), list(rewrites), status=list(status), finish=list(finish)) == list(expected)
+
+
+def test_check_frame_keeps_other_columns_and_defaults_status():
+    frame = pl.DataFrame({"row_id": [0, 1], "reference": ["a", "b"], "rewrite": ["x", None]})
+    out = check_frame(frame.lazy(), ALPACA).collect()
+    assert out.columns == ["row_id", "reference", "rewrite", "status", "finish_reason", "accepted", "reason"]
+    assert out["reason"].to_list() == ["accepted", "empty"]
+
+
+def test_check_frame_needs_reference_and_rewrite():
+    with pytest.raises(ValueError, match="missing column"):
+        check_frame(pl.DataFrame({"reference": ["a"]}), ALPACA)
+
+
+# --------------------------------------------------------------------------
+# check_run on a hand-built run directory (docs/run-directory.md)
+
+GSM8K_SOURCE = [
+    {"question": "Tom has 3 apples and buys 4 more. How many apples does he have?",
+     "answer": "Tom has 3 + 4 = <<3+4=7>>7 apples.\n#### 7"},
+    {"question": "A box holds 12 eggs. How many eggs are in 5 boxes?",
+     "answer": "5 boxes hold 5 * 12 = <<5*12=60>>60 eggs.\n#### 60"},
+    {"question": "Sam reads 20 pages a day for 3 days. How many pages does he read?",
+     "answer": "He reads 20 * 3 = <<20*3=60>>60 pages.\n#### 60"},
+    {"question": "A shop sells 1,250 pens on Monday and 750 on Tuesday. How many in total?",
+     "answer": "1250 + 750 = <<1250+750=2000>>2000 pens.\n#### 2,000"},
+    {"question": "Ana had 10 dollars and spent 4. How much is left?",
+     "answer": "10 - 4 = <<10-4=6>>6 dollars.\n#### 6"},
+    {"question": "There are 7 days in a week. How many days are in 3 weeks?",
+     "answer": "7 * 3 = <<7*3=21>>21 days.\n#### 21"},
+]
+
+# Shard 1 and shard 2; row 2 failed first and was re-run; row 5 has no record yet.
+GSM8K_GENERATIONS = [
+    [
+        (0, "Tom starts with 3 and buys 4, so 3 + 4 = 7.\nThe answer is 7.", "ok", "eos_token"),
+        (1, "5 * 12 = 61 eggs.\nThe answer is 61.", "ok", "eos_token"),
+        (2, None, "failed", None),
+    ],
+    [
+        (2, "  20 * 3 = 60.\nThe answer is 60.  ", "ok", "eos_token"),
+        (3, "1250 + 750 = 2,000 pens in total.\nThe answer is 2,000.", "ok", "eos_token"),
+        (4, "As the reference answer says, 10 - 4 = 6.\nThe answer is 6.", "ok", "length"),
+    ],
+]
+
+
+def make_run(root: Path, recipe=GSM8K, source=GSM8K_SOURCE, shards=GSM8K_GENERATIONS) -> Path:
+    """A run directory as `sdft-data distill` leaves it, written by hand."""
+    root.mkdir(parents=True, exist_ok=True)
+    manifest = {
+        "fingerprint": "f" * 64,
+        "fingerprint_inputs": {
+            "source": {"kind": "file", "id": "small.json", "sha256": "0" * 64},
+            "recipe": recipe.describe(),
+            "template": {"mode": "chat"},
+            "model": {"id": "tiny-llama", "revision": None},
+            "generation": {"max_new_tokens": 64, "temperature": 0.95, "top_p": 0.7},
+            "seed": 0,
+        },
+        "sdft_version": "0.1.0",
+        "created_at": "2026-01-01T00:00:00+00:00",
+        "updated_at": "2026-01-01T00:00:00+00:00",
+        "counts": {"ok": 4, "failed": 0},
+    }
+    (root / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    pl.DataFrame(source).with_row_index("row_id").with_columns(pl.col("row_id").cast(pl.Int64)).write_parquet(
+        root / "source.parquet"
+    )
+    (root / "generations").mkdir(exist_ok=True)
+    for i, shard in enumerate(shards, start=1):
+        pl.DataFrame(
+            {
+                "row_id": [r[0] for r in shard],
+                "text": [r[1] for r in shard],
+                "status": [r[2] for r in shard],
+                "finish_reason": [r[3] for r in shard],
+                "prompt_tokens": [10] * len(shard),
+                "generated_tokens": [5] * len(shard),
+                "error": [None if r[2] == "ok" else "timeout" for r in shard],
+                "attempts": [1] * len(shard),
+                "seed": [r[0] for r in shard],
+            },
+            schema={"row_id": pl.Int64, "text": pl.String, "status": pl.String, "finish_reason": pl.String,
+                    "prompt_tokens": pl.Int64, "generated_tokens": pl.Int64, "error": pl.String,
+                    "attempts": pl.Int64, "seed": pl.Int64},
+        ).write_parquet(root / "generations" / f"{i:06d}.parquet")
+    return root
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_check_run_falls_back_and_keeps_reasons(tmp_path):
+    run = make_run(tmp_path / "run")
+    generations = snapshot(run / "generations")
+    distilled = check_run(run)
+
+    expected = pl.DataFrame(
+        {
+            "question": [r["question"] for r in GSM8K_SOURCE[:5]],
+            "answer": [
+                "Tom starts with 3 and buys 4, so 3 + 4 = 7.\nThe answer is 7.",
+                "5 boxes hold 5 * 12 = 60 eggs.\nThe answer is 60.",  # wrong answer: the normalised reference
+                "20 * 3 = 60.\nThe answer is 60.",  # the re-run record wins, stripped
+                "1250 + 750 = 2,000 pens in total.\nThe answer is 2,000.",
+                "10 - 4 = 6 dollars.\nThe answer is 6.",  # truncated (before its banned phrase)
+            ],
+            "row_id": [0, 1, 2, 3, 4],
+            "original_response": [
+                "Tom has 3 + 4 = 7 apples.\nThe answer is 7.",
+                "5 boxes hold 5 * 12 = 60 eggs.\nThe answer is 60.",
+                "He reads 20 * 3 = 60 pages.\nThe answer is 60.",
+                "1250 + 750 = 2000 pens.\nThe answer is 2,000.",
+                "10 - 4 = 6 dollars.\nThe answer is 6.",
+            ],
+            "rewrite": [
+                "Tom starts with 3 and buys 4, so 3 + 4 = 7.\nThe answer is 7.",
+                "5 * 12 = 61 eggs.\nThe answer is 61.",
+                "20 * 3 = 60.\nThe answer is 60.",
+                "1250 + 750 = 2,000 pens in total.\nThe answer is 2,000.",
+                "As the reference answer says, 10 - 4 = 6.\nThe answer is 6.",
+            ],
+            "accepted": [True, False, True, True, False],
+            "reason": ["accepted", "wrong_answer", "accepted", "accepted", "truncated"],
+        },
+        schema_overrides={"row_id": pl.Int64},
+    )
+    assert_frame_equal(distilled, expected)
+    assert_frame_equal(pl.read_parquet(run / "distilled.parquet"), expected)
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    check = manifest["check"]
+    assert check["strict"] is False
+    assert (check["rows"], check["accepted"], check["pending"]) == (5, 3, 1)
+    assert check["by_reason"] == {"truncated": 1, "wrong_answer": 1, "accepted": 3}
+    assert manifest["fingerprint"] == "f" * 64  # the rest of the manifest is kept
+    assert manifest["updated_at"] == check["checked_at"]
+    assert snapshot(run / "generations") == generations  # never touched
+    assert not list(run.glob(".*tmp"))
+
+
+def test_recheck_strict_is_recorded(tmp_path):
+    run = make_run(tmp_path / "run")
+    check_run(run)
+    distilled = check_run(run, strict=True)
+    # "2,000 pens in total.\nThe answer is 2,000." keeps the form; all accepted rows do here.
+    assert distilled["reason"].to_list() == ["accepted", "wrong_answer", "accepted", "accepted", "truncated"]
+    assert json.loads((run / "manifest.json").read_text())["check"]["strict"] is True
+
+
+def test_run_with_no_generations(tmp_path):
+    run = make_run(tmp_path / "run", shards=[])
+    with pytest.raises(ValueError, match="no generations yet"):
+        check_run(run)
+    assert not (run / "distilled.parquet").exists()
+
+
+def test_not_a_run_directory(tmp_path):
+    with pytest.raises(ValueError, match="no manifest.json"):
+        check_run(tmp_path)
+    with pytest.raises(ValueError, match="does not exist"):
+        check_run(tmp_path / "missing")
+
+
+def test_unknown_recipe_in_manifest(tmp_path):
+    run = make_run(tmp_path / "run")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["fingerprint_inputs"]["recipe"] = {"name": "nope", "version": 1}
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="unknown recipe 'nope'"):
+        check_run(run)
+
+
+def test_source_missing_a_recipe_column(tmp_path):
+    run = make_run(tmp_path / "run", source=[{"question": "q", "solution": "s"}], shards=[[(0, "x", "ok", "eos_token")]])
+    with pytest.raises(ValueError, match="lacks column"):
+        check_run(run)
+
+
+def test_recipe_from_manifest_rebuilds_custom_recipes():
+    recipe = custom_recipe(prompt_column="q", response_column="a", template="refer", check="function_call", name="mine")
+    rebuilt = recipe_from_manifest({"fingerprint_inputs": {"recipe": recipe.describe()}})
+    assert rebuilt == recipe
+    assert recipe_from_manifest({"fingerprint_inputs": {"recipe": GSM8K.describe()}}) is GSM8K
+    with pytest.raises(ValueError, match="fingerprint_inputs"):
+        recipe_from_manifest({})
+
+
+def test_cli_check(tmp_path):
+    run = make_run(tmp_path / "run")
+    result = CliRunner().invoke(main, ["check", str(run)])
+    assert result.exit_code == 0, result.output
+    assert "5 rows checked: 3 rewrites accepted, 2 fell back" in result.output
+    assert "wrong_answer" in result.output
+
+
+def test_cli_check_bad_input_is_one_line(tmp_path):
+    run = make_run(tmp_path / "run", shards=[])
+    result = CliRunner().invoke(main, ["check", str(run)])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [f"Error: run {run} has no generations yet: run sdft-data distill first"]
+    assert sorted(p.name for p in run.iterdir()) == ["generations", "manifest.json", "source.parquet"]
+
+
+def test_source_columns_named_like_the_check_columns(tmp_path):
+    # A custom dataset whose columns are called "status" and "reference".
+    recipe = custom_recipe(prompt_column="status", response_column="reference", check="math")
+    source = [{"status": "2+2?", "reference": "It is 4."}, {"status": "3+3?", "reference": "It is 6."}]
+    run = make_run(tmp_path / "run", recipe=recipe, source=source,
+                   shards=[[(0, "Two and two: 4.", "ok", "eos_token"), (1, "It is 7.", "ok", "eos_token")]])
+    distilled = check_run(run)
+    assert distilled.columns == ["status", "reference", "row_id", "original_response", "rewrite", "accepted", "reason"]
+    assert distilled["reference"].to_list() == ["Two and two: 4.", "It is 6."]
+    assert distilled["reason"].to_list() == ["accepted", "wrong_answer"]
