@@ -11,6 +11,7 @@ import sys
 import click
 
 from . import __version__
+from .backends import EndpointError
 
 
 class UserError(click.ClickException):
@@ -24,7 +25,7 @@ def user_errors(fn):
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ValueError, FileNotFoundError, PermissionError) as e:
+        except (ValueError, FileNotFoundError, PermissionError, EndpointError) as e:
             raise UserError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
 
     return wrapper
@@ -77,6 +78,252 @@ def tiny_model(out_dir, hidden_size, layers, seed):
 
     path = build_tiny_model(out_dir, hidden_size=hidden_size, num_layers=layers, seed=seed)
     click.echo(f"tiny model written to {path}")
+
+
+@main.command()
+@click.option("--recipe", "recipe_name", required=True, help="Recipe name (see `sdft-data recipes`) or `custom`.")
+@click.option("--source", default=None, help="Hub dataset id, or a local .json/.jsonl/.parquet/.csv file.  [default: the recipe's Hub source]")
+@click.option("--config", default=None, help="Hub dataset config (default: the recipe's, for its own source).")
+@click.option("--split", default=None, help="Split to distill.  [default: train]")
+@click.option("--revision", default=None, help="Hub dataset revision (branch, tag or commit).")
+@click.option("--model", default=None, help="Seed model: Hub id or local folder (optional for --backend tgi).")
+@click.option("--backend", type=click.Choice(["local", "tgi", "openai"]), default="local", show_default=True)
+@click.option("--endpoint", "endpoints", multiple=True, help="Serving endpoint URL (repeatable) for tgi/openai.")
+@click.option("--tokenizer", default=None, help="Tokenizer to render prompts with, when the served model id can't be loaded here.")
+@click.option("--concurrency", type=int, default=None, help="In-flight requests per endpoint.  [default: TGI's /info max_concurrent_requests, else 128 (tgi) or 64 (openai)]")
+@click.option("--token-file", type=click.Path(dir_okay=False), default=None, help="File holding the endpoint's bearer token (else HF_TOKEN).")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory (created, or resumed).")
+@click.option("--limit", type=int, default=None, help="Distill only the first N rows.")
+@click.option("--format", "fmt", type=click.Choice(["chat", "paper"]), default="chat", show_default=True,
+              help="chat: the model's chat template; paper: the authors' raw-text templates.")
+@click.option("--max-new-tokens", type=int, default=512, show_default=True)
+@click.option("--temperature", type=float, default=0.95, show_default=True, help="0 for greedy decoding.")
+@click.option("--top-p", type=float, default=0.7, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Local backend batch size.")
+@click.option("--retry-failed", is_flag=True, help="Re-run only the rows of RUN_DIR that failed.")
+@click.option("--prompt-column", default=None, help="custom recipe: the instruction column.")
+@click.option("--input-column", default=None, help="custom recipe: an optional input column, joined to the prompt.")
+@click.option("--response-column", default=None, help="custom recipe: the response column.")
+@click.option("--template", type=click.Choice(["using", "refer"]), default="using", show_default=True,
+              help="custom recipe: alpaca_distill_using or alpaca_distill_refer.")
+@click.option("--check", "check_kind", type=click.Choice(["none", "math", "function_call", "code"]), default="none",
+              show_default=True, help="custom recipe: task check.")
+@user_errors
+def distill(recipe_name, source, config, split, revision, model, backend, endpoints, tokenizer, concurrency,
+            token_file, out, limit, fmt, max_new_tokens, temperature, top_p, seed, batch_size, retry_failed,
+            prompt_column, input_column, response_column, template, check_kind):
+    """Rewrite a dataset's responses with the seed model, check them, fall back where they fail.
+
+    Resumable: the same command into the same --out continues where it
+    stopped; a different run into it is refused.
+
+    \b
+    sdft-data distill --recipe gsm8k --source openai/gsm8k --model meta-llama/Llama-2-7b-chat-hf --out runs/gsm8k
+    sdft-data distill --recipe alpaca --source alpaca.json --model models/tiny --out runs/demo --limit 50
+    sdft-data distill --recipe gsm8k --source openai/gsm8k --backend tgi --endpoint http://gpu1:8080 --out runs/gsm8k
+    sdft-data distill --recipe custom --source mine.jsonl --prompt-column q --response-column a --model models/tiny --out runs/mine
+    """
+    import os
+
+    from .backends import GenerationParams
+    from .recipes import custom_recipe, get_recipe
+    from .run import distill as run_distill
+
+    if recipe_name == "custom":
+        if not prompt_column or not response_column:
+            raise UserError("--recipe custom needs --prompt-column and --response-column")
+        recipe = custom_recipe(prompt_column=prompt_column, input_column=input_column,
+                               response_column=response_column, template=template, check=check_kind)
+    else:
+        recipe = get_recipe(recipe_name)
+    if source is None:
+        source = recipe.source
+    token = None
+    if token_file:
+        token = open(token_file).read().strip()
+    elif backend != "local":
+        token = os.environ.get("HF_TOKEN") or None
+    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+    summary = run_distill(
+        recipe=recipe, source=source, out=out, model=model, backend=backend, config=config, split=split,
+        revision=revision, limit=limit, fmt=fmt, params=params, seed=seed, batch_size=batch_size,
+        endpoints=tuple(endpoints), tokenizer=tokenizer, concurrency=concurrency, token=token,
+        retry_failed=retry_failed,
+    )
+    _print_summary(summary)
+
+
+def _print_summary(summary) -> None:
+    counts = summary.counts
+    verb = "resumed" if summary.resumed else "new run"
+    click.echo(f"{verb} {summary.fingerprint[:12]} in {summary.run_dir}: generated {summary.generated_now} rows now")
+    click.echo(f"rows {counts.get('rows', 0)}: ok {counts.get('ok', 0)}, failed {counts.get('failed', 0)}, "
+               f"pending {counts.get('pending', 0)}")
+    if summary.by_reason:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_reason.items(), key=lambda kv: -kv[1]))
+        click.echo(f"checks: {reasons}")
+    if summary.distilled:
+        click.echo(f"distilled dataset: {summary.distilled}")
+
+
+@main.command()
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--repo", required=True, help="Dataset repo ORG/NAME.")
+@click.option("--private", is_flag=True, help="Create the Hub repo private (when it does not exist yet).")
+@click.option("--local", "local", type=click.Path(file_okay=False), default=None,
+              help="Publish into this folder (DIR/ORG/NAME/versions/vN) instead of the Hub.")
+@click.option("--license", "license_", default=None, help="License id for the card.  [default: the source's]")
+@click.option("--tag", default=None, help="Version name to create (vN).  [default: the next one]")
+@click.option("--max-shard-size", "max_shard_mb", type=int, default=500, show_default=True,
+              help="Largest data file, in MB.")
+@user_errors
+def push(run_dir, repo, private, local, license_, tag, max_shard_mb):
+    """Publish a checked run as the next version (v1, v2, ...) of a dataset repo.
+
+    One commit holds the data (data/, sharded), the dataset card (README.md),
+    the manifest and the diff report; then the version tag. Tags are never
+    moved; pushing the same run again is a no-op. Uses HF_ENDPOINT and HF_TOKEN
+    (or the token saved by `hf auth login`); --local writes the same layout and
+    versions into a folder instead.
+
+    \b
+    sdft-data push runs/gsm8k --repo my-org/gsm8k-sdft
+    sdft-data push runs/gsm8k --repo my-org/gsm8k-sdft --private
+    sdft-data push runs/gsm8k --repo my-org/gsm8k-sdft --local published/
+    """
+    from .publish import push as push_run
+
+    result = push_run(run_dir, repo, local=local, private=private, license=license_, tag=tag,
+                      max_shard_bytes=max_shard_mb * 1024 * 1024)
+    click.echo(result.message())
+
+
+@main.command()
+@click.argument("repo")
+@click.option("--local", "local", type=click.Path(file_okay=False), default=None,
+              help="Read the versions from this folder instead of the Hub.")
+@user_errors
+def versions(repo, local):
+    """List the published versions of a dataset repo, oldest first.
+
+    \b
+    sdft-data versions my-org/gsm8k-sdft
+    sdft-data versions my-org/gsm8k-sdft --local published/
+    """
+    from .publish import versions as list_versions
+
+    found = list_versions(repo, local=local)
+    if not found:
+        click.echo(f"{repo} has no versions yet")
+        return
+    click.echo(f"{'version':<8} {'date':<10}  {'rows':>9}  {'rewrite':>7}  {'fingerprint':<12}  model")
+    for v in found:
+        rate = "n/a" if v.rewrite_rate is None else f"{100 * v.rewrite_rate:.1f}%"
+        click.echo(f"{v.version:<8} {v.date:<10}  {v.rows:>9,}  {rate:>7}  {v.fingerprint[:12]:<12}  {v.model}")
+
+
+@main.command()
+@click.argument("spec", metavar="ORG/NAME[@vN]")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to download into (new or empty).")
+@click.option("--local", "local", type=click.Path(file_okay=False), default=None,
+              help="Copy from this folder instead of the Hub.")
+@user_errors
+def pull(spec, out, local):
+    """Download one version (default: the latest) and check it against its manifest.
+
+    \b
+    sdft-data pull my-org/gsm8k-sdft@v2 --out data/gsm8k-v2
+    sdft-data pull my-org/gsm8k-sdft@v1 --out data/gsm8k-v1 --local published/
+    """
+    from .publish import pull as pull_version
+
+    version, folder = pull_version(spec, out, local=local)
+    repo = spec.partition("@")[0]
+    click.echo(f"pulled {repo}@{version} into {folder} (checked against its manifest)")
+
+
+@main.command("check")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@click.option("--strict", is_flag=True, help="Also require parsing ```python blocks (code) and a final \"The answer is N.\" (math).")
+@user_errors
+def check_cmd(run_dir, strict):
+    """Re-apply the recipe's checks to a run; rewrite RUN_DIR/distilled.parquet.
+
+    Failed rows fall back to the original response and keep why in `reason`.
+    The generations are never touched; the manifest records the check.
+
+    \b
+    sdft-data check runs/gsm8k
+    sdft-data check runs/magicoder --strict
+    """
+    from .check import check_run, count_reasons
+
+    distilled = check_run(run_dir, strict=strict)
+    rows = distilled.height
+    accepted = int(distilled["accepted"].sum())
+    click.echo(f"{rows:,} rows checked{' (strict)' if strict else ''}: {accepted:,} rewrites accepted, {rows - accepted:,} fell back")
+    for reason, n in count_reasons(distilled["reason"]).items():
+        click.echo(f"  {reason:<24}{n:>10,}  {100 * n / rows:5.1f}%")
+    click.echo(f"written to {run_dir}/distilled.parquet")
+
+
+@main.command("diff")
+@click.argument("run_dir", required=False, type=click.Path(file_okay=False))
+@click.option("--original", help="Original dataset: a .json/.jsonl/.parquet/.csv file or a Hub id.")
+@click.option("--distilled", help="Distilled dataset, row-aligned with --original: a file, Hub id or run directory.")
+@click.option("--recipe", "recipe_name", help="Recipe of the pair (see `sdft-data recipes`); `custom` takes the column options.")
+@click.option("--prompt-column", help="custom recipe: the instruction column.")
+@click.option("--input-column", help="custom recipe: an optional input column, joined to the instruction.")
+@click.option("--response-column", help="custom recipe: the response column.")
+@click.option("--check", "check_kind", default="none", show_default=True, help="custom recipe: none, math, function_call or code.")
+@click.option("--against", help="Another version to compare with: a run directory, a file, a published folder or org/name@revision.")
+@click.option("--tokenizer", help="Also count tokens with this tokenizer (Hub id or local path).")
+@click.option("--examples", default=3, show_default=True, help="Examples shown per reason in report.md.")
+@click.option("--out", type=click.Path(file_okay=False), help="Report folder [default: RUN_DIR/report; required with --original].")
+@user_errors
+def diff_cmd(run_dir, original, distilled, recipe_name, prompt_column, input_column, response_column, check_kind,
+             against, tokenizer, examples, out):
+    """Show what distillation changed: kept, rewritten and why, lengths, similarity.
+
+    Writes stats.json (read by the dataset card), report.md and PNG plots, and
+    prints a compact table. Works on a run, or on any two row-aligned datasets
+    (verdicts are then inferred: rewritten when the response differs).
+
+    \b
+    sdft-data diff runs/gsm8k
+    sdft-data diff runs/gsm8k --against runs/gsm8k-old --tokenizer models/tiny
+    sdft-data diff --original alpaca_train.json --distilled distilled_alpaca.json --recipe alpaca --out report/
+    sdft-data diff --original data.jsonl --distilled out.jsonl --recipe custom \\
+        --prompt-column question --response-column answer --check math --out report/
+    """
+    from .diff import diff_files, diff_run, render_table
+
+    pair = original or distilled or recipe_name
+    if run_dir and pair:
+        raise UserError("give either RUN_DIR or --original/--distilled/--recipe, not both")
+    if run_dir:
+        stats = diff_run(run_dir, out=out, tokenizer=tokenizer, against=against, examples=examples)
+        out = out or f"{run_dir}/report"
+    else:
+        missing = [name for name, v in (("--original", original), ("--distilled", distilled), ("--recipe", recipe_name), ("--out", out)) if not v]
+        if missing:
+            raise UserError(f"missing {', '.join(missing)}: diff takes RUN_DIR, or --original, --distilled, --recipe and --out")
+        recipe = _recipe_for_diff(recipe_name, prompt_column, input_column, response_column, check_kind)
+        stats = diff_files(original, distilled, recipe, out, tokenizer=tokenizer, against=against, examples=examples)
+    click.echo(render_table(stats))
+    click.echo(f"report written to {out}/ (stats.json, report.md, PNGs)")
+
+
+def _recipe_for_diff(name, prompt_column, input_column, response_column, check_kind):
+    from .recipes import custom_recipe, get_recipe
+
+    if name == "custom":
+        if not prompt_column or not response_column:
+            raise UserError("--recipe custom needs --prompt-column and --response-column")
+        return custom_recipe(prompt_column=prompt_column, response_column=response_column,
+                             input_column=input_column, check=check_kind)
+    return get_recipe(name)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -45,6 +45,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .card import HUB_LICENSES, CardInput, VersionRow, model_label, render_card
+from .run import read_manifest
 
 # The Hub's rule for a repo id: namespace/name, letters, digits, "-", "_", "." (no "--" or "..", at most 96 chars).
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
@@ -142,9 +143,7 @@ def _sha256_file(path: Path) -> str:
 def open_run(run_dir: str | os.PathLike) -> _Run:
     """The checked run in `run_dir`; ValueError when it is not a run or was never checked."""
     run = Path(run_dir)
-    if not (run / "manifest.json").is_file():
-        raise ValueError(f"{run} is not a run directory (no manifest.json)")
-    manifest = json.loads((run / "manifest.json").read_text())
+    manifest = read_manifest(run)
     distilled = run / "distilled.parquet"
     if "check" not in manifest or not distilled.is_file():
         raise ValueError(f"run {run} was never checked: run `sdft-data check {run}`")

@@ -60,11 +60,18 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def read_manifest(run_dir: Path) -> dict:
-    path = Path(run_dir) / "manifest.json"
+def read_manifest(run_dir: str | Path) -> dict:
+    """A run's manifest.json; ValueError (one line) when RUN_DIR is not a run."""
+    run = Path(run_dir)
+    path = run / "manifest.json"
+    if not run.is_dir():
+        raise ValueError(f"run directory {run} does not exist")
     if not path.is_file():
-        raise ValueError(f"{run_dir} is not a run directory (no manifest.json)")
-    return json.loads(path.read_text())
+        raise ValueError(f"{run} is not a run directory: it has no manifest.json")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
 
 
 def write_manifest(run_dir: Path, manifest: dict) -> None:
