@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -30,13 +29,14 @@ from sdft_data.backends.local import LocalBackend
 from sdft_data.recipes import get_recipe
 from sdft_data.tiny import build_tiny_model
 
+# Peak RSS from /proc (VmHWM): ru_maxrss would carry the parent's peak into the child.
 MEMORY_SCRIPT = """
-import resource, sys
+import re, sys
 from sdft_data.backends import GenerationParams
 from sdft_data.run import distill
 distill(recipe="gsm8k", source=sys.argv[1], out=sys.argv[2], model=sys.argv[3], batch_size=32,
         params=GenerationParams(max_new_tokens=2, temperature=0), progress=False)
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+print(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
 """
 
 
@@ -75,15 +75,16 @@ def peak_rss_mb(source: Path, out: Path, model: Path) -> float:
     env = dict(os.environ, TOKENIZERS_PARALLELISM="false")
     done = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, source, out, model], env=env, check=True,
                           capture_output=True, text=True)
-    return int(done.stdout.strip().splitlines()[-1]) / 1024  # ru_maxrss is KiB on Linux
+    return int(done.stdout.strip().splitlines()[-1]) / 1024
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="the paper's data folder")
     parser.add_argument("--prompts", type=int, default=64)
-    parser.add_argument("--new-tokens", type=int, default=64)
-    parser.add_argument("--batch-size", type=int, default=64)
+    # 128: about the length of a GSM8K or Alpaca rewrite (the paper caps at 512).
+    parser.add_argument("--new-tokens", type=int, default=128)
+    parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--memory-rows", type=int, default=500, help="N for the N vs 10N memory runs")
     args = parser.parse_args()

@@ -110,7 +110,11 @@ class LocalBackend:
         width = max(len(x) for x in ids)
         input_ids = torch.tensor([[pad] * (width - len(x)) + x for x in ids], device=self.device)
         attention = torch.tensor([[0] * (width - len(x)) + [1] * len(x) for x in ids], device=self.device)
-        kwargs = dict(max_new_tokens=params.max_new_tokens, pad_token_id=pad, do_sample=False)
+        # A static (preallocated) KV cache: the default dynamic cache concatenates
+        # every layer's keys and values at every step, which at batch 64 on a CPU
+        # costs more than the model itself (measured: 101 ms vs 25 ms a step).
+        kwargs = dict(max_new_tokens=params.max_new_tokens, pad_token_id=pad, do_sample=False,
+                      cache_implementation="static")
         if self.ignore_eos:
             kwargs["min_new_tokens"] = params.max_new_tokens
         if params.do_sample:
