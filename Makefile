@@ -16,10 +16,16 @@ OUT      ?= runs/$(RECIPE)
 LIMIT    ?=
 ARGS     ?=
 REPO     ?= my-org/$(RECIPE)-sdft
+# Publishing target: a local folder by default; HUB_DIR= (empty) pushes to the Hub.
 HUB_DIR  ?= hub
+DATA     ?= $(REPO)@v1
+BASE_MODEL ?= $(if $(MODEL),$(MODEL),$(TINY))
+CKPT     ?= ckpt/$(RECIPE)
+TASK     ?= $(RECIPE)
+EVAL_DATA ?=
 PAPER_DATA ?= ../shared/data
 
-.PHONY: setup demo test distill check diff push bench clean
+.PHONY: setup demo test distill check diff push train eval bench clean
 
 setup: $(VENV)/.installed
 
@@ -40,11 +46,13 @@ demo: setup $(TINY)/config.json
 		--model $(TINY) --out runs/demo --max-new-tokens 48
 	$(BIN)/sdft-data diff runs/demo
 	$(BIN)/sdft-data push runs/demo --repo demo/gsm8k-sdft --local $(HUB_DIR)
+	$(BIN)/sdft-train train --data demo/gsm8k-sdft@v1 --local $(HUB_DIR) --model $(TINY) --out runs/demo-ckpt --max-steps 2
 	@echo
 	@echo "demo done:"
 	@echo "  run directory     runs/demo  (manifest.json, generations/, distilled.parquet)"
 	@echo "  diff report       runs/demo/report/report.md"
 	@echo "  published dataset $(HUB_DIR)/demo/gsm8k-sdft  (sdft-data versions demo/gsm8k-sdft --local $(HUB_DIR))"
+	@echo "  LoRA adapter      runs/demo-ckpt  (trained 2 steps on demo/gsm8k-sdft@v1)"
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -63,6 +71,13 @@ diff: setup
 push: setup
 	$(BIN)/sdft-data push $(OUT) --repo $(REPO) $(if $(HUB_DIR),--local $(HUB_DIR))
 
+train: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json)
+	$(BIN)/sdft-train train --data $(DATA) $(if $(HUB_DIR),--local $(HUB_DIR)) --model $(BASE_MODEL) --out $(CKPT) $(ARGS)
+
+eval: setup
+	@test -n "$(EVAL_DATA)" || { echo "set EVAL_DATA to the task's test file (e.g. gsm8k_test.json)"; exit 2; }
+	$(BIN)/sdft-train eval --model $(CKPT) --task $(TASK) --data $(EVAL_DATA) --out $(CKPT)/eval
+
 bench: setup
 	$(BIN)/python benchmarks/bench_local_generate.py --data $(PAPER_DATA)
 	$(BIN)/python benchmarks/bench_check_diff.py --data $(PAPER_DATA)
@@ -70,4 +85,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_endpoint.py
 
 clean:
-	rm -rf runs/demo $(HUB_DIR)/demo
+	rm -rf runs/demo runs/demo-ckpt $(HUB_DIR)/demo
