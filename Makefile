@@ -23,7 +23,8 @@ BASE_MODEL ?= $(if $(MODEL),$(MODEL),$(TINY))
 CKPT     ?= ckpt/$(RECIPE)
 TASK     ?= $(RECIPE)
 EVAL_DATA ?=
-PAPER_DATA ?= ../shared/data
+# The paper's data folder (a clone of github sail-sg/sdft beside this one), for two benchmarks.
+PAPER_DATA ?= ../sdft/data
 
 .PHONY: setup demo test distill check diff push train eval bench clean
 

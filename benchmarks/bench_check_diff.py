@@ -180,7 +180,7 @@ def run_side(code: str, path: Path) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="the paper's data folder")
+    parser.add_argument("--data", type=Path, required=True, help="the paper's data folder (github sail-sg/sdft, data/)")
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--repeats", type=int, default=3, help="runs per side; medians are reported")
     args = parser.parse_args()

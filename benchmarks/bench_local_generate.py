@@ -80,7 +80,7 @@ def peak_rss_mb(source: Path, out: Path, model: Path) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--data", type=Path, default=Path("../shared/data"), help="the paper's data folder")
+    parser.add_argument("--data", type=Path, required=True, help="the paper's data folder (github sail-sg/sdft, data/)")
     parser.add_argument("--prompts", type=int, default=64)
     # 128: about the length of a GSM8K or Alpaca rewrite (the paper caps at 512).
     parser.add_argument("--new-tokens", type=int, default=128)

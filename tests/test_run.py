@@ -179,3 +179,22 @@ def test_every_command_has_help():
         result = _cli(name, "--help")
         assert result.exit_code == 0, name
         assert command.help and len(command.help.strip()) > 20, f"{name} has no real help"
+
+
+def test_custom_recipe_from_a_local_file(tiny_model_dir, alpaca_file, tmp_path):
+    out = tmp_path / "custom"
+    result = _cli("distill", "--recipe", "custom", "--source", alpaca_file, "--prompt-column", "instruction",
+                  "--input-column", "input", "--response-column", "output", "--template", "refer",
+                  "--model", tiny_model_dir, "--out", out, "--max-new-tokens", "4", "--format", "paper")
+    assert result.exit_code == 0, result.output
+    manifest = json.loads((out / "manifest.json").read_text())
+    recipe = manifest["fingerprint_inputs"]["recipe"]
+    assert (recipe["name"], recipe["prompt_column"], recipe["input_column"]) == ("custom", "instruction", "input")
+    assert manifest["fingerprint_inputs"]["template"]["example"].startswith(
+        "<s>Below are an instruction that describes a task along with a reference answer. Refer to")
+    distilled = pl.read_parquet(out / "distilled.parquet")
+    assert distilled.columns[:3] == ["instruction", "input", "output"] and distilled.height == 4
+    # A custom recipe without its columns is refused in one line.
+    missing = _cli("distill", "--recipe", "custom", "--source", alpaca_file, "--model", tiny_model_dir,
+                   "--out", tmp_path / "x")
+    assert missing.exit_code == 1 and "--prompt-column and --response-column" in missing.output
