@@ -82,19 +82,10 @@ class PushResult:
 
 
 @dataclass
-class VersionInfo:
-    """One published version, as listed by `versions`."""
+class VersionInfo(VersionRow):
+    """One published version, as listed by `versions`: a versions-table row plus where it lives."""
 
-    version: str
-    date: str
-    model: str
-    fingerprint: str
-    rows: int
-    rewrite_rate: float | None
     revision: str  # commit sha, or the version folder
-
-    def row(self) -> VersionRow:
-        return VersionRow(self.version, self.date, self.model, self.fingerprint, self.rows, self.rewrite_rate)
 
 
 # -- names --------------------------------------------------------------------------------------
@@ -303,7 +294,7 @@ def _stage(run: _Run, repo: str, version: str, folder: Path, *, previous_readme:
         repo=repo, version=version, manifest=manifest, rows=shards.rows, accepted=shards.accepted,
         by_reason=shards.by_reason, columns=shards.columns, shards=[f["path"] for f in shards.files],
         stats=stats, plots=plots, has_report_md=has_md,
-        versions=[v.row() for v in previous] + [this.row()], license=license,
+        versions=[*previous, this], license=license,
     )
     readme = render_card(card, previous_readme, template)
     (folder / "README.md").write_text(readme, encoding="utf-8")

@@ -9,6 +9,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from conftest import GSM8K_ROWS
 from polars.testing import assert_frame_equal
 
 from sdft_data import check as C
@@ -279,20 +280,7 @@ def test_check_frame_needs_reference_and_rewrite():
 # --------------------------------------------------------------------------
 # check_run on a hand-built run directory (docs/run-directory.md)
 
-GSM8K_SOURCE = [
-    {"question": "Tom has 3 apples and buys 4 more. How many apples does he have?",
-     "answer": "Tom has 3 + 4 = <<3+4=7>>7 apples.\n#### 7"},
-    {"question": "A box holds 12 eggs. How many eggs are in 5 boxes?",
-     "answer": "5 boxes hold 5 * 12 = <<5*12=60>>60 eggs.\n#### 60"},
-    {"question": "Sam reads 20 pages a day for 3 days. How many pages does he read?",
-     "answer": "He reads 20 * 3 = <<20*3=60>>60 pages.\n#### 60"},
-    {"question": "A shop sells 1,250 pens on Monday and 750 on Tuesday. How many in total?",
-     "answer": "1250 + 750 = <<1250+750=2000>>2000 pens.\n#### 2,000"},
-    {"question": "Ana had 10 dollars and spent 4. How much is left?",
-     "answer": "10 - 4 = <<10-4=6>>6 dollars.\n#### 6"},
-    {"question": "There are 7 days in a week. How many days are in 3 weeks?",
-     "answer": "7 * 3 = <<7*3=21>>21 days.\n#### 21"},
-]
+GSM8K_SOURCE = GSM8K_ROWS
 
 # Shard 1 and shard 2; row 2 failed first and was re-run; row 5 has no record yet.
 GSM8K_GENERATIONS = [
