@@ -222,8 +222,12 @@ def distill(
         raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(templates.FORMATS)}")
     if params.max_new_tokens < 1:
         raise ValueError("--max-new-tokens must be at least 1")
-    spec = SourceSpec(source, config if config is not None else (rec.config if source == rec.source else None),
-                      split or "train", revision)
+    if not source:
+        raise ValueError(f"recipe {rec.name} has no default source: pass --source (a Hub id or a local file)")
+    # The recipe's config and split are for its own Hub source; another source starts from "train".
+    own = source == rec.source
+    spec = SourceSpec(source, config if config is not None else (rec.config if own else None),
+                      split or (rec.split if own else "train"), revision)
     ds, source_desc = open_source(spec, required=[rec.prompt_column, rec.response_column], limit=limit)
 
     run_dir = Path(out)

@@ -198,3 +198,10 @@ def test_custom_recipe_from_a_local_file(tiny_model_dir, alpaca_file, tmp_path):
     missing = _cli("distill", "--recipe", "custom", "--source", alpaca_file, "--model", tiny_model_dir,
                    "--out", tmp_path / "x")
     assert missing.exit_code == 1 and "--prompt-column and --response-column" in missing.output
+
+
+def test_custom_recipe_needs_a_source(tiny_model_dir, tmp_path):
+    result = _cli("distill", "--recipe", "custom", "--prompt-column", "q", "--response-column", "a",
+                  "--model", tiny_model_dir, "--out", tmp_path / "x")
+    assert result.exit_code == 1 and "has no default source: pass --source" in result.output
+    assert not (tmp_path / "x").exists()
