@@ -35,8 +35,8 @@ import time
 from sdft_data.backends import GenerationParams, Request
 from sdft_data.backends.tgi import TGIBackend
 
-QUESTION = "Natalia sold clips to 48 of her friends in April, and then she sold half as many clips in May. " \
-           "How many clips did Natalia sell altogether in April and May?"
+QUESTION = "A baker makes 24 muffins in the morning and 18 in the afternoon. " \
+           "How many muffins does she make in a day?"
 PARAMS = GenerationParams(max_new_tokens=64, temperature=0)
 
 

@@ -52,19 +52,19 @@ def test_code_and_functions_use_alpaca_distill_refer(name):
 
 
 def test_gsm8k_paper_prompt_normalises_and_prefills():
-    row = {"question": "Natalia sold 48 clips in April and half as many in May. How many?",
-           "answer": "In May she sold 48/2 = <<48/2=24>>24.\nIn total 48+24 = <<48+24=72>>72.\n#### 72"}
+    row = {"question": "Lena baked 48 rolls on Monday and half as many on Tuesday. How many?",
+           "answer": "On Tuesday she baked 48/2 = <<48/2=24>>24.\nIn total 48+24 = <<48+24=72>>72.\n#### 72"}
     assert _render("gsm8k", row) == (
         "<s>[INST] <<SYS>>\nYou are an expert in math. Below are a math question and its reference answer. "
         "Refer to the reference answer and write a response that appropriately answers the question.\n<</SYS>>\n\n"
-        "Natalia sold 48 clips in April and half as many in May. How many?\n\n"
-        "In May she sold 48/2 = 24.\nIn total 48+24 = 72.\nThe answer is 72. [/INST] Great! Let's think step by step. "
+        "Lena baked 48 rolls on Monday and half as many on Tuesday. How many?\n\n"
+        "On Tuesday she baked 48/2 = 24.\nIn total 48+24 = 72.\nThe answer is 72. [/INST] Great! Let's think step by step. "
     )
 
 
 def test_gsm8k_normalised_answers_pass_through():
     recipe = get_recipe("gsm8k")
-    text = "Natalia sold 48/2 = 24 clips in May.\nThe answer is 72."
+    text = "Lena baked 48/2 = 24 rolls on Tuesday.\nThe answer is 72."
     assert pl.DataFrame({"answer": [text]}).select(recipe.reference_expr()).item() == text
 
 

@@ -1,7 +1,7 @@
 """GSM8K (openai/gsm8k, config main): grade-school math word problems.
 
-Example row: {"question": "Natalia sold clips to 48 of her friends in April, ...",
-"answer": "Natalia sold 48/2 = <<48/2=24>>24 clips in May.\\n...\\n#### 72"}
+Example row: {"question": "A baker makes 24 muffins in the morning and 18 in the afternoon. ...",
+"answer": "... so 24 + 18 = <<24+18=42>>42 muffins.\\n#### 42"}
 Answers are normalised first (calculator annotations dropped, "#### 72" ->
 "The answer is 72."). The distill prompt is the question and the reference
 answer in one user turn; the assistant turn is pre-filled with "Great! Let's
