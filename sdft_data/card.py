@@ -18,7 +18,6 @@ before anything is uploaded, so a bad card never reaches the Hub or a folder).
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass, field

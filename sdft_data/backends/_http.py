@@ -701,3 +701,37 @@ class _Run:
             f"{what} down: {'; '.join(parts)}. Rows finished so far are kept; run the same command again to resume",
             self.pump._secrets,
         )
+
+
+class EndpointBackend:
+    """What the TGI and OpenAI backends share: argument checks, one pump over the endpoints, retry stats.
+
+    A subclass sets `info` and `concurrency`, calls `_start_pump`, and builds
+    and parses its own requests in `generate` through `_run`.
+    """
+
+    @staticmethod
+    def _check_endpoints(urls: list[str], concurrency: int | None) -> None:
+        if len(set(urls)) != len(urls):
+            raise ValueError("the same --endpoint is given twice; give each server once")
+        if concurrency is not None and concurrency < 1:
+            raise ValueError(f"--concurrency must be at least 1, not {concurrency}")
+
+    def _start_pump(self, urls: list[str], path: str, token: str | None, policy: RetryPolicy | None) -> None:
+        self.stats = Stats()
+        self._pump = HTTPPump(urls, limits=self.concurrency, path=path, token=token,
+                              policy=policy or RetryPolicy(), stats=self.stats)
+
+    def _run(self, requests: Iterable[Request], build, parse) -> Iterator[Result]:
+        self.stats.reset()
+        return self._pump.run(requests, build, parse)
+
+    @property
+    def retries(self) -> int:
+        return self.stats.retries
+
+    def close(self) -> None:
+        """Nothing held between generate() calls: each opens and closes its own connections."""
+
+    def __repr__(self) -> str:  # never the token: it lives only in the pump's request headers
+        return f"{type(self).__name__}({self.info.extra['endpoints']}, model={self.info.model_id!r})"

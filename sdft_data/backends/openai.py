@@ -26,9 +26,8 @@ from typing import Iterable, Iterator
 
 from . import GenerationParams, ModelInfo, Request, Result
 from ._http import (
-    HTTPPump,
+    EndpointBackend,
     RetryPolicy,
-    Stats,
     bos_added_by_server,
     get_json,
     load_tokenizer,
@@ -85,7 +84,7 @@ def parse_completion(req: Request, data, headers, stop: tuple[str, ...] = ()) ->
     )
 
 
-class OpenAIBackend:
+class OpenAIBackend(EndpointBackend):
     """Generate through one or more OpenAI-compatible completions endpoints serving `model`.
 
     Arguments as for TGIBackend; `model` is required (servers route by it).
@@ -105,10 +104,7 @@ class OpenAIBackend:
         urls = [_strip_v1(normalize_endpoint(u)) for u in endpoints]
         if not urls or not model:
             raise ValueError("--backend openai needs --endpoint URL and --model NAME")
-        if len(set(urls)) != len(urls):
-            raise ValueError("the same --endpoint is given twice; give each server once")
-        if concurrency is not None and concurrency < 1:
-            raise ValueError(f"--concurrency must be at least 1, not {concurrency}")
+        self._check_endpoints(urls, concurrency)
         served = [_served_model(u, model, token) for u in urls]
         revisions = {s["revision"] for s in served}
         if len(revisions) > 1:
@@ -132,15 +128,7 @@ class OpenAIBackend:
                 "strips_leading_bos": self._bos is not None,
             },
         )
-        self.stats = Stats()
-        self._pump = HTTPPump(
-            urls, limits=self.concurrency, path="/v1/completions", token=token,
-            policy=policy or RetryPolicy(), stats=self.stats,
-        )
-
-    @property
-    def retries(self) -> int:
-        return self.stats.retries
+        self._start_pump(urls, "/v1/completions", token, policy)
 
     def generate(self, requests: Iterable[Request], params: GenerationParams) -> Iterator[Result]:
         """Yield one Result per request as each finishes; raises EndpointDown if every endpoint stays down."""
@@ -155,14 +143,7 @@ class OpenAIBackend:
         def parse(req: Request, data, headers) -> Result:
             return parse_completion(req, data, headers, stop)
 
-        self.stats.reset()
-        return self._pump.run(requests, build, parse)
-
-    def close(self) -> None:
-        """Nothing held between generate() calls."""
-
-    def __repr__(self) -> str:
-        return f"OpenAIBackend({self.info.extra['endpoints']}, model={self.model!r})"
+        return self._run(requests, build, parse)
 
 
 def _strip_v1(url: str) -> str:

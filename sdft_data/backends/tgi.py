@@ -32,9 +32,8 @@ from typing import Iterable, Iterator
 
 from . import GenerationParams, ModelInfo, Request, Result
 from ._http import (
-    HTTPPump,
+    EndpointBackend,
     RetryPolicy,
-    Stats,
     bos_added_by_server,
     get_json,
     load_tokenizer,
@@ -90,7 +89,7 @@ def _int(value) -> int | None:
         return None
 
 
-class TGIBackend:
+class TGIBackend(EndpointBackend):
     """Generate through one or more TGI endpoints serving the same model.
 
     model: optional; when given it must equal the served model id.
@@ -113,10 +112,7 @@ class TGIBackend:
         urls = [normalize_endpoint(u) for u in endpoints]
         if not urls:
             raise ValueError("--backend tgi needs at least one --endpoint URL")
-        if len(set(urls)) != len(urls):
-            raise ValueError("the same --endpoint is given twice; give each server once")
-        if concurrency is not None and concurrency < 1:
-            raise ValueError(f"--concurrency must be at least 1, not {concurrency}")
+        self._check_endpoints(urls, concurrency)
         infos = [_read_info(u, token) for u in urls]
         first = infos[0]
         for u, inf in zip(urls[1:], infos[1:]):
@@ -150,15 +146,7 @@ class TGIBackend:
                 "strips_leading_bos": self._bos is not None,
             },
         )
-        self.stats = Stats()
-        self._pump = HTTPPump(
-            urls, limits=self.concurrency, path="/generate", token=token,
-            policy=policy or RetryPolicy(), stats=self.stats,
-        )
-
-    @property
-    def retries(self) -> int:
-        return self.stats.retries
+        self._start_pump(urls, "/generate", token, policy)
 
     def generate(self, requests: Iterable[Request], params: GenerationParams) -> Iterator[Result]:
         """Yield one Result per request as each finishes; raises EndpointDown if every endpoint stays down."""
@@ -180,14 +168,7 @@ class TGIBackend:
             parameters = {**base, "seed": req.seed % 2**64} if sample else base
             return {"inputs": prompt, "parameters": parameters}
 
-        self.stats.reset()
-        return self._pump.run(requests, build, parse_generate)
-
-    def close(self) -> None:
-        """Nothing held between generate() calls: each opens and closes its own connections."""
-
-    def __repr__(self) -> str:
-        return f"TGIBackend({self.info.extra['endpoints']}, model={self.info.model_id!r})"
+        return self._run(requests, build, parse_generate)
 
 
 def _read_info(url: str, token: str | None) -> dict:
