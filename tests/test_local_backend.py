@@ -93,3 +93,11 @@ def test_folder_revision_is_a_content_hash(tmp_path):
 def test_not_a_model_folder_is_one_clear_error(tmp_path):
     with pytest.raises(ValueError, match="is not a model folder"):
         LocalBackend(str(tmp_path))
+
+
+def test_falls_back_to_the_default_cache_where_static_is_refused(backend):
+    expected = [r.text for r in backend.generate(_requests(PROMPTS[:2]), GREEDY)]
+    refusing = LocalBackend.__new__(LocalBackend)
+    refusing.__dict__.update(backend.__dict__, cache_implementation="no-such-cache")
+    assert [r.text for r in refusing.generate(_requests(PROMPTS[:2]), GREEDY)] == expected
+    assert refusing.cache_implementation is None

@@ -89,6 +89,7 @@ class LocalBackend:
         self.batch_size = batch_size
         self.window = window
         self.ignore_eos = ignore_eos
+        self.cache_implementation: str | None = "static"
         self.retries = 0
 
     def generate(self, requests: Iterable[Request], params: GenerationParams) -> Iterator[Result]:
@@ -113,8 +114,9 @@ class LocalBackend:
         # A static (preallocated) KV cache: the default dynamic cache concatenates
         # every layer's keys and values at every step, which at batch 64 on a CPU
         # costs more than the model itself (measured: 101 ms vs 25 ms a step).
-        kwargs = dict(max_new_tokens=params.max_new_tokens, pad_token_id=pad, do_sample=False,
-                      cache_implementation="static")
+        kwargs = dict(max_new_tokens=params.max_new_tokens, pad_token_id=pad, do_sample=False)
+        if self.cache_implementation:
+            kwargs["cache_implementation"] = self.cache_implementation
         if self.ignore_eos:
             kwargs["min_new_tokens"] = params.max_new_tokens
         if params.do_sample:
@@ -122,7 +124,15 @@ class LocalBackend:
         if params.stop:
             kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
         with torch.inference_mode():
-            out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+            try:
+                out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+            except (ValueError, NotImplementedError):
+                if "cache_implementation" not in kwargs:
+                    raise
+                # Some architectures have no static cache: use the default one from now on.
+                kwargs.pop("cache_implementation")
+                self.cache_implementation = None
+                out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
         eos_ids = _eos_ids(self.model.generation_config, self.tokenizer)
         results = []
         for r, prompt_ids, row in zip(reqs, ids, out[:, width:].tolist()):
