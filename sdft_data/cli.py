@@ -40,6 +40,10 @@ def main():
     sdft-data recipes
     sdft-data tiny-model models/tiny
     sdft-data distill --recipe gsm8k --source openai/gsm8k --model models/tiny --out runs/gsm8k --limit 50
+    sdft-data check runs/gsm8k
+    sdft-data diff runs/gsm8k
+    sdft-data push runs/gsm8k --repo my-org/gsm8k-sdft
+    sdft-data versions my-org/gsm8k-sdft
     """
 
 
