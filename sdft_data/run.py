@@ -236,7 +236,7 @@ def distill(
     if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / "manifest.json").is_file():
         raise ValueError(f"--out {run_dir} is not empty and is not a run directory: choose another folder")
 
-    owns_engine = engine is None
+    owns_engine, lock = engine is None, None
     if engine is None:
         engine = make_backend(
             backend, model=model, endpoints=endpoints, tokenizer=tokenizer, concurrency=concurrency,
@@ -307,18 +307,12 @@ def distill(
         writer = ShardWriter(run_dir / "generations", flush_rows=flush_rows, flush_seconds=flush_seconds)
         t0 = time.monotonic()
         n_done = n_failed = n_tokens = 0
-        seeds: dict[int, int] = {}
-
-        def requests():
-            for req in _pending_requests(run_dir, rec, engine.tokenizer, fmt, seed, skip, only):
-                seeds[req.row_id] = req.seed
-                yield req
-
+        requests = _pending_requests(run_dir, rec, engine.tokenizer, fmt, seed, skip, only)
         bar = tqdm(total=total, unit="row", desc="distill", disable=not progress or total == 0, dynamic_ncols=True)
         status = "interrupted"
         try:
-            for result in engine.generate(requests(), params):
-                writer.add(result, seeds.pop(result.row_id, row_seed(seed, result.row_id)))
+            for result in engine.generate(requests, params):
+                writer.add(result, row_seed(seed, result.row_id))
                 n_done += 1
                 n_failed += result.status != "ok"
                 n_tokens += result.generated_tokens or 0
@@ -336,6 +330,8 @@ def distill(
             _update_totals(run_dir, manifest, source_desc["rows"])
             write_manifest(run_dir, manifest)
     finally:
+        if lock is not None:
+            lock.close()  # releases the flock
         if owns_engine:
             engine.close()
 

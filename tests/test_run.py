@@ -205,3 +205,15 @@ def test_custom_recipe_needs_a_source(tiny_model_dir, tmp_path):
                   "--model", tiny_model_dir, "--out", tmp_path / "x")
     assert result.exit_code == 1 and "has no default source: pass --source" in result.output
     assert not (tmp_path / "x").exists()
+
+
+def test_a_run_being_written_by_another_process_is_refused(engine, gsm8k_file, tmp_path):
+    import fcntl
+
+    run = tmp_path / "run"
+    _distill(engine, gsm8k_file, run, limit=2)
+    with open(run / ".lock", "w") as held:
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(ValueError, match="another process is writing"):
+            _distill(engine, gsm8k_file, run, limit=2)
+    assert _distill(engine, gsm8k_file, run, limit=2).resumed  # released: the run goes on
