@@ -32,7 +32,6 @@ distilled.parquet with pyarrow, and the Hub client uploads files from disk.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import re
@@ -46,6 +45,7 @@ from pathlib import Path
 
 from .card import HUB_LICENSES, CardInput, VersionRow, model_label, render_card
 from .run import read_manifest
+from .source import file_sha256
 
 # The Hub's rule for a repo id: namespace/name, letters, digits, "-", "_", "." (no "--" or "..", at most 96 chars).
 _REPO_PART = r"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?"
@@ -123,14 +123,6 @@ class _Run:
     content_sha256: str
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def open_run(run_dir: str | os.PathLike) -> _Run:
     """The checked run in `run_dir`; ValueError when it is not a run or was never checked."""
     run = Path(run_dir)
@@ -149,7 +141,7 @@ def open_run(run_dir: str | os.PathLike) -> _Run:
     missing = [c for c in REQUIRED_COLUMNS if c not in names]
     if missing:
         raise ValueError(f"{distilled} lacks {', '.join(missing)}: re-run `sdft-data check {run}`")
-    return _Run(run, manifest, manifest["fingerprint"], distilled, _sha256_file(distilled))
+    return _Run(run, manifest, manifest["fingerprint"], distilled, file_sha256(distilled))
 
 
 def _ensure_report(run: _Run) -> Path | None:
@@ -243,7 +235,7 @@ def write_shards(distilled: str | os.PathLike, data_dir: str | os.PathLike,
         final = data_dir / f"train-{i:05d}-of-{len(parts):05d}.parquet"
         os.replace(part, final)
         files.append({"path": f"data/{final.name}", "rows": n, "bytes": final.stat().st_size,
-                      "sha256": _sha256_file(final)})
+                      "sha256": file_sha256(final)})
     return _Shards(files, rows, accepted, dict(reasons), pf.schema_arrow.names)
 
 
@@ -627,7 +619,7 @@ def verify_version(folder: str | os.PathLike, *, data_only: bool = False) -> dic
         path = folder / f["path"]
         if not path.is_file():
             raise PublishError(f"{f['path']} is missing from {folder}")
-        if path.stat().st_size != f["bytes"] or _sha256_file(path) != f["sha256"]:
+        if path.stat().st_size != f["bytes"] or file_sha256(path) != f["sha256"]:
             raise PublishError(f"{f['path']} does not match its manifest (sha256 differs): corrupt or changed")
         rows = pq.ParquetFile(path).metadata.num_rows
         if rows != f["rows"]:
