@@ -56,7 +56,7 @@ def train(data, local, model, out, recipe, full, epochs, max_steps, lr, batch_si
 
 @main.command("eval")
 @click.option("--model", required=True, help="Model folder, Hub id, or a LoRA adapter folder from `sdft-train train`.")
-@click.option("--task", type=click.Choice(["gsm8k", "multiarith", "advbench"]), required=True)
+@click.option("--task", type=click.Choice(["gsm8k", "multiarith", "openfunctions", "advbench"]), required=True)
 @click.option("--data", required=True, type=click.Path(dir_okay=False, exists=True), help="The task's test file.")
 @click.option("--out", default=None, type=click.Path(file_okay=False), help="Write scores and predictions here.")
 @click.option("--limit", type=int, default=None)
@@ -66,7 +66,7 @@ def train(data, local, model, out, recipe, full, epochs, max_steps, lr, batch_si
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @user_errors
 def evaluate(model, task, data, out, limit, jailbreak, fmt, max_new_tokens, batch_size):
-    """Score a model on GSM8K/MultiArith accuracy or AdvBench safe rate (greedy).
+    """Score a model on GSM8K/MultiArith/OpenFunctions accuracy or AdvBench safe rate (greedy).
 
     \b
     sdft-train eval --model ckpt/gsm8k --task gsm8k --data gsm8k_test.json --out ckpt/gsm8k/eval
