@@ -102,7 +102,8 @@ def evaluate(
     report = {
         "task": task,
         "jailbreak": jailbreak,
-        "model": engine.info.to_dict(),
+        # What the user named (an adapter folder is scored through its merged copy).
+        "model": {"given": str(model), **engine.info.to_dict()},
         "data": Path(data).name,
         "rows": len(prompts),
         "format": fmt,
