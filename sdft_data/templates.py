@@ -25,11 +25,20 @@ def distill_turns(recipe: Recipe, instruction: str, reference: str) -> tuple[str
 
 
 def render(recipe: Recipe, instruction: str, reference: str, tokenizer, fmt: str = "chat") -> str:
-    """The prompt text for one row, in `fmt` ("chat" or "paper")."""
+    """The distill prompt text for one row, in `fmt` ("chat" or "paper")."""
     system, user, prefill = distill_turns(recipe, instruction, reference)
+    return render_turns(system, user, prefill, tokenizer, fmt, layout=recipe.paper_layout)
+
+
+def render_turns(system: str, user: str, prefill: str, tokenizer, fmt: str = "chat", *, layout: str = "alpaca") -> str:
+    """A system line and a user turn as prompt text, the assistant turn started with `prefill`.
+
+    The one place prompts are laid out: distillation (`render`) and the train
+    and eval templates of sdft_train both come through here.
+    """
     if fmt == "paper":
         bos = getattr(tokenizer, "bos_token", None) or ""
-        if recipe.paper_layout == "llama2":
+        if layout == "llama2":
             # The authors' gsm8k_distill: "[INST] {q}\n\n{a} [/INST] Great! Let's think step by step. "
             text = f"[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST]"
             return bos + text + (f" {prefill}" if prefill else "")

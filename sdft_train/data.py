@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from sdft_data.recipes import Recipe
+from sdft_data.templates import render_turns
 
 IGNORE_INDEX = -100  # positions the loss skips (the prompt)
 
@@ -44,13 +45,7 @@ def train_prompt(recipe: Recipe, instruction: str, tokenizer, fmt: str = "chat",
     """The prompt the model is trained (or evaluated) with: the recipe's train template."""
     system = (recipe.eval_system if evaluation and recipe.eval_system else recipe.train_system)
     user = recipe.train_user.format(instruction=instruction)
-    if fmt == "paper":
-        bos = tokenizer.bos_token or ""
-        if recipe.paper_layout == "llama2":
-            return bos + f"[INST] <<SYS>>\n{system}\n<</SYS>>\n\n{user} [/INST]"
-        return bos + f"{system}\n\n{user}"
-    messages = [{"role": "system", "content": system}, {"role": "user", "content": user}]
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return render_turns(system, user, "", tokenizer, fmt, layout=recipe.paper_layout)
 
 
 def tokenize_examples(ds, recipe: Recipe, tokenizer, *, fmt: str = "chat", max_length: int = 1024) -> list[dict]:
