@@ -1049,7 +1049,7 @@ def diff_run(
     inputs = {
         "run": str(manifest.get("fingerprint", ""))[:12],
         "source": str((fp.get("source") or {}).get("id", "")),
-        "model": str((fp.get("model") or {}).get("id", "")),
+        "model": str((fp.get("model") or {}).get("model_id", "")),
         "checks": "paper + strict" if (manifest.get("check") or {}).get("strict") else "paper",
     }
     stats = summarize(per_row, recipe, tokenizer=tok, inputs=inputs, tokenizer_name=tokenizer)

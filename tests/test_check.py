@@ -306,7 +306,7 @@ def make_run(root: Path, recipe=GSM8K, source=GSM8K_SOURCE, shards=GSM8K_GENERAT
             "source": {"kind": "file", "id": "small.json", "sha256": "0" * 64},
             "recipe": recipe.describe(),
             "template": {"mode": "chat"},
-            "model": {"id": "tiny-llama", "revision": None},
+            "model": {"backend": "local", "model_id": "tiny-llama", "revision": None},
             "generation": {"max_new_tokens": 64, "temperature": 0.95, "top_p": 0.7},
             "seed": 0,
         },

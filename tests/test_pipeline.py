@@ -40,6 +40,8 @@ def test_distill_push_load_train(tiny_model_dir, gsm8k_file, tmp_path, monkeypat
         distilled = pl.read_parquet(run / "distilled.parquet")
         assert loaded.to_polars().sort("row_id").equals(distilled)
 
+    stats = json.loads((run / "report" / "stats.json").read_text())
+    assert stats["inputs"]["model"] == tiny_model_dir.name, "the report names the seed model"
     fingerprint = json.loads((run / "manifest.json").read_text())["fingerprint"]
     record = json.loads((tmp_path / "ckpt" / "train_manifest.json").read_text())
     assert record["data"] == "org/gsm8k-sdft@v1" and record["data_fingerprint"] == fingerprint
