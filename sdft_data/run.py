@@ -352,7 +352,8 @@ def distill(
 
 def _update_totals(run_dir: Path, manifest: dict, rows: int) -> None:
     """Row counts by status and token totals, recomputed from the shards (the truth)."""
-    gen = generations(run_dir).collect()
+    # Only the counted columns: a million-row run's texts need not be read for this.
+    gen = generations(run_dir).select("status", "prompt_tokens", "generated_tokens").collect()
     by_status = dict(gen.group_by("status").len().iter_rows()) if len(gen) else {}
     manifest["counts"] = {
         "rows": rows,
