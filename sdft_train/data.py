@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 from sdft_data.recipes import Recipe
+from sdft_data.source import FILE_BUILDERS
 from sdft_data.templates import render_turns
 
 IGNORE_INDEX = -100  # positions the loss skips (the prompt)
@@ -30,7 +31,7 @@ def load_rows(data: str, *, local: str | None = None):
         manifest = json.loads((path / "manifest.json").read_text()) if (path / "manifest.json").is_file() else None
         return datasets.Dataset.from_parquet(str(distilled)), manifest
     if path.is_file():
-        kind = {".parquet": "parquet", ".json": "json", ".jsonl": "json", ".csv": "csv"}.get(path.suffix)
+        kind = FILE_BUILDERS.get(path.suffix.lower())
         if kind is None:
             raise ValueError(f"cannot read {data}: use a .parquet, .json, .jsonl or .csv file")
         return datasets.load_dataset(kind, data_files=str(path), split="train"), None
