@@ -12,6 +12,10 @@ Finished rows are buffered and flushed to a new generations shard (tmp file,
 then rename) every `flush_rows` rows (1024) or `flush_seconds` seconds (10), so
 a killed run loses at most that much work and never writes a row twice; the
 row bound keeps a million-row run at about a thousand shard files.
+
+`generate_run` is that engine without the dataset: it takes already-rendered
+requests (row id, prompt, seed) and the inputs that identify the run, and is
+what `distill` and `sdft-train eval` both call.
 """
 
 from __future__ import annotations
@@ -163,9 +167,7 @@ def _library_versions() -> dict:
     return out
 
 
-def _pending_requests(
-    run_dir: Path, recipe: Recipe, tokenizer, fmt: str, seed: int, skip: set[int], only: set[int] | None
-) -> Iterator[Request]:
+def _pending_requests(run_dir: Path, recipe: Recipe, tokenizer, fmt: str, seed: int, wanted) -> Iterator[Request]:
     """Requests for the rows still to do, read from source.parquet batch by batch."""
     import pyarrow.parquet as pq
 
@@ -174,7 +176,7 @@ def _pending_requests(
     for batch in source.iter_batches(batch_size=1024):
         frame = pl.from_arrow(batch).select("row_id", recipe.instruction_expr(names), recipe.reference_expr())
         for row_id, instruction, reference in frame.iter_rows():
-            if row_id in skip or (only is not None and row_id not in only):
+            if not wanted(row_id):
                 continue
             prompt = templates.render(recipe, instruction, reference, tokenizer, fmt)
             yield Request(row_id=row_id, prompt=prompt, seed=row_seed(seed, row_id))
@@ -215,8 +217,6 @@ def distill(
     opened from `backend`, `model`, `endpoints`, ... Bad input raises ValueError
     with one clear line before anything is written.
     """
-    from tqdm.auto import tqdm
-
     rec = get_recipe(recipe) if isinstance(recipe, str) else recipe
     if fmt not in templates.FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(templates.FORMATS)}")
@@ -236,27 +236,109 @@ def distill(
     if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / "manifest.json").is_file():
         raise ValueError(f"--out {run_dir} is not empty and is not a run directory: choose another folder")
 
-    owns_engine, lock = engine is None, None
+    owns_engine = engine is None
     if engine is None:
         engine = make_backend(
             backend, model=model, endpoints=endpoints, tokenizer=tokenizer, concurrency=concurrency,
             token=token, batch_size=batch_size, revision=None,
         )
     try:
-        template = templates.describe(rec, engine.tokenizer, fmt)
         info = engine.info.to_dict()
         inputs = {
             "source": {k: v for k, v in source_desc.items() if k != "format"},
             "recipe": rec.describe(),
-            "template": template,
+            "template": templates.describe(rec, engine.tokenizer, fmt),
             # Where the model runs (device, endpoints) is recorded, not fingerprinted:
             # adding an endpoint or moving to another GPU continues the same run.
             "model": {k: info[k] for k in ("backend", "model_id", "revision")},
             "generation": params.to_dict(),
             "seed": seed,
         }
-        fp = fingerprint(inputs)
 
+        def write_source(run: Path) -> None:
+            if not (run / "source.parquet").is_file():
+                write_source_parquet(ds, run / "source.parquet")
+
+        def requests(wanted) -> Iterator[Request]:
+            return _pending_requests(run_dir, rec, engine.tokenizer, fmt, seed, wanted)
+
+        gen = generate_run(
+            run_dir, inputs=inputs, rows=source_desc["rows"], requests=requests, engine=engine, params=params,
+            manifest_extra={"format": fmt}, prepare=write_source, retry_failed=retry_failed,
+            flush_rows=flush_rows, flush_seconds=flush_seconds, progress=progress, desc="distill",
+        )
+    finally:
+        if owns_engine:
+            engine.close()
+
+    from .check import check_run
+
+    checked = check_run(run_dir)
+    manifest = read_manifest(run_dir)
+    return RunSummary(
+        run_dir=run_dir,
+        fingerprint=gen.fingerprint,
+        resumed=gen.resumed,
+        generated_now=gen.generated_now,
+        counts=manifest.get("counts", {}),
+        by_reason=manifest.get("check", {}).get("by_reason", {}),
+        distilled=run_dir / "distilled.parquet" if len(checked) else None,
+    )
+
+
+@dataclass
+class GenerationSummary:
+    """What `generate_run` did: which run, whether it resumed, how many rows it generated now."""
+
+    run_dir: Path
+    fingerprint: str
+    resumed: bool
+    generated_now: int
+    counts: dict = field(default_factory=dict)  # rows by generation status, from the shards
+
+
+def generate_run(
+    run_dir: str | Path,
+    *,
+    inputs: dict,
+    rows: int,
+    requests,
+    engine,
+    params: GenerationParams,
+    manifest_extra: dict | None = None,
+    prepare=None,
+    retry_failed: bool = False,
+    flush_rows: int = 1024,
+    flush_seconds: float = 10.0,
+    progress: bool = True,
+    desc: str = "generate",
+) -> GenerationSummary:
+    """Generate already-rendered requests into the run directory `run_dir`, resumably.
+
+    The engine that distill and eval share. `inputs` is everything that
+    identifies the run (JSON-able; hashed into the fingerprint; it should name
+    the model as `engine.info` reports it and the generation parameters).
+    `rows` is how many rows the run has in all. `requests` gives the rows as
+    `Request(row_id, prompt, seed)`: an iterable (rows already done are skipped
+    here), or a callable `requests(wanted)` that yields only rows for which
+    `wanted(row_id)` is true (so a big run renders only what is left). Each
+    generated row is recorded with its request's seed.
+
+    Same fingerprint in `run_dir`: resume; a different one: ValueError naming
+    the inputs that differ, before anything is written. `prepare(run_dir)` runs
+    once the run is locked (to write the rows' source, say). `manifest_extra`
+    goes into a new run's manifest. The engine stays open (the caller owns it).
+    """
+    from tqdm.auto import tqdm
+
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {run_dir} exists and is not a directory")
+    if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / "manifest.json").is_file():
+        raise ValueError(f"--out {run_dir} is not empty and is not a run directory: choose another folder")
+    fp = fingerprint(inputs)
+    lock = None
+    try:
         resumed = (run_dir / "manifest.json").is_file()
         if resumed:
             manifest = read_manifest(run_dir)
@@ -275,19 +357,20 @@ def distill(
         except BlockingIOError:
             raise ValueError(f"another process is writing {run_dir}; wait for it or use another --out") from None
 
+        info = engine.info.to_dict()
         if not resumed:
             manifest = {
                 "sdft_version": __version__,
                 "fingerprint": fp,
                 "fingerprint_inputs": inputs,
                 "model_info": info,
-                "format": fmt,
+                **(manifest_extra or {}),
                 "library_versions": _library_versions(),
                 "created_at": _now(),
                 "sessions": [],
             }
-        if not (run_dir / "source.parquet").is_file():
-            write_source_parquet(ds, run_dir / "source.parquet")
+        if prepare is not None:
+            prepare(run_dir)
         manifest["status"] = "generating"
         manifest["model_info"] = info
         # Recorded before any work, so a session killed outright still leaves
@@ -299,20 +382,29 @@ def distill(
         done = generations(run_dir).select("row_id", "status").collect()
         failed = set(done.filter(pl.col("status") == "failed")["row_id"].to_list())
         if retry_failed:
-            skip, only, total = set(), failed, len(failed)
+            total = len(failed)
+            wanted = failed.__contains__
         else:
-            skip, only = set(done["row_id"].to_list()), None
-            total = source_desc["rows"] - len(skip)
+            skip = set(done["row_id"].to_list())
+            total = rows - len(skip)
+            wanted = lambda row_id: row_id not in skip  # noqa: E731
+
+        seeds: dict[int, int] = {}
+
+        def pending() -> Iterator[Request]:
+            source = requests(wanted) if callable(requests) else (r for r in requests if wanted(r.row_id))
+            for request in source:
+                seeds[request.row_id] = request.seed
+                yield request
 
         writer = ShardWriter(run_dir / "generations", flush_rows=flush_rows, flush_seconds=flush_seconds)
         t0 = time.monotonic()
         n_done = n_failed = n_tokens = 0
-        requests = _pending_requests(run_dir, rec, engine.tokenizer, fmt, seed, skip, only)
-        bar = tqdm(total=total, unit="row", desc="distill", disable=not progress or total == 0, dynamic_ncols=True)
+        bar = tqdm(total=total, unit="row", desc=desc, disable=not progress or total == 0, dynamic_ncols=True)
         status = "interrupted"
         try:
-            for result in engine.generate(requests, params):
-                writer.add(result, row_seed(seed, result.row_id))
+            for result in engine.generate(pending(), params):
+                writer.add(result, seeds.pop(result.row_id))
                 n_done += 1
                 n_failed += result.status != "ok"
                 n_tokens += result.generated_tokens or 0
@@ -327,27 +419,12 @@ def distill(
             session.update(finished_at=_now(), rows=n_done, failed=n_failed, generated_tokens=n_tokens,
                            seconds=round(time.monotonic() - t0, 3), retries=getattr(engine, "retries", 0))
             manifest["status"] = status
-            _update_totals(run_dir, manifest, source_desc["rows"])
+            _update_totals(run_dir, manifest, rows)
             write_manifest(run_dir, manifest)
     finally:
         if lock is not None:
             lock.close()  # releases the flock
-        if owns_engine:
-            engine.close()
-
-    from .check import check_run
-
-    checked = check_run(run_dir)
-    manifest = read_manifest(run_dir)
-    return RunSummary(
-        run_dir=run_dir,
-        fingerprint=fp,
-        resumed=resumed,
-        generated_now=n_done,
-        counts=manifest.get("counts", {}),
-        by_reason=manifest.get("check", {}).get("by_reason", {}),
-        distilled=run_dir / "distilled.parquet" if len(checked) else None,
-    )
+    return GenerationSummary(run_dir, fp, resumed, n_done, manifest.get("counts", {}))
 
 
 def _update_totals(run_dir: Path, manifest: dict, rows: int) -> None:
