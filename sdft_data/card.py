@@ -198,6 +198,30 @@ def _configs_errors(configs) -> list[str]:
     return errors
 
 
+def latest_card(readme: str, prefix: str) -> str:
+    """The card with every `configs` data file path moved under `prefix` (e.g. "versions/v2/").
+
+    A local publishing folder keeps each version in versions/vN/; its top-level
+    README.md is the latest version's card pointed there, so the folder loads
+    like the Hub's `main`.
+    """
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard(readme)
+    configs = []
+    for config in card.data.configs or []:
+        config = dict(config)
+        files = config.get("data_files")
+        if isinstance(files, list):
+            config["data_files"] = [{**f, "path": prefix + f["path"]} if isinstance(f, dict) else prefix + f
+                                    for f in files]
+        elif isinstance(files, str):
+            config["data_files"] = prefix + files
+        configs.append(config)
+    card.data.configs = configs
+    return str(card)
+
+
 def validate_card(readme: str) -> None:
     """Raise ValueError with the first problem when the card's metadata would not pass the Hub's check."""
     text, _ = split_front_matter(readme)

@@ -236,15 +236,27 @@ def versions(repo, local):
 def pull(spec, out, local):
     """Download one version (default: the latest) and check it against its manifest.
 
+    The copy loads with datasets.load_dataset("OUT"). Without pulling, a
+    version loads with load_dataset("ORG/NAME", revision="vN") from the Hub, or
+    load_dataset("DIR/ORG/NAME/versions/vN") from a --local folder (and
+    load_dataset("DIR/ORG/NAME") is the latest).
+
     \b
     sdft-data pull my-org/gsm8k-sdft@v2 --out data/gsm8k-v2
     sdft-data pull my-org/gsm8k-sdft@v1 --out data/gsm8k-v1 --local published/
     """
+    from pathlib import Path
+
     from .publish import pull as pull_version
 
     version, folder = pull_version(spec, out, local=local)
     repo = spec.partition("@")[0]
     click.echo(f"pulled {repo}@{version} into {folder} (checked against its manifest)")
+    click.echo(f'load this copy: datasets.load_dataset("{folder}", split="train")')
+    if local:
+        click.echo(f'or in place:    datasets.load_dataset("{Path(local) / repo / "versions" / version}", split="train")')
+    else:
+        click.echo(f'or from the Hub: datasets.load_dataset("{repo}", revision="{version}", split="train")')
 
 
 @main.command("check")

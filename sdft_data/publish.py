@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .card import HUB_LICENSES, CardInput, VersionRow, model_label, render_card
+from .card import HUB_LICENSES, CardInput, VersionRow, latest_card, model_label, render_card
 from .run import read_manifest
 from .source import file_sha256
 
@@ -366,8 +366,12 @@ class _LocalTarget:
         if target.exists():
             raise PublishError(f"version {version} of {self.repo} already exists in {self.dir}: versions are never overwritten")
         os.rename(folder, target)  # the commit point: the version appears whole
+        # The top-level card is the latest version's, with its data files pointed into versions/vN/,
+        # so that `load_dataset("DIR/org/name")` reads the latest version, as `main` does on the Hub,
+        # and `load_dataset("DIR/org/name/versions/vN")` a pinned one. One rename: never half a card.
+        readme = latest_card((target / "README.md").read_text(encoding="utf-8"), f"versions/{version}/")
         tmp = self.dir / ".README.md.tmp"
-        shutil.copyfile(target / "README.md", tmp)
+        tmp.write_text(readme, encoding="utf-8")
         tmp.chmod(stat.S_IRUSR | stat.S_IWUSR | stat.S_IRGRP | stat.S_IROTH)
         os.replace(tmp, self.dir / "README.md")
         return str(target)

@@ -317,12 +317,37 @@ def test_local_folder_target_has_the_same_layout_and_versions(hub, runs, tmp_pat
         in_folder = {p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()}
         assert in_folder == on_hub
     assert [v.version for v in versions(REPO, local=local)] == ["v1", "v2"]
-    assert (local / REPO / "README.md").read_text() == (local / REPO / "versions" / "v2" / "README.md").read_text()
+    top, v2 = (local / REPO / "README.md").read_text(), (local / REPO / "versions" / "v2" / "README.md").read_text()
+    assert top == v2.replace("path: data/train-*", "path: versions/v2/data/train-*") and top != v2
     ds = load(f"{REPO}@v1", local=local, cache_dir=tmp_path / "c")
     assert_frame_equal(pl.from_arrow(ds.data.table), pl.read_parquet(runs[0] / "distilled.parquet"))
     latest = load(REPO, local=local, cache_dir=tmp_path / "c2")
     assert latest.num_rows == 9
     assert read_version_manifest(f"{REPO}@v1", local=local)["publish"]["rows"] == 6
+
+
+def test_local_folder_loads_with_datasets_latest_and_pinned(runs, tmp_path):
+    import datasets
+
+    local = tmp_path / "hub"
+    for run in runs:
+        push(run, REPO, local=local)
+    folder = local / REPO
+    latest = datasets.load_dataset(str(folder), split="train", cache_dir=str(tmp_path / "c1"))
+    assert_frame_equal(pl.from_arrow(latest.data.table), pl.read_parquet(runs[1] / "distilled.parquet"))
+    for run, version in zip(runs, ("v1", "v2")):
+        pinned = datasets.load_dataset(str(folder / "versions" / version), split="train", cache_dir=str(tmp_path / version))
+        assert_frame_equal(pl.from_arrow(pinned.data.table), pl.read_parquet(run / "distilled.parquet"))
+    # The card and pull say exactly that.
+    card = (folder / "README.md").read_text()
+    assert f'load_dataset("DIR/{REPO}/versions/v2", split="train")' in card
+    assert f'load_dataset("{REPO}", revision="v2", split="train")' in card
+    out = tmp_path / "pulled"
+    result = CliRunner().invoke(cli, ["pull", f"{REPO}@v1", "--out", str(out), "--local", str(local)])
+    assert result.exit_code == 0, result.output
+    assert f'datasets.load_dataset("{out}", split="train")' in result.output
+    assert f'datasets.load_dataset("{folder / "versions" / "v1"}", split="train")' in result.output
+    assert datasets.load_dataset(str(out), split="train", cache_dir=str(tmp_path / "c3")).num_rows == 6
 
 
 def test_local_versions_are_immutable_and_interrupted_pushes_leave_nothing(runs, tmp_path):
