@@ -4,11 +4,18 @@ The dataset is opened with `datasets` (memory-mapped Arrow, so iterating stays
 at constant memory whatever its size) and described for the run fingerprint:
 a Hub dataset by id, config, split and resolved commit sha; a local file by
 name and content hash.
+
+A local file that cannot be read gets one line naming the file and the cause
+(the line of a broken JSON or CSV file, a 0-byte file, a folder): `datasets`
+says only that its builder failed, with the cause in a log line.
 """
 
 from __future__ import annotations
 
+import csv
 import hashlib
+import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,7 +28,7 @@ class SourceSpec:
 
     id: str
     config: str | None = None
-    split: str = "train"
+    split: str | None = None  # None: "train" for a Hub dataset; a local file is one split and takes none
     revision: str | None = None
 
 
@@ -43,37 +50,48 @@ def open_source(spec: SourceSpec, *, required: list[str], limit: int | None = No
 
     if limit is not None and limit < 1:
         raise ValueError(f"--limit must be at least 1 (got {limit})")
-    path = Path(spec.id)
-    looks_like_file = path.suffix.lower() in FILE_BUILDERS or spec.id.startswith((".", "/"))
+    path = Path(spec.id).expanduser()
+    looks_like_file = path.suffix.lower() in FILE_BUILDERS or spec.id.startswith((".", "/", "~"))
     is_file = path.exists() or looks_like_file
     if is_file:
-        if not path.is_file():
-            raise ValueError(f"source file {spec.id} does not exist")
-        builder = FILE_BUILDERS.get(path.suffix.lower())
-        if builder is None:
-            raise ValueError(
-                f"cannot read {spec.id}: unsupported file type {path.suffix!r} (use .json, .jsonl, .parquet or .csv)"
-            )
+        check_local_file(path, spec.id)
+        builder = FILE_BUILDERS[path.suffix.lower()]
+        # A file is one table: options that pick a part of a Hub dataset would be ignored, and not recorded.
+        given = [f"--{k}" for k, v in (("split", spec.split), ("config", spec.config), ("revision", spec.revision)) if v]
+        if given:
+            raise ValueError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for Hub datasets: "
+                             f"the local file {spec.id} is read whole; leave {' and '.join(given)} out")
     datasets.disable_progress_bars()
+    # datasets logs its builders' failures at ERROR level before raising; the
+    # error we raise says it in one line, so the log line would only repeat it.
+    ds_logger = logging.getLogger("datasets")
+    level = ds_logger.level
+    ds_logger.setLevel(logging.CRITICAL)
     try:
         if is_file:
             ds = datasets.load_dataset(builder, data_files=str(path), split="train")
             description = {"kind": "file", "id": path.name, "sha256": file_sha256(path), "format": builder}
         else:
-            ds = datasets.load_dataset(spec.id, spec.config, split=spec.split, revision=spec.revision)
+            split = spec.split or "train"
+            ds = datasets.load_dataset(spec.id, spec.config, split=split, revision=spec.revision)
             description = {
                 "kind": "hub",
                 "id": spec.id,
                 "config": spec.config,
-                "split": spec.split,
+                "split": split,
                 "revision": _resolve_revision(spec) or spec.revision,
             }
     except Exception as e:  # datasets raises many types for unreadable input
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        if is_file:
+            # datasets' own message rarely says what is wrong with the file: find it.
+            why = diagnose_file(path, builder)
+            raise ValueError(f"cannot read source {spec.id}: {why or first}") from None
         if "corresponds to no data" in first:  # datasets' words for an empty file
             raise ValueError(f"source {spec.id} is empty: no rows to distill") from None
         raise ValueError(f"cannot read source {spec.id}: {first}") from None
     finally:
+        ds_logger.setLevel(level)
         datasets.enable_progress_bars()
 
     if len(ds) == 0:
@@ -89,6 +107,96 @@ def open_source(spec: SourceSpec, *, required: list[str], limit: int | None = No
     description["rows"] = len(ds)
     description["limit"] = limit
     return ds, description
+
+
+def check_local_file(path: Path, name: str | None = None) -> None:
+    """ValueError (one line) unless `path` is a non-empty file of a readable type."""
+    name = name or str(path)
+    if path.is_dir():
+        raise ValueError(f"source {name} is a folder, not a file: give one .json, .jsonl, .parquet or .csv file")
+    if not path.exists():
+        raise ValueError(f"source file {name} does not exist")
+    if not path.is_file():
+        raise ValueError(f"source {name} is not a regular file")
+    if path.suffix.lower() not in FILE_BUILDERS:
+        raise ValueError(
+            f"cannot read {name}: unsupported file type {path.suffix!r} (use .json, .jsonl, .parquet or .csv)"
+        )
+    try:
+        size = path.stat().st_size
+        with open(path, "rb"):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot open source {name}: {e.strerror or e}") from None
+    if size == 0:
+        raise ValueError(f"source {name} is empty (0 bytes): no rows to distill")
+
+
+def diagnose_file(path: Path, builder: str) -> str | None:
+    """What is wrong with a local file that `datasets` could not read, in words; None if not found."""
+    try:
+        if builder == "json":
+            return _diagnose_json(path)
+        if builder == "csv":
+            return _diagnose_csv(path)
+        if builder == "parquet":
+            import pyarrow.parquet as pq
+
+            pq.read_metadata(path)
+    except UnicodeDecodeError as e:
+        return f"not UTF-8 text (byte {e.start}: {e.reason})"
+    except Exception as e:  # noqa: BLE001 - only looking for words to show
+        text = str(e).strip()
+        return f"not a valid {builder} file ({text.splitlines()[0][:200] if text else type(e).__name__})"
+    return None
+
+
+def _diagnose_json(path: Path) -> str | None:
+    with open(path, encoding="utf-8") as f:
+        head = f.read(4096).lstrip()
+    if not head:
+        return "the file holds only whitespace: no rows to distill"
+    if head[0] in "[{" and path.suffix.lower() == ".json":
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as e:
+            if head[0] == "{" and e.msg == "Extra data":
+                data = None  # JSON lines in a .json file: check them line by line below
+            else:
+                return f"invalid JSON at line {e.lineno}, column {e.colno}: {e.msg}"
+        if isinstance(data, list):
+            bad = next((i for i, row in enumerate(data) if not isinstance(row, dict)), None)
+            if bad is not None:
+                return f"row {bad + 1} is a JSON {type(data[bad]).__name__}, not an object: rows must be objects"
+            return "the rows do not share one set of columns and types" if data else "the list is empty: no rows"
+        if isinstance(data, dict):
+            return "a JSON object, not a list of rows: give [{...}, {...}] or one object per line (JSON lines)"
+        if data is not None:
+            return f"a JSON {type(data).__name__}, not a list of rows"
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                return f"invalid JSON on line {n}, column {e.colno}: {e.msg}"
+            if not isinstance(row, dict):
+                return f"line {n} is a JSON {type(row).__name__}, not an object: each line must be one row"
+    return None
+
+
+def _diagnose_csv(path: Path) -> str | None:
+    with open(path, encoding="utf-8", newline="") as f:
+        reader = csv.reader(f)
+        header = next(reader, None)
+        if not header:
+            return "no header line: the first line must name the columns"
+        for row in reader:
+            if row and len(row) != len(header):
+                return (f"line {reader.line_num} has {len(row)} fields, the header has {len(header)} "
+                        "(an unquoted comma or quote?)")
+    return None
 
 
 def _resolve_revision(spec: SourceSpec) -> str | None:

@@ -24,6 +24,16 @@ class GenerationParams:
     top_p: float = 0.7
     stop: tuple[str, ...] = ()
 
+    def __post_init__(self):
+        # Checked here too, not only in the CLI, so no caller writes a manifest with
+        # parameters no engine accepts.
+        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
+            raise ValueError(f"--max-new-tokens must be an integer of at least 1, not {self.max_new_tokens!r}")
+        if not self.temperature >= 0:  # also refuses NaN
+            raise ValueError(f"--temperature must be 0 (greedy) or more, not {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"--top-p must be in (0, 1], not {self.top_p}")
+
     @property
     def do_sample(self) -> bool:
         return self.temperature > 0
@@ -106,26 +116,47 @@ def make_backend(
     token: str | None = None,
     batch_size: int = 16,
     revision: str | None = None,
+    max_prompt_tokens: int | None = None,
+    request_timeout: float | None = None,
+    retry_budget: float | None = None,
 ) -> Backend:
-    """Open the named backend. Raises ValueError with one clear line on bad arguments."""
+    """Open the named backend. Raises ValueError with one clear line on bad arguments.
+
+    request_timeout and retry_budget (seconds) are for the endpoint backends
+    (see _http.RetryPolicy); None takes the defaults. max_prompt_tokens: longer
+    prompts become failed rows, unsent.
+    """
     if backend == "local":
         if not model:
             raise ValueError("--backend local needs --model (a Hub id or a local model folder)")
         if endpoints:
             raise ValueError("--endpoint is for the tgi and openai backends, not local")
+        for name, value in (("--request-timeout", request_timeout), ("--retry-budget", retry_budget),
+                            ("--concurrency", concurrency), ("--tokenizer", tokenizer)):
+            if value is not None:
+                raise ValueError(f"{name} is for the tgi and openai backends, not local")
         from .local import LocalBackend
 
-        return LocalBackend(model, batch_size=batch_size, revision=revision)
+        return LocalBackend(model, batch_size=batch_size, revision=revision, max_prompt_tokens=max_prompt_tokens)
+    if backend not in ("tgi", "openai"):
+        raise ValueError(f"unknown backend {backend!r}; choose one of: local, tgi, openai")
+    from ._http import RetryPolicy
+
+    policy_args = {k: v for k, v in (("request_timeout", request_timeout), ("retry_budget", retry_budget))
+                   if v is not None}
+    policy = RetryPolicy(**policy_args)
     if backend == "tgi":
         if not endpoints:
             raise ValueError("--backend tgi needs at least one --endpoint URL")
         from .tgi import TGIBackend
 
-        return TGIBackend(endpoints, model=model, tokenizer=tokenizer, concurrency=concurrency, token=token)
+        return TGIBackend(endpoints, model=model, tokenizer=tokenizer, concurrency=concurrency, token=token,
+                          policy=policy, max_prompt_tokens=max_prompt_tokens)
     if backend == "openai":
         if not endpoints or not model:
             raise ValueError("--backend openai needs --endpoint URL and --model NAME")
         from .openai import OpenAIBackend
 
-        return OpenAIBackend(endpoints, model=model, tokenizer=tokenizer, concurrency=concurrency, token=token)
+        return OpenAIBackend(endpoints, model=model, tokenizer=tokenizer, concurrency=concurrency, token=token,
+                             policy=policy, max_prompt_tokens=max_prompt_tokens)
     raise ValueError(f"unknown backend {backend!r}; choose one of: local, tgi, openai")

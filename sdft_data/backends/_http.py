@@ -22,6 +22,15 @@ and a function that turns a 200 answer into a Result. The pump does the rest:
   down; when every endpoint is down the generator raises EndpointDown, after
   handing back every result finished so far. With the default policy that is
   about three minutes of an endpoint answering nothing.
+- Every request has a time limit (`request_timeout`, --request-timeout), and the
+  run has a budget (`retry_budget`, --retry-budget): once every endpoint has
+  been failing, with no success, for that long (counted from the first failed
+  request's sending), they are down. So an endpoint that accepts connections
+  and never answers stops the run within about request_timeout + retry_budget.
+- An answer that is not the expected JSON (wrong types, missing fields) is a
+  transient failure of that row: retried, then recorded as failed.
+- A row the backend refuses before sending (`PromptRejected`, e.g. a prompt
+  over --max-prompt-tokens) is recorded as failed with its reason at once.
 
 Why aiohttp: the client's own CPU per request decides how many requests a
 second one process can drive. On a 2-core machine this backend costs about
@@ -78,6 +87,16 @@ class RetryPolicy:
     backoff_cap: float = 60.0
     request_timeout: float = 600.0  # one request, connect to last byte (long generations queue)
     connect_timeout: float = 10.0
+    # Seconds every endpoint may keep failing, without a single success, before
+    # the run stops (EndpointDown): what bounds a run against a stalled server.
+    retry_budget: float = 900.0
+
+    def __post_init__(self):
+        for name in ("request_timeout", "retry_budget", "connect_timeout"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"--{name.replace('_', '-')} must be more than 0 seconds, not {getattr(self, name)}")
+        if self.max_attempts < 1:
+            raise ValueError(f"max_attempts must be at least 1, not {self.max_attempts}")
 
     def backoff(self, n: int) -> float:
         """Pause before retry n (1-based): exponential, capped, with equal jitter."""
@@ -137,9 +156,20 @@ class Stats:
 def normalize_endpoint(url: str) -> str:
     """A base URL without trailing slash; ValueError with one line when it is not http(s)."""
     url = url.strip()
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise ValueError(f"--endpoint {redact_url(url)!r} is not a valid URL, e.g. http://localhost:8080") from None
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ValueError(f"--endpoint {redact_url(url)!r} is not an http(s) URL, e.g. http://localhost:8080")
+    if parts.username is not None or parts.password is not None:
+        # Credentials in a URL end up in shell history, logs and process lists; and
+        # the servers want a bearer token, not basic auth. Never echo them back.
+        raise ValueError(
+            f"--endpoint {redact_url(url)!r} has a user:password in it: remove it and put the token in a file "
+            "given with --token-file (or in HF_TOKEN)"
+        )
     return url.rstrip("/")
 
 
@@ -150,8 +180,12 @@ def redact_url(url: str) -> str:
     except ValueError:
         return "<invalid url>"
     host = parts.hostname or ""
-    if parts.port:
-        host = f"{host}:{parts.port}"
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if port:
+        host = f"{host}:{port}"
     return urlunsplit((parts.scheme, host, parts.path, "", "")).rstrip("/")
 
 
@@ -201,6 +235,15 @@ def describe_exception(e: BaseException) -> str:
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
 
 
+def strict_int(value, name: str) -> int | None:
+    """An optional token count from an answer body: None, or an int; ValueError for anything else."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ValueError(f"{name} is {type(value).__name__} {str(value)[:40]!r}, not an integer")
+    return value
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (seconds or an HTTP date), clipped; None when absent."""
     if not value:
@@ -220,8 +263,11 @@ def get_json(url: str, *, token: str | None, timeout: float = 30.0, tries: int =
 
     Returns (status, parsed body or None). Connection failures are retried a few
     times (a server may be restarting); if it stays unreachable, ValueError with one
-    line, since a wrong --endpoint is the usual cause.
+    line, since a wrong --endpoint is the usual cause. A server that takes the
+    connection and does not answer within `timeout` is not retried: it would
+    only hang again.
     """
+    import socket
     import urllib.error
     import urllib.request
 
@@ -240,6 +286,10 @@ def get_json(url: str, *, token: str | None, timeout: float = 30.0, tries: int =
             body, status = e.read(), e.code
         except (urllib.error.URLError, OSError) as e:
             reason = e.reason if isinstance(e, urllib.error.URLError) else e
+            if isinstance(reason, (TimeoutError, socket.timeout)):
+                raise ValueError(scrub(
+                    f"no answer from {redact_url(url)} within {timeout:g} s: the server takes connections but does "
+                    "not answer; check that it is up and serving (or raise --request-timeout)", secrets)) from None
             last = reason if isinstance(reason, str) else describe_exception(reason)
             if attempt < tries:
                 time.sleep(0.5 * 2 ** (attempt - 1))
@@ -250,7 +300,7 @@ def get_json(url: str, *, token: str | None, timeout: float = 30.0, tries: int =
             continue
         try:
             return status, json.loads(body) if body else None
-        except ValueError:
+        except (ValueError, RecursionError):
             return status, None
     raise ValueError(scrub(f"cannot reach {redact_url(url)} ({last}); is the server up? check --endpoint", secrets))
 
@@ -343,12 +393,17 @@ class Endpoint:
         if retry_after:
             self.paused_until = max(self.paused_until, now + retry_after)
 
-    def on_failure(self, epoch: int, why: str, policy: RetryPolicy, now: float) -> None:
-        """A failure that says nothing about the request itself: maybe the endpoint is down."""
+    def on_failure(self, epoch: int, why: str, policy: RetryPolicy, now: float, sent_at: float | None = None) -> None:
+        """A failure that says nothing about the request itself: maybe the endpoint is down.
+
+        `sent_at`: when the failed request left. The endpoint has been failing
+        since then, not since its timeout ran out.
+        """
         self.fails += 1
         self.last_error = why
-        if self.failing_since is None:
-            self.failing_since = now
+        since = now if sent_at is None else sent_at
+        if self.failing_since is None or since < self.failing_since:
+            self.failing_since = since
         if not self.level:
             # Never later than a row's own budget, so that a row cannot give up
             # on an endpoint that is in fact down (that must fail the run instead).
@@ -362,8 +417,16 @@ class Endpoint:
         self.limit = 1.0
         self.paused_until = now + policy.backoff(self.level)
 
-    def is_down(self, policy: RetryPolicy) -> bool:
-        return self.level >= policy.max_attempts
+    def is_down(self, policy: RetryPolicy, now: float | None = None) -> bool:
+        if self.level >= policy.max_attempts:
+            return True
+        # Failing, with no success in between, for longer than the run's budget.
+        return (self.fails > 0 and self.failing_since is not None and now is not None
+                and now - self.failing_since >= policy.retry_budget)
+
+
+class PromptRejected(ValueError):
+    """Raised by a backend's build(request): this row cannot be sent (its reason); it is recorded as failed."""
 
 
 class _Row:
@@ -379,8 +442,9 @@ _DONE = object()
 class HTTPPump:
     """Sends one POST per request to a pool of endpoints and yields Results as they finish.
 
-    build(request) -> JSON-able body; parse(request, answer, headers) -> Result for a
-    200 answer (raise KeyError/ValueError/TypeError when the answer is malformed).
+    build(request) -> JSON-able body (raise PromptRejected to fail the row unsent);
+    parse(request, answer, headers) -> Result for a 200 answer (raise
+    KeyError/ValueError/TypeError when the answer is malformed).
     """
 
     def __init__(
@@ -541,15 +605,21 @@ class _Run:
     def _next_row(self) -> _Row | None:
         if self.ready:
             return self.ready.popleft()
-        if self.exhausted or self.active + self.unconsumed >= self.max_outstanding:
-            return None
-        try:
-            req = next(self.source)
-        except StopIteration:
-            self.exhausted = True
-            return None
-        self.active += 1
-        return _Row(req, json.dumps(self.build(req)).encode())
+        while not self.exhausted and self.active + self.unconsumed < self.max_outstanding:
+            try:
+                req = next(self.source)
+            except StopIteration:
+                self.exhausted = True
+                return None
+            self.active += 1
+            try:
+                return _Row(req, json.dumps(self.build(req)).encode())
+            except PromptRejected as e:
+                # Refused before sending (e.g. too long): a failed row, not a failed run.
+                self.stats.failed += 1
+                self._finish(Result(req.row_id, None, status="failed", error=scrub(str(e), self.pump._secrets),
+                                    attempts=0))
+        return None
 
     def _pick(self, now: float) -> Endpoint | None:
         """The endpoint with the most spare room, relative to its limit."""
@@ -595,6 +665,7 @@ class _Run:
         while row is not None:
             row.attempts += 1
             epoch = ep.epoch
+            sent_at = time.monotonic()
             status, body, headers, failure = 0, b"", {}, None
             try:
                 async with self.session.post(url, data=row.body) as resp:
@@ -610,7 +681,7 @@ class _Run:
                 self.stats.in_flight -= 1
                 self.wake.set()
             try:
-                self._handle(ep, row, epoch, status, body, headers, failure)
+                self._handle(ep, row, epoch, status, body, headers, failure, sent_at)
             except Exception as e:  # noqa: BLE001 - a bug in parse must stop the run, not hang it
                 self.fatal = e
                 self.wake.set()
@@ -625,13 +696,15 @@ class _Run:
                     ep.in_flight += 1
                     self.stats.in_flight += 1
 
-    def _handle(self, ep, row, epoch, status, body, headers, failure) -> None:
+    def _handle(self, ep, row, epoch, status, body, headers, failure, sent_at=None) -> None:
         now = time.monotonic()
         secrets = self.pump._secrets
         if failure is None and status == 200:
             try:
                 result = self.parse(row.req, json.loads(body), headers)
-            except (ValueError, KeyError, TypeError, IndexError) as e:
+            except (ValueError, KeyError, TypeError, IndexError, AttributeError, RecursionError) as e:
+                # Not the answer this protocol gives (another server on that port, a
+                # proxy's page, a server bug): retried like any transient failure.
                 failure = f"malformed answer ({describe_exception(e)})"
             else:
                 ep.on_success()
@@ -662,11 +735,11 @@ class _Run:
         if status in OVERLOADED:
             ep.on_overload(epoch, parse_retry_after(headers.get("Retry-After")), now)
         if status not in OVERLOADED or ep.limit <= 1:
-            ep.on_failure(epoch, failure, self.policy, now)
+            ep.on_failure(epoch, failure, self.policy, now, sent_at)
         else:
             ep.last_error = failure
 
-        if all(e.is_down(self.policy) for e in self.endpoints):
+        if all(e.is_down(self.policy, now) for e in self.endpoints):
             self.fatal = EndpointDown(self._down_message(now))
             self.wake.set()
             return
@@ -697,8 +770,10 @@ class _Run:
             since = now - (e.failing_since or now)
             parts.append(f"{e.name} ({e.fails} failures in a row over {since:.0f} s, last: {e.last_error})")
         what = "endpoint" if len(parts) == 1 else f"all {len(parts)} endpoints"
+        p = self.policy
         return scrub(
-            f"{what} down: {'; '.join(parts)}. Rows finished so far are kept; run the same command again to resume",
+            f"{what} down: {'; '.join(parts)} (--request-timeout {p.request_timeout:g} s, --retry-budget "
+            f"{p.retry_budget:g} s). Rows finished so far are kept; run the same command again to resume",
             self.pump._secrets,
         )
 
@@ -710,12 +785,26 @@ class EndpointBackend:
     and parses its own requests in `generate` through `_run`.
     """
 
+    max_prompt_tokens: int | None = None
+
     @staticmethod
-    def _check_endpoints(urls: list[str], concurrency: int | None) -> None:
+    def _check_endpoints(urls: list[str], concurrency: int | None, max_prompt_tokens: int | None = None) -> None:
         if len(set(urls)) != len(urls):
             raise ValueError("the same --endpoint is given twice; give each server once")
         if concurrency is not None and concurrency < 1:
             raise ValueError(f"--concurrency must be at least 1, not {concurrency}")
+        if max_prompt_tokens is not None and max_prompt_tokens < 1:
+            raise ValueError(f"--max-prompt-tokens must be at least 1, not {max_prompt_tokens}")
+
+    def _check_prompt(self, prompt: str) -> None:
+        """PromptRejected when the prompt is over --max-prompt-tokens (counted with the served tokenizer)."""
+        limit = self.max_prompt_tokens
+        # A token is at least one character: a prompt this short cannot be over the limit.
+        if limit is None or len(prompt) <= limit:
+            return
+        n = len(self.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        if n > limit:
+            raise PromptRejected(f"prompt too long: {n} tokens, more than --max-prompt-tokens {limit}")
 
     def _start_pump(self, urls: list[str], path: str, token: str | None, policy: RetryPolicy | None) -> None:
         self.stats = Stats()

@@ -6,6 +6,18 @@ the left, so every row of a batch ends at the same position and greedy output
 is the same batched or alone. Sampling uses one torch.Generator per row seeded
 with the row's own seed: a row draws the same random numbers whichever batch
 it lands in, so a resumed or re-ordered run regenerates the same text.
+
+Bounds, so that one bad row cannot hang or crash a run:
+
+- A prompt that does not fit (its tokens plus max_new_tokens over the model's
+  context, `max_position_embeddings`, or its tokens over `max_prompt_tokens`)
+  is recorded as a failed row with that reason and never reaches the model, as
+  a TGI server answers such a prompt with 422.
+- A batch holds at most `batch_size` rows and at most `batch_tokens` padded
+  positions (rows x (longest prompt + max_new_tokens)): long prompts go in
+  smaller batches rather than one giant allocation.
+- A batch that runs out of memory is split in halves and retried; a row that
+  runs out of memory alone is recorded as failed, and the run goes on.
 """
 
 from __future__ import annotations
@@ -54,28 +66,47 @@ class LocalBackend:
         device: str | None = None,
         ignore_eos: bool = False,
         window: int = 8,
+        max_prompt_tokens: int | None = None,
+        batch_tokens: int | None = None,
     ):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         if batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1 (got {batch_size})")
-        path = Path(model)
+        if max_prompt_tokens is not None and max_prompt_tokens < 1:
+            raise ValueError(f"--max-prompt-tokens must be at least 1 (got {max_prompt_tokens})")
+        path = Path(model).expanduser()
         if path.exists():
+            if not path.is_dir():
+                raise ValueError(f"--model {model} is a file; give a model folder (with config.json) or a Hub id")
             if not (path / "config.json").is_file():
                 raise ValueError(f"{model} is not a model folder (no config.json); build one with `sdft-data tiny-model DIR`")
             model_id, rev = path.name, folder_revision(path)
+            model = str(path)
+        elif _looks_like_path(model):
+            raise ValueError(f"model folder {model} does not exist (a Hub model id is ORG/NAME)")
         else:
             model_id, rev = model, revision
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision, padding_side="left")
+        except Exception as e:
+            if path.exists():
+                raise ValueError(f"cannot load a tokenizer from the folder {model}: {_first_line(e)}") from None
+            raise ValueError(f"cannot load model {model}: there is no folder of that name here, and as a Hub id: "
+                             f"{_first_line(e)}") from None
+        try:
             self.model = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype)
         except Exception as e:
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-            raise ValueError(f"cannot load model {model}: {first}") from None
+            raise ValueError(f"cannot load model {model}: {_first_line(e)}") from None
         self.model.to(self.device).eval()
+        config = self.model.config
+        # The positions the model was built for; None when the config does not say.
+        self.context = getattr(config, "max_position_embeddings", None) or getattr(config, "n_positions", None)
+        self.max_prompt_tokens = max_prompt_tokens
+        self.batch_tokens = batch_tokens or batch_size * 2048
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         if rev is None:
@@ -84,7 +115,8 @@ class LocalBackend:
             backend="local",
             model_id=model_id,
             revision=rev,
-            extra={"device": self.device, "dtype": str(dtype).removeprefix("torch.")},
+            extra={"device": self.device, "dtype": str(dtype).removeprefix("torch."), "context": self.context,
+                   "max_prompt_tokens": max_prompt_tokens},
         )
         self.batch_size = batch_size
         self.window = window
@@ -92,17 +124,64 @@ class LocalBackend:
         self.cache_implementation: str | None = "static"
         self.retries = 0
 
+    def prompt_limit(self, params: GenerationParams) -> tuple[int | None, str]:
+        """The most prompt tokens a row may have, and why (for the failed row's error)."""
+        limit, why = None, ""
+        if self.context:
+            if params.max_new_tokens >= self.context:
+                raise ValueError(
+                    f"--max-new-tokens {params.max_new_tokens} does not fit the model's context of {self.context} "
+                    "tokens (prompt and generation together); lower it"
+                )
+            limit = self.context - params.max_new_tokens
+            why = f"the model's context of {self.context} tokens less --max-new-tokens {params.max_new_tokens}"
+        if self.max_prompt_tokens is not None and (limit is None or self.max_prompt_tokens < limit):
+            limit, why = self.max_prompt_tokens, f"--max-prompt-tokens {self.max_prompt_tokens}"
+        return limit, why
+
+    def check_params(self, params: GenerationParams) -> None:
+        """ValueError (one line) when `params` cannot work with this model, before any row is generated."""
+        self.prompt_limit(params)
+
     def generate(self, requests: Iterable[Request], params: GenerationParams) -> Iterator[Result]:
+        limit, why = self.prompt_limit(params)
         it = iter(requests)
         while True:
             chunk = list(itertools.islice(it, self.batch_size * self.window))
             if not chunk:
                 return
             encoded = [self.tokenizer(r.prompt, add_special_tokens=False)["input_ids"] for r in chunk]
-            order = sorted(range(len(chunk)), key=lambda i: len(encoded[i]), reverse=True)
-            for start in range(0, len(order), self.batch_size):
-                idx = order[start : start + self.batch_size]
-                yield from self._batch([chunk[i] for i in idx], [encoded[i] for i in idx], params)
+            keep = []
+            for i, ids in enumerate(encoded):
+                if limit is not None and len(ids) > limit:
+                    yield Result(chunk[i].row_id, None, status="failed", prompt_tokens=len(ids), attempts=0,
+                                 error=f"prompt too long: {len(ids)} tokens, more than {limit} ({why})")
+                else:
+                    keep.append(i)
+            order = sorted(keep, key=lambda i: len(encoded[i]), reverse=True)
+            start = 0
+            while start < len(order):
+                # Longest first: the first row sets the width, and so how many rows fit the token budget.
+                width = len(encoded[order[start]]) + params.max_new_tokens
+                n = max(1, min(self.batch_size, self.batch_tokens // max(width, 1)))
+                idx = order[start : start + n]
+                start += n
+                yield from self._safe_batch([chunk[i] for i in idx], [encoded[i] for i in idx], params)
+
+    def _safe_batch(self, reqs: list[Request], ids: list[list[int]], params: GenerationParams) -> list[Result]:
+        """_batch, split in halves on running out of memory; a single row that does not fit fails alone."""
+        try:
+            return self._batch(reqs, ids, params)
+        except (MemoryError, RuntimeError) as e:
+            if not _is_out_of_memory(e):
+                raise
+            _free_memory()
+        if len(reqs) > 1:
+            half = len(reqs) // 2
+            return self._safe_batch(reqs[:half], ids[:half], params) + self._safe_batch(reqs[half:], ids[half:], params)
+        return [Result(reqs[0].row_id, None, status="failed", prompt_tokens=len(ids[0]),
+                       error=f"out of memory generating this row ({len(ids[0])} prompt tokens + "
+                             f"{params.max_new_tokens} new); lower --max-new-tokens or --max-prompt-tokens")]
 
     def _batch(self, reqs: list[Request], ids: list[list[int]], params: GenerationParams) -> list[Result]:
         import torch
@@ -164,6 +243,35 @@ class LocalBackend:
 
     def close(self) -> None:
         self.model = None
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0][:300] if text else type(e).__name__
+
+
+def _looks_like_path(model: str) -> bool:
+    """A --model that can only be a folder on this machine, never a Hub id (ORG/NAME or NAME)."""
+    return model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model
+
+
+def _is_out_of_memory(e: BaseException) -> bool:
+    import torch
+
+    if isinstance(e, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(e).lower()
+    return "out of memory" in text or "can't allocate memory" in text or "failed to allocate" in text
+
+
+def _free_memory() -> None:
+    import gc
+
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _eos_ids(generation_config, tokenizer) -> set[int]:

@@ -33,6 +33,7 @@ from ._http import (
     load_tokenizer,
     normalize_endpoint,
     redact_url,
+    strict_int,
 )
 
 # Enough to keep a vLLM or SGLang server's batch full without queueing far ahead
@@ -55,10 +56,23 @@ def completion_body(params: GenerationParams, model: str) -> dict:
 
 
 def parse_completion(req: Request, data, headers, stop: tuple[str, ...] = ()) -> Result:
-    """A Result from a /v1/completions answer, finish reason in TGI's names."""
-    choice = data["choices"][0]
-    text = choice["text"]
+    """A Result from a /v1/completions answer, finish reason in TGI's names.
+
+    ValueError when the answer does not have the completions shape and types:
+    the pump then retries the row, and records it as failed if that goes on.
+    """
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object with choices, got {type(data).__name__}")
+    choices = data.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise ValueError("choices is not a non-empty list of objects")
+    choice = choices[0]
+    text = choice.get("text")
+    if not isinstance(text, str):
+        raise ValueError(f"choices[0].text is {type(text).__name__}, not a string")
     reason = choice.get("finish_reason")
+    if reason is not None and not isinstance(reason, str):
+        raise ValueError(f"choices[0].finish_reason is {type(reason).__name__}, not a string")
     finish = None
     if reason in ("length", "eos_token", "stop_sequence"):  # TGI's /v1 already uses its own names
         finish = reason
@@ -75,12 +89,14 @@ def parse_completion(req: Request, data, headers, stop: tuple[str, ...] = ()) ->
         # else: stop strings were asked for and the server does not say which
         # ended it; leave the reason unknown rather than guess.
     usage = data.get("usage") or {}
+    if not isinstance(usage, dict):
+        raise ValueError(f"usage is {type(usage).__name__}, not an object")
     return Result(
         row_id=req.row_id,
         text=text,
         finish_reason=finish,
-        prompt_tokens=usage.get("prompt_tokens"),
-        generated_tokens=usage.get("completion_tokens"),
+        prompt_tokens=strict_int(usage.get("prompt_tokens"), "usage.prompt_tokens"),
+        generated_tokens=strict_int(usage.get("completion_tokens"), "usage.completion_tokens"),
     )
 
 
@@ -99,13 +115,16 @@ class OpenAIBackend(EndpointBackend):
         concurrency: int | None = None,
         token: str | None = None,
         policy: RetryPolicy | None = None,
+        max_prompt_tokens: int | None = None,
     ):
         # Users copy base URLs with or without the /v1 the OpenAI clients want.
         urls = [_strip_v1(normalize_endpoint(u)) for u in endpoints]
         if not urls or not model:
             raise ValueError("--backend openai needs --endpoint URL and --model NAME")
-        self._check_endpoints(urls, concurrency)
-        served = [_served_model(u, model, token) for u in urls]
+        self._check_endpoints(urls, concurrency, max_prompt_tokens)
+        policy = policy or RetryPolicy()
+        self.max_prompt_tokens = max_prompt_tokens
+        served = [_served_model(u, model, token, min(30.0, policy.request_timeout)) for u in urls]
         revisions = {s["revision"] for s in served}
         if len(revisions) > 1:
             raise ValueError(
@@ -126,6 +145,9 @@ class OpenAIBackend(EndpointBackend):
                 "root": root,
                 "tokenizer": tokenizer or model,
                 "strips_leading_bos": self._bos is not None,
+                "max_prompt_tokens": max_prompt_tokens,
+                "request_timeout": policy.request_timeout,
+                "retry_budget": policy.retry_budget,
             },
         )
         self._start_pump(urls, "/v1/completions", token, policy)
@@ -136,6 +158,7 @@ class OpenAIBackend(EndpointBackend):
         bos, sample, stop = self._bos, params.do_sample, tuple(params.stop)
 
         def build(req: Request) -> dict:
+            self._check_prompt(req.prompt)
             prompt = req.prompt[len(bos):] if bos and req.prompt.startswith(bos) else req.prompt
             # vLLM takes a signed 64-bit seed.
             return {**base, "prompt": prompt, "seed": req.seed % 2**63} if sample else {**base, "prompt": prompt}
@@ -150,10 +173,10 @@ def _strip_v1(url: str) -> str:
     return url[: -len("/v1")] if url.endswith("/v1") else url
 
 
-def _served_model(url: str, model: str, token: str | None) -> dict:
+def _served_model(url: str, model: str, token: str | None, timeout: float = 30.0) -> dict:
     """What the endpoint says about `model`: revision, root, concurrency. ValueError when it serves another."""
     where = redact_url(url)
-    status, data = get_json(url + "/v1/models", token=token)
+    status, data = get_json(url + "/v1/models", token=token, timeout=timeout)
     if status in (401, 403):
         raise ValueError(f"{where}/v1/models refused the request (HTTP {status}); check HF_TOKEN or --token-file")
     entries: list[dict] = []
@@ -172,7 +195,7 @@ def _served_model(url: str, model: str, token: str | None) -> dict:
     }
     # A TGI behind /v1 also answers /info: the model sha and its concurrency.
     # Other servers answer 404 there, which simply tells us nothing.
-    status, info = get_json(url + "/info", token=token, tries=1)
+    status, info = get_json(url + "/info", token=token, tries=1, timeout=timeout)
     if status == 200 and isinstance(info, dict) and info.get("model_id") == model:
         found["revision"] = found["revision"] or info.get("model_sha")
         found["max_concurrent_requests"] = info.get("max_concurrent_requests")

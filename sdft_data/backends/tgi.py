@@ -39,6 +39,7 @@ from ._http import (
     load_tokenizer,
     normalize_endpoint,
     redact_url,
+    strict_int,
 )
 
 # TGI's own default for --max-concurrent-requests, used when /info does not say.
@@ -64,17 +65,33 @@ def tgi_parameters(params: GenerationParams) -> dict:
 
 
 def parse_generate(req: Request, data, headers) -> Result:
-    """A Result from a /generate answer (or the list that TGI's compat route `/` returns)."""
-    if isinstance(data, list):
+    """A Result from a /generate answer (or the list that TGI's compat route `/` returns).
+
+    ValueError when the answer does not have GenerateResponse's shape and types:
+    the pump then retries the row, and records it as failed if that goes on.
+    """
+    if isinstance(data, list) and data:
         data = data[0]
-    details = data.get("details") or {}
-    generated = details.get("generated_tokens")
+    if not isinstance(data, dict):
+        raise ValueError(f"expected a JSON object with generated_text, got {type(data).__name__}")
+    text = data.get("generated_text")
+    if not isinstance(text, str):
+        raise ValueError(f"generated_text is {type(text).__name__}, not a string")
+    details = data.get("details")
+    if details is None:
+        details = {}
+    if not isinstance(details, dict):
+        raise ValueError(f"details is {type(details).__name__}, not an object")
+    finish = details.get("finish_reason")
+    if finish is not None and not isinstance(finish, str):
+        raise ValueError(f"details.finish_reason is {type(finish).__name__}, not a string")
+    generated = strict_int(details.get("generated_tokens"), "details.generated_tokens")
     if generated is None:
         generated = _int(headers.get("x-generated-tokens"))
     return Result(
         row_id=req.row_id,
-        text=data["generated_text"],
-        finish_reason=details.get("finish_reason"),
+        text=text,
+        finish_reason=finish,
         # TGI reports the prompt's length in a header; the body has it only with
         # decoder_input_details, which would send every prompt token back.
         prompt_tokens=_int(headers.get("x-prompt-tokens")),
@@ -97,6 +114,8 @@ class TGIBackend(EndpointBackend):
     concurrency: requests in flight per endpoint (default: the endpoint's max_concurrent_requests).
     token: bearer token (HF_TOKEN); never stored anywhere but the request headers.
     policy: retries and timeouts (RetryPolicy).
+    max_prompt_tokens: rows whose prompt is longer are recorded as failed, unsent
+      (without it the server's own limit answers 422, which fails the row too).
     """
 
     def __init__(
@@ -108,12 +127,15 @@ class TGIBackend(EndpointBackend):
         concurrency: int | None = None,
         token: str | None = None,
         policy: RetryPolicy | None = None,
+        max_prompt_tokens: int | None = None,
     ):
         urls = [normalize_endpoint(u) for u in endpoints]
         if not urls:
             raise ValueError("--backend tgi needs at least one --endpoint URL")
-        self._check_endpoints(urls, concurrency)
-        infos = [_read_info(u, token) for u in urls]
+        self._check_endpoints(urls, concurrency, max_prompt_tokens)
+        policy = policy or RetryPolicy()
+        self.max_prompt_tokens = max_prompt_tokens
+        infos = [_read_info(u, token, policy.request_timeout) for u in urls]
         first = infos[0]
         for u, inf in zip(urls[1:], infos[1:]):
             if (inf["model_id"], inf.get("model_sha")) != (first["model_id"], first.get("model_sha")):
@@ -144,12 +166,15 @@ class TGIBackend(EndpointBackend):
                 "version": first.get("version"),
                 "tokenizer": tokenizer or model_id,
                 "strips_leading_bos": self._bos is not None,
+                "max_prompt_tokens": max_prompt_tokens,
+                "request_timeout": policy.request_timeout,
+                "retry_budget": policy.retry_budget,
             },
         )
         self._start_pump(urls, "/generate", token, policy)
 
-    def generate(self, requests: Iterable[Request], params: GenerationParams) -> Iterator[Result]:
-        """Yield one Result per request as each finishes; raises EndpointDown if every endpoint stays down."""
+    def check_params(self, params: GenerationParams) -> None:
+        """ValueError (one line) when the endpoint would refuse `params` for every row."""
         if self.max_stop_sequences is not None and len(params.stop) > self.max_stop_sequences:
             raise ValueError(
                 f"{len(params.stop)} stop sequences given, the endpoint accepts at most {self.max_stop_sequences}"
@@ -157,12 +182,17 @@ class TGIBackend(EndpointBackend):
         if self.max_total_tokens and params.max_new_tokens >= self.max_total_tokens:
             raise ValueError(
                 f"max_new_tokens {params.max_new_tokens} does not fit the endpoint's max_total_tokens "
-                f"{self.max_total_tokens} (prompt and generation together)"
+                f"{self.max_total_tokens} (prompt and generation together); lower --max-new-tokens"
             )
+
+    def generate(self, requests: Iterable[Request], params: GenerationParams) -> Iterator[Result]:
+        """Yield one Result per request as each finishes; raises EndpointDown if every endpoint stays down."""
+        self.check_params(params)
         base = tgi_parameters(params)
         bos, sample = self._bos, params.do_sample
 
         def build(req: Request) -> dict:
+            self._check_prompt(req.prompt)
             prompt = req.prompt[len(bos):] if bos and req.prompt.startswith(bos) else req.prompt
             # The seed only matters when sampling; TGI takes an unsigned 64-bit one.
             parameters = {**base, "seed": req.seed % 2**64} if sample else base
@@ -171,8 +201,8 @@ class TGIBackend(EndpointBackend):
         return self._run(requests, build, parse_generate)
 
 
-def _read_info(url: str, token: str | None) -> dict:
-    status, data = get_json(url + "/info", token=token)
+def _read_info(url: str, token: str | None, timeout: float = 30.0) -> dict:
+    status, data = get_json(url + "/info", token=token, timeout=min(30.0, timeout))
     where = redact_url(url)
     if status in (401, 403):
         raise ValueError(f"{where}/info refused the request (HTTP {status}); check HF_TOKEN or --token-file")
