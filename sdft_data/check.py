@@ -9,6 +9,8 @@ seconds, plus general checks the authors' pipeline did not need.
 
 Reasons, in precedence order: a row's reason is the first that applies.
 
+    no_rewrite            an imported row whose distilled response is the original: the files
+                          do not record a rewrite (status "absent"; see sdft_data.importer)
     generation_failed     the request failed (status != "ok"); there is no rewrite
     empty                 the rewrite is empty or only whitespace
     truncated             generation stopped at max_new_tokens (finish_reason "length")
@@ -50,6 +52,7 @@ from .recipes import CHECKS, TEMPLATES, Recipe, UnknownRecipe, custom_recipe, ge
 from .run import generations, read_manifest, write_manifest
 
 REASONS = (
+    "no_rewrite",
     "generation_failed",
     "empty",
     "truncated",
@@ -67,6 +70,7 @@ REASONS = (
 
 # One line per reason, for reports and cards.
 REASON_MEANINGS = {
+    "no_rewrite": "imported: the distilled dataset keeps the original response, no rewrite is recorded",
     "generation_failed": "the generation request failed",
     "empty": "the rewrite is empty",
     "truncated": "the rewrite was cut at max_new_tokens",
@@ -277,6 +281,7 @@ def check_frame(
     )
     rw, ref = pl.col("_rw"), pl.col("_ref")
     failures: list[tuple[str, pl.Expr]] = [
+        ("no_rewrite", pl.col("status") == "absent"),
         ("generation_failed", pl.col("status").fill_null("failed") != "ok"),
         ("empty", rw.is_null() | (rw == "")),
         ("truncated", pl.col("finish_reason").fill_null("") == "length"),
