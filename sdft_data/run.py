@@ -20,6 +20,7 @@ what `distill` and `sdft-train eval` both call.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -92,12 +93,34 @@ def generations(run_dir: Path) -> pl.LazyFrame:
     shards = sorted((Path(run_dir) / "generations").glob("*.parquet"))
     if not shards:
         return pl.LazyFrame(schema=GENERATION_SCHEMA)
+    check_shards(shards)
     # Shards concatenate in name order, so "last" is the most recent record.
     return (
         pl.concat([pl.scan_parquet(p) for p in shards], how="vertical_relaxed")
         .unique("row_id", keep="last", maintain_order=True)
         .sort("row_id")
     )
+
+
+def check_shards(shards: list[Path]) -> None:
+    """ValueError naming the first shard whose parquet footer cannot be read (cut short, or not parquet).
+
+    Shards are written to a temporary name and renamed, so a damaged one comes
+    from outside (a copy cut short, a disk fault). Reading the footers costs a
+    small read per shard, and turns a Polars error deep inside a query into
+    one line that says what to do.
+    """
+    import pyarrow.parquet as pq
+
+    for shard in shards:
+        try:
+            pq.read_metadata(shard)
+        except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
+            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            raise ValueError(
+                f"generations shard {shard} is damaged ({first}): move it out of {shard.parent} and run the same "
+                "distill command again; its rows will be generated again"
+            ) from None
 
 
 class ShardWriter:
@@ -136,7 +159,14 @@ class ShardWriter:
         frame = pl.DataFrame(self.buffer, schema=GENERATION_SCHEMA)
         final = self.folder / f"{self.next_seq:06d}.parquet"
         tmp = self.folder / f".{self.next_seq:06d}.parquet.tmp"
-        frame.write_parquet(tmp)
+        try:
+            frame.write_parquet(tmp)
+        except BaseException as e:
+            tmp.unlink(missing_ok=True)  # a partial file (disk full): the buffer is still whole in memory
+            if "No space left on device" in str(e) and not isinstance(e, OSError):
+                # Polars words it as a ComputeError: say it as the OSError it is, with the file.
+                raise OSError(errno.ENOSPC, "No space left on device", str(final)) from None
+            raise
         os.replace(tmp, final)
         self.next_seq += 1
         self.buffer = []
@@ -182,8 +212,52 @@ def _pending_requests(run_dir: Path, recipe: Recipe, tokenizer, fmt: str, seed: 
             yield Request(row_id=row_id, prompt=prompt, seed=row_seed(seed, row_id))
 
 
-def _diff_keys(a: dict, b: dict) -> list[str]:
-    return sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k))
+def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """The dotted names of the fields that differ (`source.limit`), with both values when short."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if x == y:
+            continue
+        name = f"{prefix}{k}"
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += _diff_keys(x, y, name + ".") or [name]
+            continue
+        shown = [json.dumps(v, ensure_ascii=False) for v in (x, y)]
+        out.append(f"{name} ({shown[0]} there, {shown[1]} here)" if max(map(len, shown)) <= 40 else name)
+    return out
+
+
+def _model_hint(backend: str, model: str | None) -> dict:
+    """The parts of the fingerprint's `model` entry known before the backend opens (no weights loaded)."""
+    hint = {"backend": backend}
+    if model and backend == "local":
+        path = Path(model).expanduser()
+        hint["model_id"] = path.name if path.exists() else model
+    elif model:
+        hint["model_id"] = model
+    return hint
+
+
+def _refuse_other_run(run_dir: Path, known: dict) -> None:
+    """ValueError when run_dir holds a run that differs in what is `known` before the model loads.
+
+    Checked before the backend opens, so a different run is refused in a
+    second, not after minutes of loading weights; the full fingerprint is
+    compared again once the model (revision, tokenizer, template) is known.
+    """
+    if not (run_dir / "manifest.json").is_file():
+        return
+    manifest = read_manifest(run_dir)
+    old = manifest.get("fingerprint_inputs") or {}
+    old_known = {k: old.get(k) for k in known}
+    old_known["model"] = {k: (old.get("model") or {}).get(k) for k in known["model"]}
+    differs = _diff_keys(old_known, known)
+    if differs:
+        raise ValueError(
+            f"{run_dir} holds a different run (fingerprint {str(manifest.get('fingerprint', '?'))[:12]}; differs in: "
+            f"{', '.join(differs)}): use another --out, or the same options to resume it"
+        )
 
 
 def distill(
@@ -210,6 +284,9 @@ def distill(
     flush_seconds: float = 10.0,
     progress: bool = True,
     engine=None,
+    max_prompt_tokens: int | None = None,
+    request_timeout: float | None = None,
+    retry_budget: float | None = None,
 ) -> RunSummary:
     """Distill `source` with `recipe` into the run directory `out`, resuming if it holds the same run.
 
@@ -227,8 +304,14 @@ def distill(
     # The recipe's config and split are for its own Hub source; another source starts from "train".
     own = source == rec.source
     spec = SourceSpec(source, config if config is not None else (rec.config if own else None),
-                      split or (rec.split if own else "train"), revision)
+                      split if split is not None else (rec.split if own else None), revision)
     ds, source_desc = open_source(spec, required=[rec.prompt_column, rec.response_column], limit=limit)
+    source_inputs = {k: v for k, v in source_desc.items() if k != "format"}
+    if engine is None:
+        _refuse_other_run(Path(out), {
+            "source": source_inputs, "recipe": rec.describe(), "generation": params.to_dict(), "seed": seed,
+            "model": _model_hint(backend, model),
+        })
 
     run_dir = Path(out)
     if run_dir.exists() and not run_dir.is_dir():
@@ -240,12 +323,16 @@ def distill(
     if engine is None:
         engine = make_backend(
             backend, model=model, endpoints=endpoints, tokenizer=tokenizer, concurrency=concurrency,
-            token=token, batch_size=batch_size, revision=None,
+            token=token, batch_size=batch_size, revision=None, max_prompt_tokens=max_prompt_tokens,
+            request_timeout=request_timeout, retry_budget=retry_budget,
         )
     try:
+        check_params = getattr(engine, "check_params", None)
+        if check_params is not None:  # parameters this model or endpoint refuses for every row
+            check_params(params)
         info = engine.info.to_dict()
         inputs = {
-            "source": {k: v for k, v in source_desc.items() if k != "format"},
+            "source": source_inputs,
             "recipe": rec.describe(),
             "template": templates.describe(rec, engine.tokenizer, fmt),
             # Where the model runs (device, endpoints) is recorded, not fingerprinted:
@@ -345,8 +432,8 @@ def generate_run(
             if manifest.get("fingerprint") != fp:
                 differs = _diff_keys(manifest.get("fingerprint_inputs", {}), inputs)
                 raise ValueError(
-                    f"{run_dir} holds a different run (fingerprint {manifest.get('fingerprint', '?')[:12]}, this one {fp[:12]};"
-                    f" differs in: {', '.join(differs) or 'unknown'}): use another --out"
+                    f"{run_dir} holds a different run (fingerprint {str(manifest.get('fingerprint', '?'))[:12]}, this "
+                    f"one {fp[:12]}; differs in: {', '.join(differs) or 'unknown'}): use another --out"
                 )
         elif retry_failed:
             raise ValueError(f"--retry-failed needs an existing run in {run_dir}")
