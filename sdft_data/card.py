@@ -29,7 +29,9 @@ BASE_TAGS = ["sdft", "self-distillation", "synthetic"]
 # Exceptions, so that a hand edit survives: `tags` are merged, a previous `pretty_name` stays, and a
 # previous `license` stays where the run knows none (custom sources).
 MANAGED_KEYS = ("pretty_name", "license", "language", "task_categories", "size_categories", "source_datasets",
-                "tags", "configs")
+                "tags", "configs", "sdft")
+# The tag every card carries: `sdft-data search` lists the Hub's datasets that have it.
+SDFT_TAG = "sdft"
 
 SDFT_CITATION = """@inproceedings{yang2024sdft,
   title = {Self-Distillation Bridges Distribution Gap in Language Model Fine-Tuning},
@@ -307,6 +309,8 @@ def build_metadata(card: CardInput, previous: dict | None = None) -> dict:
         "source_datasets": [source_id] if source_id and source.get("kind") != "file" else None,
         "tags": list(BASE_TAGS),
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "data/train-*"}]}],
+        # What `sdft-data search` shows, machine-readable on the card (the Hub returns it as cardData).
+        "sdft": sdft_summary(card),
     }
     if isinstance(previous.get("pretty_name"), str):
         ours["pretty_name"] = previous["pretty_name"]  # a name chosen by hand stays
@@ -315,6 +319,21 @@ def build_metadata(card: CardInput, previous: dict | None = None) -> dict:
     extra_tags = [t for t in previous.get("tags") or [] if isinstance(t, str) and t not in ours["tags"]]
     merged["tags"] = ours["tags"] + extra_tags
     return merged
+
+
+def sdft_summary(card: CardInput) -> dict:
+    """The card's `sdft` metadata: this version, its recipe, seed model, rows and rewrite rate."""
+    inputs = card.manifest.get("fingerprint_inputs") or {}
+    model = inputs.get("model") or {}
+    return {
+        "version": card.version,
+        "recipe": (inputs.get("recipe") or {}).get("name"),
+        "seed_model": public_model_id(model) if model.get("model_id") else None,
+        "rows": card.rows,
+        "rewrite_rate": round(card.accepted / card.rows, 4) if card.rows else None,
+        "imported": "imported" in card.manifest,
+        "fingerprint": card.manifest.get("fingerprint"),
+    }
 
 
 def _source_title(source: dict) -> str:

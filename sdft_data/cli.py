@@ -259,6 +259,69 @@ def pull(spec, out, local):
         click.echo(f'or from the Hub: datasets.load_dataset("{repo}", revision="{version}", split="train")')
 
 
+@main.command()
+@click.argument("query", required=False)
+@click.option("--local", "local", type=click.Path(file_okay=False), default=None,
+              help="Search this publishing folder instead of the Hub.")
+@click.option("--limit", type=int, default=50, show_default=True, help="Most datasets to list.")
+@user_errors
+def search(query, local, limit):
+    """List SDFT datasets on the Hub (the `sdft` tag), whose name contains QUERY.
+
+    With each dataset's latest version, recipe, rows, rewrite rate and seed
+    model, read from its card. Load one with load_dataset("ORG/NAME").
+
+    \b
+    sdft-data search
+    sdft-data search gsm8k
+    sdft-data search alpaca --local hub
+    """
+    from .search import render, search as find
+
+    click.echo(render(find(query, local=local, limit=limit)))
+
+
+@main.command("import")
+@click.option("--original", required=True, help="The original dataset: a .json/.jsonl/.parquet/.csv file or a Hub id (org/name[@revision]).")
+@click.option("--distilled", required=True, help="Its distilled counterpart, row for row: a file or a Hub id.")
+@click.option("--recipe", "recipe_name", required=True, help="Recipe of the pair (see `sdft-data recipes`); `custom` takes the column options.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to create (new or empty).")
+@click.option("--model", default=None, help="The seed model that made the distilled dataset, as you know it (recorded as stated).")
+@click.option("--note", default=None, help="A line on where the pair comes from, kept in the manifest and shown on the card.")
+@click.option("--split", default=None, help="Split, for Hub ids.  [default: train]")
+@click.option("--prompt-column", help="custom recipe: the instruction column.")
+@click.option("--input-column", help="custom recipe: an optional input column, joined to the instruction.")
+@click.option("--response-column", help="custom recipe: the response column.")
+@click.option("--check", "check_kind", default="none", show_default=True, help="custom recipe: none, math, function_call or code.")
+@user_errors
+def import_cmd(original, distilled, recipe_name, out, model, note, split, prompt_column, input_column,
+               response_column, check_kind):
+    """Make a run directory from a distilled dataset made elsewhere, to check, diff and push like any run.
+
+    Rows are paired and verified by their instruction; a row whose distilled
+    response differs from the original is the maker's rewrite and goes through
+    the recipe's checks; a row that kept the original has no rewrite on record
+    (reason no_rewrite). The manifest says it was imported, from where, and
+    what is not known (template, parameters, seed).
+
+    \b
+    sdft-data import --original alpaca_train.json --distilled distilled_alpaca.json --recipe alpaca \\
+        --model meta-llama/Llama-2-7b-chat-hf --out runs/alpaca-authors
+    sdft-data diff runs/alpaca-authors
+    sdft-data push runs/alpaca-authors --repo my-org/alpaca-sdft
+    """
+    from .importer import import_pair
+
+    recipe = _recipe_for_diff(recipe_name, prompt_column, input_column, response_column, check_kind)
+    summary = import_pair(original=original, distilled=distilled, recipe=recipe, out=out, model=model, note=note,
+                          split=split)
+    click.echo(summary.message())
+    if not summary.already:
+        for reason, n in summary.by_reason.items():
+            click.echo(f"  {reason:<24}{n:>10,}  {100 * n / summary.rows:5.1f}%")
+        click.echo(f"next: sdft-data diff {out}  then  sdft-data push {out} --repo ORG/NAME")
+
+
 @main.command("check")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--strict", is_flag=True, help="Also require parsing ```python blocks (code) and a final \"The answer is N.\" (math).")

@@ -320,6 +320,8 @@ class _Handler(BaseHTTPRequestHandler):
                 return "validate-yaml", self._validate_yaml, ()
             if s[1:2] == ["whoami-v2"] and method == "GET":
                 return "whoami", self._whoami, ()
+            if len(s) == 2 and s[1].endswith("s") and s[1][:-1] in REPO_TYPES and method == "GET":
+                return "list", self._list, (s[1][:-1],)
             if len(s) >= 4 and s[1].endswith("s") and s[1][:-1] in REPO_TYPES:
                 repo_type, repo_id, rest = s[1][:-1], f"{unquote(s[2])}/{unquote(s[3])}", s[4:]
                 if not rest and method == "GET":
@@ -490,9 +492,65 @@ class _Handler(BaseHTTPRequestHandler):
         return self._json({
             "_id": hashlib.sha1(repo_id.encode()).hexdigest()[:24], "id": repo_id, "author": repo_id.split("/")[0],
             "sha": commit.oid, "lastModified": commit.date, "createdAt": repo.created_at, "private": repo.private,
-            "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": list((card or {}).get("tags") or []),
+            "gated": False, "disabled": False, "downloads": 0, "likes": 0, "tags": _repo_tags(card),
             "cardData": card, "siblings": siblings, "usedStorage": sum(e.size for e in commit.files.values()),
         })
+
+    def _list(self, repo_type):
+        """GET /api/datasets (models, spaces): HfApi.list_datasets' query, paginated by `Link` header.
+
+        search: every value a case-insensitive substring of the repo id; filter:
+        every value one of the repo's tags (the card's `tags` plus `license:`,
+        `language:`, `task_categories:`, `size_categories:` ones, as the Hub
+        derives them); author: the namespace; sort (lastModified, createdAt,
+        id) with direction -1 (default) or 1; full or expand=cardData add the
+        card's metadata. Private repos are listed only for a valid token.
+        """
+        role = self._role()
+        q = self.query
+        searches = [v.lower() for v in q.get("search", [])]
+        filters = q.get("filter", [])
+        author = q.get("author", [None])[0]
+        full = q.get("full", ["false"])[0].lower() in ("1", "true")
+        expand = set(q.get("expand", []) + q.get("expand[]", []))
+        with self.hub._lock:
+            repos = [r for (t, _), r in self.hub.repos.items() if t == repo_type and (role or not r.private)]
+            found = []
+            for repo in repos:
+                head = repo.commits.get(repo.branches.get("main", ""))
+                card = _front_matter(self.hub, head.files.get("README.md")) if head else None
+                tags = _repo_tags(card)
+                if searches and not all(v in repo.id.lower() for v in searches):
+                    continue
+                if not all(f in tags for f in filters) or (author and repo.id.split("/")[0] != author):
+                    continue
+                item = {"_id": hashlib.sha1(repo.id.encode()).hexdigest()[:24], "id": repo.id}
+                basic = {"author": repo.id.split("/")[0], "sha": head.oid if head else None,
+                         "lastModified": head.date if head else repo.created_at, "createdAt": repo.created_at,
+                         "private": repo.private, "gated": False, "disabled": False, "downloads": 0, "likes": 0,
+                         "tags": tags}
+                item.update({k: v for k, v in basic.items() if not expand or k in expand})
+                if full or "cardData" in expand:
+                    item["cardData"] = card
+                found.append(item)
+        sort = q.get("sort", [None])[0]
+        if sort in ("lastModified", "createdAt", "id"):
+            reverse = q.get("direction", ["-1"])[0] != "1"
+            found.sort(key=lambda i: str(i.get(sort) or ""), reverse=reverse)
+        else:
+            found.sort(key=lambda i: i["id"])
+        limit = int(q.get("limit", ["0"])[0] or 0)
+        if limit:
+            found = found[:limit]
+        start = int(q.get("cursor", ["0"])[0] or 0)
+        page = found[start:start + self.hub.page_size]
+        headers = {}
+        if start + self.hub.page_size < len(found):
+            params = [(k, v) for k, vs in q.items() if k != "cursor" for v in vs]
+            params.append(("cursor", str(start + self.hub.page_size)))
+            query = "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in params)
+            headers["Link"] = f'<{self.base}/api/{repo_type}s?{query}>; rel="next"'
+        return self._json(page, headers=headers)
 
     def _refs(self, repo_type, repo_id):
         role = self._role()
@@ -773,6 +831,20 @@ def _front_matter(hub: LoopbackHub, entry: Entry | None) -> dict | None:
     except yaml.YAMLError:
         return None
     return data if isinstance(data, dict) else None
+
+
+def _repo_tags(card: dict | None) -> list[str]:
+    """A repo's tags as the Hub lists them: the card's own, then ones derived from its metadata."""
+    card = card or {}
+    tags = [t for t in _strings(card.get("tags"))]
+    for key in ("license", "language", "task_categories", "size_categories"):
+        tags += [f"{key}:{v}" for v in _strings(card.get(key))]
+    return list(dict.fromkeys(tags))
+
+
+def _strings(value) -> list[str]:
+    values = value if isinstance(value, list) else [value] if value is not None else []
+    return [v for v in values if isinstance(v, str)]
 
 
 def metadata_errors(readme: str, repo_type: str) -> list[str]:
