@@ -1,61 +1,209 @@
-"""Fine-tune a model on a distilled dataset, LoRA (the paper's setting) or full.
+"""Fine-tune the seed model on a distilled dataset with TRL's SFTTrainer: either arm, one GPU or many.
 
     train(data="my-org/gsm8k-sdft@v1", model="meta-llama/Llama-2-7b-chat-hf", out="ckpt/gsm8k-sdft")
+    train(data="my-org/gsm8k-sdft@v1", model="meta-llama/Llama-2-7b-chat-hf", out="ckpt/gsm8k-vanilla",
+          config=TrainConfig(responses="original"))
 
-The paper's hyper-parameters are the defaults: LoRA rank 8 on q_proj and
-v_proj, lr 1e-4 with a cosine schedule, per-device batch 2 x gradient
-accumulation 4, 5 epochs for GSM8K and OpenFunctions and 2 for the rest, loss
-on the response only. A plain PyTorch loop: what it does is on this page.
+The defaults are the paper's preset (TrainConfig). The same entry point runs
+alone, under `torchrun` or under `accelerate launch` (DDP, FSDP or DeepSpeed
+through an accelerate config file): every process runs this function, the
+trainer splits the batches, and process 0 writes the outputs.
+
+`out` holds, when training finished: the LoRA adapter (or the full model with
+`full=True`; `merge=True` adds the merged model under `merged/`), the
+tokenizer, `train_manifest.json` (how it was made, written last), a model card
+`README.md` and `loss.png`. While training it holds `train_state.json` (what is
+being trained, so that `resume=True` continues only the same training) and
+`checkpoints/` (every `save_steps` optimizer steps).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
-import math
-import random
+import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sdft_data.recipes import get_recipe
+from sdft_data import templates
+from sdft_data.recipes import Recipe, get_recipe
 
-from .data import IGNORE_INDEX, load_rows, tokenize_examples
+from .data import RESPONSES, Examples, TrainData, build_examples, open_data, read_json, response_column
 
+STATE = "train_state.json"
+MANIFEST = "train_manifest.json"
+CHECKPOINTS = "checkpoints"
+# The paper trains GSM8K and OpenFunctions for 5 epochs and everything else for 2.
 PAPER_EPOCHS = {"gsm8k": 5, "openfunctions": 5}
+DEFAULT_EPOCHS = 2
 
 
 @dataclass
 class TrainConfig:
-    lora: bool = True
+    """Every knob of a training run. The defaults are the paper's preset (DESIGN section 1, the authors' scripts)."""
+
+    responses: str = "sdft"  # "sdft": the SDFT responses; "original": the dataset's original ones (vanilla arm)
+    full: bool = False  # full fine-tuning instead of LoRA
     lora_rank: int = 8
     lora_alpha: int = 16
-    lora_dropout: float = 0.05
+    lora_dropout: float = 0.0
     lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
     learning_rate: float = 1e-4
-    batch_size: int = 2
-    grad_accum: int = 4
-    epochs: float | None = None  # None: the paper's, by recipe
-    max_steps: int | None = None  # optimizer steps; overrides epochs when set
+    lr_scheduler: str = "cosine"
     warmup_ratio: float = 0.0
-    max_length: int = 1024
-    seed: int = 0
-    format: str = "chat"
-    extra: dict = field(default_factory=dict)
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    batch_size: int = 2  # per device
+    grad_accum: int = 4
+    epochs: float | None = None  # None: the paper's for the recipe (5 for gsm8k and openfunctions, else 2)
+    max_steps: int | None = None  # optimizer steps; overrides epochs when set
+    max_length: int = 1024  # the paper's cutoff, prompt and response together
+    format: str | None = None  # None: the format the dataset was distilled in (its manifest), else "chat"
+    paper_layout: str | None = None  # llama2/llama3 for a Llama-family recipe in paper format; None: the dataset's
+    seed: int = 42  # the trainer's default, as in the authors' runs
+    save_steps: int = 500
+    save_total_limit: int | None = 2
+    bf16: bool | None = None  # None: on a GPU that has it
+    gradient_checkpointing: bool | None = None  # None: on GPU
+    padding_free: bool = True  # one flat sequence per batch: same batches and loss as padding, no pad tokens
+    merge: bool = False  # also save the LoRA-merged model under out/merged
+
+    def check(self) -> None:
+        """ValueError with one line for a value that cannot work."""
+        positive = {"--batch-size": self.batch_size, "--grad-accum": self.grad_accum, "--lora-rank": self.lora_rank,
+                    "--save-steps": self.save_steps}
+        for flag, value in positive.items():
+            if value < 1:
+                raise ValueError(f"{flag} must be at least 1 (got {value})")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise ValueError(f"--max-steps must be at least 1 (got {self.max_steps})")
+        if self.epochs is not None and not self.epochs > 0:
+            raise ValueError(f"--epochs must be above 0 (got {self.epochs})")
+        if self.max_length < 2:
+            raise ValueError(f"--max-length must be at least 2 (got {self.max_length})")
+        if self.learning_rate <= 0:
+            raise ValueError(f"--lr must be above 0 (got {self.learning_rate})")
+        if self.responses not in RESPONSES:
+            raise ValueError(f"unknown --responses {self.responses!r}; choose one of: {', '.join(RESPONSES)}")
+        if self.format is not None and self.format not in templates.FORMATS:
+            raise ValueError(f"unknown --format {self.format!r}; choose one of: {', '.join(templates.FORMATS)}")
+        if self.paper_layout not in (None, "llama2", "llama3"):
+            raise ValueError(f"unknown --paper-layout {self.paper_layout!r}; choose llama2 or llama3")
+        if self.full and self.merge:
+            raise ValueError("--merge merges a LoRA adapter; with --full the saved model is already whole")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["lora_targets"] = list(self.lora_targets)
+        return d
 
 
-def _batches(examples: list[dict], batch_size: int, pad_id: int, rng: random.Random):
-    import torch
+# Knobs that change what is trained; the others (how often to save, where) may change on --resume.
+_NOT_IN_KEY = {"save_steps", "save_total_limit", "merge"}
 
-    order = list(range(len(examples)))
-    rng.shuffle(order)
-    for start in range(0, len(order), batch_size):
-        chunk = [examples[i] for i in order[start : start + batch_size]]
-        width = max(len(e["input_ids"]) for e in chunk)
-        ids = torch.tensor([e["input_ids"] + [pad_id] * (width - len(e["input_ids"])) for e in chunk])
-        labels = torch.tensor([e["labels"] + [IGNORE_INDEX] * (width - len(e["labels"])) for e in chunk])
-        mask = torch.tensor([[1] * len(e["input_ids"]) + [0] * (width - len(e["input_ids"])) for e in chunk])
-        yield ids, mask, labels
+
+def paper_epochs(recipe: str) -> float:
+    return PAPER_EPOCHS.get(recipe, DEFAULT_EPOCHS)
+
+
+def model_identity(model: str, revision: str | None = None) -> dict:
+    """{"model_id", "revision"} as the distillation run records its seed model (sdft_data.backends.local)."""
+    path = Path(model)
+    if path.exists():
+        if not (path / "config.json").is_file():
+            raise ValueError(f"--model {model} is not a model folder (no config.json)")
+        from sdft_data.backends.local import folder_revision
+
+        return {"model_id": path.name, "revision": folder_revision(path)}
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(model, revision=revision)
+    except Exception as e:
+        raise ValueError(f"cannot load model {model}: {_first_line(e)}") from None
+    return {"model_id": model, "revision": getattr(config, "_commit_hash", None) or revision}
+
+
+def same_model(seed: dict, ours: dict) -> bool:
+    """Revisions decide when both are known (a folder's content hash, a Hub commit); else the ids."""
+    if seed.get("revision") and ours.get("revision"):
+        return seed["revision"] == ours["revision"]
+    return seed.get("model_id") == ours.get("model_id")
+
+
+def _first_line(e: Exception) -> str:
+    text = str(e).strip()
+    return text.splitlines()[0] if text else type(e).__name__
+
+
+def _label(model: dict) -> str:
+    rev = model.get("revision") or ""
+    return model.get("model_id", "?") + (f"@{rev.split(':')[-1][:12]}" if rev else "")
+
+
+def _resolve_format(config: TrainConfig, manifest: dict | None) -> tuple[str, str | None, str]:
+    """(format, paper layout override, where they came from): the flags, else what the dataset was distilled in."""
+    template = ((manifest or {}).get("fingerprint_inputs") or {}).get("template") or {}
+    recorded = (manifest or {}).get("format") or template.get("format")
+    fmt, source = (config.format, "flag") if config.format else (recorded, "dataset manifest") if recorded \
+        else ("chat", "default")
+    layout = config.paper_layout
+    if layout is None and fmt == "paper" and template.get("layout") in ("llama2", "llama3"):
+        layout = template["layout"]
+    return fmt, layout, source
+
+
+def _recipe_for(data: TrainData, recipe: str | Recipe | None) -> Recipe:
+    if isinstance(recipe, Recipe):
+        return recipe
+    name = recipe or ((data.manifest or {}).get("fingerprint_inputs", {}).get("recipe", {}).get("name"))
+    if not name or name == "custom":
+        raise ValueError(f"which recipe's train template? pass --recipe ({data.spec} does not name one)")
+    return get_recipe(name)
+
+
+def _key(inputs: dict) -> str:
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()
+
+
+def _check_out(out: Path, inputs: dict, resume: bool) -> bool:
+    """Whether `out` holds a resumable run of this same training; ValueError when it holds anything else."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out} exists and is not a directory")
+    if not out.is_dir() or not any(out.iterdir()):
+        return False
+    if (out / MANIFEST).is_file():
+        raise ValueError(f"--out {out} holds a finished training run: choose another folder")
+    state = read_json(out / STATE)
+    if state is None:
+        raise ValueError(f"--out {out} is not empty and holds no training run: choose another folder")
+    if state.get("key") != _key(inputs):
+        before = state.get("inputs") or {}
+        differs = sorted(k for k in set(before) | set(inputs) if before.get(k) != inputs.get(k))
+        raise ValueError(f"--out {out} holds another training run (differs in: {', '.join(differs) or 'unknown'}):"
+                         " choose another folder")
+    if not resume:
+        raise ValueError(f"--out {out} holds an unfinished run of this training: pass --resume to continue it,"
+                         " or choose another folder")
+    return True
+
+
+def _library_versions() -> dict:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "transformers", "trl", "peft", "accelerate", "datasets", "huggingface-hub"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def train(
@@ -63,80 +211,342 @@ def train(
     data: str,
     model: str,
     out: str | Path,
-    recipe: str | None = None,
+    recipe: str | Recipe | None = None,
     local: str | None = None,
     config: TrainConfig = TrainConfig(),
+    revision: str | None = None,
+    resume: bool = False,
+    allow_other_model: bool = False,
+    push_to_hub: str | None = None,
+    private: bool = False,
     progress: bool = True,
 ) -> dict:
-    """Fine-tune `model` on `data` and save it (or its LoRA adapter) to `out`. Returns the train manifest."""
-    import torch
-    from tqdm.auto import tqdm
-    from transformers import AutoModelForCausalLM, AutoTokenizer, get_cosine_schedule_with_warmup
+    """Fine-tune `model` on `data` (one arm, `config.responses`) into `out`. Returns the train manifest.
 
-    ds, manifest = load_rows(data, local=local)
-    recipe_name = recipe or ((manifest or {}).get("fingerprint_inputs", {}).get("recipe", {}).get("name"))
-    if not recipe_name or recipe_name == "custom":
-        raise ValueError("which recipe's train template? pass --recipe (the dataset's manifest does not say)")
-    rec = get_recipe(recipe_name)
-    torch.manual_seed(config.seed)
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    tokenizer = AutoTokenizer.from_pretrained(model)
+    Every check that can refuse the run (the config, the dataset and its
+    columns, the model and its tokenizer, the seed model, `out`) runs before
+    anything is written; a refusal is a ValueError with one line.
+    """
+    config.check()
+    out = Path(out)
+    if push_to_hub:
+        from sdft_data.publish import parse_repo
+
+        parse_repo(push_to_hub)
+    opened = open_data(data, local=local)
+    rec = _recipe_for(opened, recipe)
+    fmt, layout, fmt_source = _resolve_format(config, opened.manifest)
+    if fmt not in templates.FORMATS:
+        raise ValueError(f"{data} was distilled in format {fmt!r}, which training does not know: pass --format")
+    from .data import check_columns
+
+    check_columns(opened.rows.column_names, rec, config.responses, data)
+
+    ours = model_identity(model, revision)
+    seed = ((opened.manifest or {}).get("fingerprint_inputs") or {}).get("model")
+    matches = same_model(seed, ours) if seed else None
+    if matches is False and not allow_other_model:
+        raise ValueError(f"--model {_label(ours)} is not the dataset's seed model {_label(seed)}: train the model"
+                         " that distilled it, or pass --allow-other-model")
+
+    from transformers import AutoTokenizer
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
+    except Exception as e:
+        raise ValueError(f"cannot load the tokenizer of {model}: {_first_line(e)}") from None
+    if fmt == "chat" and getattr(tokenizer, "chat_template", None) is None:
+        raise ValueError(f"--format chat needs a chat template and {model}'s tokenizer has none: use --format paper")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    net = AutoModelForCausalLM.from_pretrained(model, dtype=torch.bfloat16 if device == "cuda" else torch.float32)
-    if config.lora:
-        from peft import LoraConfig, get_peft_model
+    examples = build_examples(opened.rows, rec, tokenizer, fmt=fmt, responses=config.responses,
+                              max_length=config.max_length, layout=layout)
+    if fmt == "paper":
+        layout = templates.resolve_layout(rec.paper_layout, tokenizer, layout)
+    epochs = config.epochs if config.epochs is not None else paper_epochs(rec.name)
 
-        net = get_peft_model(net, LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha,
-                                             lora_dropout=config.lora_dropout,
-                                             target_modules=list(config.lora_targets), task_type="CAUSAL_LM"))
-    net.to(device).train()
-
-    examples = tokenize_examples(ds, rec, tokenizer, fmt=config.format, max_length=config.max_length)
-    epochs = config.epochs if config.epochs is not None else PAPER_EPOCHS.get(rec.name, 2)
-    steps_per_epoch = math.ceil(len(examples) / (config.batch_size * config.grad_accum))
-    total_steps = config.max_steps or max(1, math.ceil(steps_per_epoch * epochs))
-    params = [p for p in net.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate)
-    schedule = get_cosine_schedule_with_warmup(optimizer, int(config.warmup_ratio * total_steps), total_steps)
-
-    rng = random.Random(config.seed)
-    losses, step, micro, t0 = [], 0, 0, time.monotonic()
-    bar = tqdm(total=total_steps, unit="step", desc="train", disable=not progress)
-    while step < total_steps:
-        for ids, mask, labels in _batches(examples, config.batch_size, tokenizer.pad_token_id, rng):
-            loss = net(input_ids=ids.to(device), attention_mask=mask.to(device), labels=labels.to(device)).loss
-            (loss / config.grad_accum).backward()
-            micro += 1
-            if micro % config.grad_accum:
-                continue
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
-            schedule.step()
-            optimizer.zero_grad()
-            step += 1
-            losses.append(loss.item())
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses[-1]:.3f}", refresh=False)
-            if step >= total_steps:
-                break
-    bar.close()
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    net.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    record = {
-        "data": data,
-        "data_fingerprint": (manifest or {}).get("fingerprint"),
+    inputs = {
+        "data": {k: v for k, v in opened.describe().items() if k != "spec"},
         "recipe": {"name": rec.name, "version": rec.version},
-        "base_model": model,
-        "config": asdict(config) | {"epochs": epochs},
-        "examples": len(examples),
-        "optimizer_steps": step,
-        "losses": losses,
-        "seconds": round(time.monotonic() - t0, 3),
-        "finished_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "format": fmt,
+        "paper_layout": layout,
+        "responses": config.responses,
+        "model": ours,
+        "config": {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY} | {"epochs": epochs},
     }
-    (out / "train_manifest.json").write_text(json.dumps(record, indent=2) + "\n")
+    resuming = _check_out(out, inputs, resume)
+    net = _load_model(model, revision, config)
+    args = _sft_args(out, config, epochs, progress)
+
+    from accelerate import PartialState
+
+    args.device  # sets up the processes (gloo DDP on CPU under torchrun, NCCL on GPU) before the shared state
+    state = PartialState()
+    # Every process has checked `out` before process 0 writes to it.
+    state.wait_for_everyone()
+    if state.is_main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        if not resuming:
+            (out / STATE).write_text(json.dumps({"key": _key(inputs), "inputs": inputs, "started_at": _now()},
+                                                indent=2) + "\n")
+    state.wait_for_everyone()
+
+    t0 = time.monotonic()
+    trainer = _trainer(net, tokenizer, examples, args, config)
+    checkpoint = _last_checkpoint(out) if resuming else None
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.monotonic() - t0
+
+    history = [(e["step"], e["loss"]) for e in trainer.state.log_history if "loss" in e]
+    world = trainer.args.world_size
+    staging = out / ".final"
+    if state.is_main_process and staging.exists():
+        shutil.rmtree(staging)
+    state.wait_for_everyone()
+    # All processes take part: FSDP and ZeRO-3 gather the weights for process 0 to write.
+    trainer.save_model(str(staging))
+    record = {
+        "sdft_version": _sdft_version(),
+        "data": data,
+        "data_source": opened.describe(),
+        "data_fingerprint": (opened.manifest or {}).get("fingerprint"),
+        "data_revision": opened.revision,
+        "recipe": {"name": rec.name, "version": rec.version},
+        "format": fmt,
+        "paper_layout": layout,
+        "format_from": fmt_source,
+        "responses": config.responses,
+        "response_column": response_column(rec, config.responses),
+        "base_model": ours | {"name": model},
+        "seed_model": seed,
+        "seed_model_match": matches,
+        "allow_other_model": allow_other_model,
+        "config": config.to_dict() | {"epochs": epochs, "format": fmt, "paper_layout": layout,
+                                      "bf16": bool(trainer.args.bf16),
+                                      "gradient_checkpointing": bool(trainer.args.activation_checkpointing)},
+        "world_size": world,
+        "global_batch": config.batch_size * config.grad_accum * world,
+        "precision": "bf16" if trainer.args.bf16 else "fp32",
+        "examples": examples.stats,
+        "optimizer_steps": trainer.state.global_step,
+        "epochs_done": round(trainer.state.epoch or 0.0, 4),
+        "losses": [loss for _, loss in history],
+        "loss_steps": [step for step, _ in history],
+        "final_loss": history[-1][1] if history else None,
+        "train_loss": result.training_loss,
+        "tokens": {"prompt": examples.stats["prompt_tokens"], "completion": examples.stats["completion_tokens"],
+                   "trained": trainer.state.num_input_tokens_seen or None},
+        "seconds": round(seconds, 3),
+        "resumed_from": Path(checkpoint).name if checkpoint else None,
+        "push_to_hub": push_to_hub,
+        "library_versions": _library_versions(),
+        "finished_at": _now(),
+    }
+    if state.is_main_process:
+        _finish(staging, out, tokenizer, record, model, revision, config)
+    state.wait_for_everyone()
+    if push_to_hub and state.is_main_process:
+        _push(out, push_to_hub, private=private)
     return record
+
+
+def _sdft_version() -> str:
+    from . import __version__
+
+    return __version__
+
+
+def _load_model(model: str, revision: str | None, config: TrainConfig):
+    import torch
+    from transformers import AutoModelForCausalLM, set_seed
+
+    # The LoRA weights are drawn when the trainer wraps the model: seed first, so every
+    # process (and a rerun) starts from the same adapter.
+    set_seed(config.seed)
+    dtype = torch.bfloat16 if _bf16(config) else torch.float32
+    try:
+        return AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype)
+    except Exception as e:
+        raise ValueError(f"cannot load model {model}: {_first_line(e)}") from None
+
+
+def _bf16(config: TrainConfig) -> bool:
+    import torch
+
+    if config.bf16 is not None:
+        return config.bf16
+    return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+
+
+def _sft_args(out: Path, config: TrainConfig, epochs: float, progress: bool):
+    import torch
+    from trl import SFTConfig
+
+    on_gpu = torch.cuda.is_available()
+    checkpointing = config.gradient_checkpointing if config.gradient_checkpointing is not None else on_gpu
+    args = SFTConfig(
+        output_dir=str(out / CHECKPOINTS),
+        per_device_train_batch_size=config.batch_size,
+        gradient_accumulation_steps=config.grad_accum,
+        num_train_epochs=epochs,
+        max_steps=config.max_steps or -1,
+        learning_rate=config.learning_rate,
+        lr_scheduler_type=config.lr_scheduler,
+        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
+        weight_decay=config.weight_decay,
+        max_grad_norm=config.max_grad_norm,
+        seed=config.seed,
+        bf16=_bf16(config),
+        activation_checkpointing=checkpointing,
+        activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
+        dataloader_pin_memory=on_gpu,
+        # Without a GPU, say so: only then do several processes (torchrun) form a gloo process group.
+        use_cpu=not on_gpu,
+        max_length=None,  # build_examples cut every row to config.max_length and counted what it cut
+        completion_only_loss=True,
+        padding_free=config.padding_free,
+        save_strategy="steps",
+        save_steps=config.save_steps,
+        save_total_limit=config.save_total_limit,
+        logging_steps=1,
+        include_num_input_tokens_seen="non_padding",
+        report_to="none",
+        disable_tqdm=not progress,
+        dataset_num_proc=None,
+    )
+    return args
+
+
+def _trainer(net, tokenizer, examples: Examples, args, config: TrainConfig):
+    import datasets
+    from trl import SFTTrainer
+
+    peft_config = None
+    if not config.full:
+        from peft import LoraConfig
+
+        peft_config = LoraConfig(r=config.lora_rank, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
+                                 target_modules=list(config.lora_targets), bias="none", task_type="CAUSAL_LM")
+    # Already tokenized (input_ids + completion_mask): the trainer builds the labels from the
+    # mask and adds no special token of its own.
+    rows = datasets.Dataset.from_list(examples.rows)
+    return SFTTrainer(model=net, args=args, train_dataset=rows, processing_class=tokenizer, peft_config=peft_config)
+
+
+def _last_checkpoint(out: Path) -> str | None:
+    from transformers.trainer_utils import get_last_checkpoint
+
+    folder = out / CHECKPOINTS
+    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+
+
+def _finish(staging: Path, out: Path, tokenizer, record: dict, model: str, revision: str | None,
+            config: TrainConfig) -> None:
+    """Write the outputs into `staging`, then move them into `out`, the train manifest last."""
+    tokenizer.save_pretrained(staging)
+    if config.merge:
+        _merge(staging, model, revision, config)
+    _plot_loss(record, staging / "loss.png")
+    (staging / "README.md").write_text(model_card(record))
+    (staging / MANIFEST).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    for path in sorted(staging.iterdir(), key=lambda p: p.name == MANIFEST):
+        target = out / path.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        path.replace(target)
+    staging.rmdir()
+
+
+def _merge(staging: Path, model: str, revision: str | None, config: TrainConfig) -> None:
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    # From the saved adapter, so the merge is the same whether training ran in one process or sharded.
+    base = AutoModelForCausalLM.from_pretrained(model, revision=revision,
+                                                dtype=torch.bfloat16 if _bf16(config) else torch.float32)
+    merged = PeftModel.from_pretrained(base, str(staging)).merge_and_unload()
+    merged.save_pretrained(staging / "merged")
+
+
+def _plot_loss(record: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot(record["loss_steps"], record["losses"], marker="." if len(record["losses"]) < 50 else None)
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("training loss (response + EOS)")
+    ax.set_title(f"{record['recipe']['name']}, {record['responses']} responses")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def model_card(record: dict) -> str:
+    """The model card: Hub metadata, then what was trained on what, how, and the loss curve."""
+    from huggingface_hub import ModelCardData
+
+    base = record["base_model"]
+    source = record["data_source"]
+    hub_base = base["name"] if not Path(base["name"]).exists() else None
+    data_repo = source["spec"].partition("@")[0] if source["kind"] == "published" else None
+    cfg = record["config"]
+    lora = not cfg["full"]
+    meta = ModelCardData(
+        base_model=hub_base,
+        datasets=[data_repo] if data_repo else None,
+        library_name="peft" if lora else "transformers",
+        tags=["sdft", f"responses-{record['responses']}", "trl", "sft"] + (["lora"] if lora else []),
+    )
+    arm = ("SDFT responses (the seed model's own rewrites)" if record["responses"] == "sdft"
+           else "original responses (vanilla fine-tuning)")
+    rows = "\n".join(f"| {k} | {v} |" for k, v in cfg.items())
+    ex = record["examples"]
+    return f"""---
+{meta.to_yaml()}
+---
+
+# {record['recipe']['name']}: {record['responses']} arm
+
+{"A LoRA adapter for" if lora else "A full fine-tune of"} `{base['name']}` (revision `{base.get('revision')}`),
+trained with [sdft](https://github.com/sail-sg/sdft)'s trainer on the **{arm}** of
+`{source['spec']}` (revision `{source.get('revision')}`, fingerprint `{source.get('fingerprint')}`).
+The other arm of the comparison trains on the same rows and prompts with `--responses
+{"original" if record["responses"] == "sdft" else "sdft"}`.
+
+- Prompt format: `{record['format']}` (from the {record['format_from']}); loss on the response and EOS only.
+- Examples: {ex['examples']} of {ex['rows']} rows ({ex['truncated']} truncated, {ex['cut_away']} whose response
+  the {cfg['max_length']}-token cutoff removed entirely).
+- {record['optimizer_steps']} optimizer steps, {record['world_size']} process(es), global batch
+  {record['global_batch']}, {record['precision']}; final loss {record['final_loss']}.
+- Seed model of the dataset: `{(record['seed_model'] or {}).get('model_id')}`; this base is
+  {"the seed model" if record['seed_model_match'] else "not the seed model (--allow-other-model)" if record['seed_model_match'] is False else "not checked (no manifest)"}.
+
+![training loss](loss.png)
+
+## Hyper-parameters
+
+| name | value |
+|---|---|
+{rows}
+
+`train_manifest.json` records everything above, plus library versions and timings.
+"""
+
+
+def _push(out: Path, repo: str, *, private: bool) -> str:
+    from huggingface_hub import HfApi
+
+    from sdft_data.publish import hub_errors
+
+    api = HfApi()
+    with hub_errors(repo, writing=True):
+        api.create_repo(repo, repo_type="model", private=private, exist_ok=True)
+        info = api.upload_folder(repo_id=repo, repo_type="model", folder_path=str(out),
+                                 ignore_patterns=[f"{CHECKPOINTS}/*", ".*", STATE],
+                                 commit_message="sdft: trained model")
+    return info.oid
