@@ -468,6 +468,14 @@ def check_run(run_dir: str | os.PathLike, *, strict: bool = False) -> pl.DataFra
     run = Path(run_dir)
     distilled, summary = build_distilled(run, strict=strict)
     manifest = read_manifest(run)  # re-read: keep whatever the engine wrote meanwhile
+    if summary.get("pending") and "status" in manifest:
+        # An engine-made run that is not finished: a distilled.parquet of some of its
+        # rows would look complete to train and push. (A hand-built run has no status.)
+        total = summary["pending"] + summary.get("rows", 0)
+        raise ValueError(
+            f"run {run} is unfinished ({manifest['status']}): {summary['pending']} of {total} rows are not generated "
+            "yet; run the same `sdft-data distill` command again to finish it (nothing written)"
+        )
     manifest["check"] = {"checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **summary}
     tmp = run / ".distilled.parquet.tmp"
     distilled.write_parquet(tmp)

@@ -5,6 +5,7 @@ Every user error is a click.ClickException: one line, non-zero exit, no tracebac
 
 from __future__ import annotations
 
+import errno
 import functools
 import sys
 
@@ -18,8 +19,31 @@ class UserError(click.ClickException):
     """One clear line for the user, exit code 1."""
 
 
+class Interrupted(click.ClickException):
+    """Ctrl-C: one line saying that nothing finished is lost; exit code 130, as a shell reports SIGINT."""
+
+    exit_code = 130
+
+
+def _disk_full(e: BaseException) -> OSError | str | None:
+    """The OSError (or message) saying a disk is full, anywhere in e's chain; None if it is not that."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
+            return e
+        if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
+            return str(e)
+        e = e.__cause__ or e.__context__
+    return None
+
+
 def user_errors(fn):
-    """Turn the library's ValueError/FileNotFoundError (bad input) into one clean line."""
+    """Turn the library's ValueError/FileNotFoundError (bad input) into one clean line.
+
+    Also a full disk (which file, and that the command can be run again) and
+    Ctrl-C (what was kept): both are expected, neither deserves a traceback.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
@@ -27,6 +51,17 @@ def user_errors(fn):
             return fn(*args, **kwargs)
         except (ValueError, FileNotFoundError, PermissionError, EndpointError) as e:
             raise UserError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+        except KeyboardInterrupt:
+            raise Interrupted("interrupted: what finished is saved; run the same command again to resume") from None
+        except Exception as e:
+            full = _disk_full(e)
+            if full is None:
+                raise
+            where = f" writing {full.filename}" if isinstance(full, OSError) and full.filename else ""
+            raise UserError(
+                f"disk full{where} (No space left on device): free space on that disk and run the same command "
+                "again; nothing already saved is lost (files are written whole or not at all)"
+            ) from None
 
     return wrapper
 
@@ -65,9 +100,9 @@ def recipes():
 
 @main.command("tiny-model")
 @click.argument("out_dir", type=click.Path(file_okay=False))
-@click.option("--hidden-size", default=64, show_default=True)
-@click.option("--layers", default=2, show_default=True)
-@click.option("--seed", default=0, show_default=True)
+@click.option("--hidden-size", type=click.IntRange(min=8), default=64, show_default=True)
+@click.option("--layers", type=click.IntRange(min=1), default=2, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @user_errors
 def tiny_model(out_dir, hidden_size, layers, seed):
     """Build a tiny random Llama chat model (offline, seconds) into OUT_DIR.
@@ -94,17 +129,25 @@ def tiny_model(out_dir, hidden_size, layers, seed):
 @click.option("--backend", type=click.Choice(["local", "tgi", "openai"]), default="local", show_default=True)
 @click.option("--endpoint", "endpoints", multiple=True, help="Serving endpoint URL (repeatable) for tgi/openai.")
 @click.option("--tokenizer", default=None, help="Tokenizer to render prompts with, when the served model id can't be loaded here.")
-@click.option("--concurrency", type=int, default=None, help="In-flight requests per endpoint.  [default: TGI's /info max_concurrent_requests, else 128 (tgi) or 64 (openai)]")
+@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="In-flight requests per endpoint.  [default: TGI's /info max_concurrent_requests, else 128 (tgi) or 64 (openai)]")
 @click.option("--token-file", type=click.Path(dir_okay=False), default=None, help="File holding the endpoint's bearer token (else HF_TOKEN).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory (created, or resumed).")
-@click.option("--limit", type=int, default=None, help="Distill only the first N rows.")
+@click.option("--limit", type=click.IntRange(min=1), default=None, help="Distill only the first N rows.")
 @click.option("--format", "fmt", type=click.Choice(["chat", "paper"]), default="chat", show_default=True,
               help="chat: the model's chat template; paper: the authors' raw-text templates.")
-@click.option("--max-new-tokens", type=int, default=512, show_default=True)
-@click.option("--temperature", type=float, default=0.95, show_default=True, help="0 for greedy decoding.")
-@click.option("--top-p", type=float, default=0.7, show_default=True)
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--batch-size", type=int, default=16, show_default=True, help="Local backend batch size.")
+@click.option("--max-new-tokens", type=click.IntRange(min=1), default=512, show_default=True)
+@click.option("--temperature", type=click.FloatRange(min=0), default=0.95, show_default=True, help="0 for greedy decoding.")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.7, show_default=True)
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
+@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Local backend batch size.")
+@click.option("--max-prompt-tokens", type=click.IntRange(min=1), default=None,
+              help="Rows whose rendered prompt is longer fail (recorded with the reason), unsent.  "
+                   "[default: local: the model's context less --max-new-tokens; tgi/openai: the server's limit]")
+@click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="tgi/openai: seconds one request may take, connection to last byte.  [default: 600]")
+@click.option("--retry-budget", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="tgi/openai: seconds the endpoints may fail without one success before the run stops "
+                   "(finished rows kept; re-run to resume).  [default: 900]")
 @click.option("--retry-failed", is_flag=True, help="Re-run only the rows of RUN_DIR that failed.")
 @click.option("--prompt-column", default=None, help="custom recipe: the instruction column.")
 @click.option("--input-column", default=None, help="custom recipe: an optional input column, joined to the prompt.")
@@ -115,8 +158,9 @@ def tiny_model(out_dir, hidden_size, layers, seed):
               show_default=True, help="custom recipe: task check.")
 @user_errors
 def distill(recipe_name, source, config, split, revision, model, backend, endpoints, tokenizer, concurrency,
-            token_file, out, limit, fmt, max_new_tokens, temperature, top_p, seed, batch_size, retry_failed,
-            prompt_column, input_column, response_column, template, check_kind):
+            token_file, out, limit, fmt, max_new_tokens, temperature, top_p, seed, batch_size, max_prompt_tokens,
+            request_timeout, retry_budget, retry_failed, prompt_column, input_column, response_column, template,
+            check_kind):
     """Rewrite a dataset's responses with the seed model, check them, fall back where they fail.
 
     Resumable: the same command into the same --out continues where it
@@ -131,8 +175,12 @@ def distill(recipe_name, source, config, split, revision, model, backend, endpoi
     import os
 
     from .backends import GenerationParams
+    from .backends._http import normalize_endpoint
     from .recipes import custom_recipe, get_recipe
     from .run import distill as run_distill
+
+    for url in endpoints:  # before anything is read or loaded: a bad URL (or one with a password) is refused
+        normalize_endpoint(url)
 
     if recipe_name == "custom":
         if not prompt_column or not response_column:
@@ -153,9 +201,27 @@ def distill(recipe_name, source, config, split, revision, model, backend, endpoi
         recipe=recipe, source=source, out=out, model=model, backend=backend, config=config, split=split,
         revision=revision, limit=limit, fmt=fmt, params=params, seed=seed, batch_size=batch_size,
         endpoints=tuple(endpoints), tokenizer=tokenizer, concurrency=concurrency, token=token,
-        retry_failed=retry_failed,
+        retry_failed=retry_failed, max_prompt_tokens=max_prompt_tokens, request_timeout=request_timeout,
+        retry_budget=retry_budget,
     )
     _print_summary(summary)
+    _warn_useless(summary, max_new_tokens)
+
+
+def _warn_useless(summary, max_new_tokens: int) -> None:
+    """Say so when the run's rewrites were mostly cut off, or none was accepted: a dataset that changes nothing."""
+    by_reason = summary.by_reason or {}
+    rows = sum(by_reason.values())
+    if not rows:
+        return
+    truncated = by_reason.get("truncated", 0)
+    if truncated * 2 >= rows:
+        click.echo(f"warning: {truncated} of {rows} rewrites ({100 * truncated / rows:.0f}%) were cut off at "
+                   f"--max-new-tokens {max_new_tokens} and fell back to the original: raise --max-new-tokens "
+                   "(a new run: use another --out)", err=True)
+    elif not by_reason.get("accepted", 0):
+        click.echo(f"warning: no rewrite of the {rows} rows was accepted: the dataset is the original "
+                   "(see the reasons above; push asks for --allow-no-rewrites)", err=True)
 
 
 def _print_summary(summary) -> None:
@@ -179,10 +245,12 @@ def _print_summary(summary) -> None:
               help="Publish into this folder (DIR/ORG/NAME/versions/vN) instead of the Hub.")
 @click.option("--license", "license_", default=None, help="License id for the card.  [default: the source's]")
 @click.option("--tag", default=None, help="Version name to create (vN).  [default: the next one]")
-@click.option("--max-shard-size", "max_shard_mb", type=int, default=500, show_default=True,
+@click.option("--max-shard-size", "max_shard_mb", type=click.IntRange(min=1), default=500, show_default=True,
               help="Largest data file, in MB.")
+@click.option("--allow-no-rewrites", is_flag=True,
+              help="Publish even when no rewrite was accepted (the data is then the original dataset).")
 @user_errors
-def push(run_dir, repo, private, local, license_, tag, max_shard_mb):
+def push(run_dir, repo, private, local, license_, tag, max_shard_mb, allow_no_rewrites):
     """Publish a checked run as the next version (v1, v2, ...) of a dataset repo.
 
     One commit holds the data (data/, sharded), the dataset card (README.md),
@@ -199,7 +267,7 @@ def push(run_dir, repo, private, local, license_, tag, max_shard_mb):
     from .publish import push as push_run
 
     result = push_run(run_dir, repo, local=local, private=private, license=license_, tag=tag,
-                      max_shard_bytes=max_shard_mb * 1024 * 1024)
+                      max_shard_bytes=max_shard_mb * 1024 * 1024, allow_no_rewrites=allow_no_rewrites)
     click.echo(result.message())
 
 
@@ -215,8 +283,16 @@ def versions(repo, local):
     sdft-data versions my-org/gsm8k-sdft
     sdft-data versions my-org/gsm8k-sdft --local published/
     """
+    from pathlib import Path
+
     from .publish import versions as list_versions
 
+    if local is not None:
+        # As on the Hub: a repo that does not exist is an error (exit 1); one with no versions is not.
+        if not Path(local).is_dir():
+            raise UserError(f"publishing folder {local} does not exist")
+        if "/" in repo and not (Path(local) / repo).is_dir():
+            raise UserError(f"dataset repo {repo} not found in {local}")
     found = list_versions(repo, local=local)
     if not found:
         click.echo(f"{repo} has no versions yet")
@@ -358,7 +434,7 @@ def check_cmd(run_dir, strict):
 @click.option("--check", "check_kind", default="none", show_default=True, help="custom recipe: none, math, function_call or code.")
 @click.option("--against", help="Another version to compare with: a run directory, a file, a published folder or org/name@revision.")
 @click.option("--tokenizer", help="Also count tokens with this tokenizer (Hub id or local path).")
-@click.option("--examples", default=3, show_default=True, help="Examples shown per reason in report.md.")
+@click.option("--examples", type=click.IntRange(min=0), default=3, show_default=True, help="Examples shown per reason in report.md.")
 @click.option("--out", type=click.Path(file_okay=False), help="Report folder [default: RUN_DIR/report; required with --original].")
 @user_errors
 def diff_cmd(run_dir, original, distilled, recipe_name, prompt_column, input_column, response_column, check_kind,
@@ -378,6 +454,8 @@ def diff_cmd(run_dir, original, distilled, recipe_name, prompt_column, input_col
     """
     from .diff import diff_files, diff_run, render_table
 
+    for name, value in (("--against", against), ("--original", original), ("--distilled", distilled)):
+        _refuse_missing_path(name, value)
     pair = original or distilled or recipe_name
     if run_dir and pair:
         raise UserError("give either RUN_DIR or --original/--distilled/--recipe, not both")
@@ -392,6 +470,19 @@ def diff_cmd(run_dir, original, distilled, recipe_name, prompt_column, input_col
         stats = diff_files(original, distilled, recipe, out, tokenizer=tokenizer, against=against, examples=examples)
     click.echo(render_table(stats))
     click.echo(f"report written to {out}/ (stats.json, report.md, PNGs)")
+
+
+def _refuse_missing_path(option: str, value: str | None) -> None:
+    """UserError at once for a value that can only be a local path and is not there (not minutes of Hub retries)."""
+    from pathlib import Path
+
+    if not value or "@" in value or Path(value).expanduser().exists():
+        return
+    first = Path(value).parts[0] if Path(value).parts else ""
+    is_path = (value.startswith((".", "/", "~")) or value.count("/") != 1 or Path(value).suffix != ""
+               or Path(first).is_dir())
+    if is_path:
+        raise UserError(f"{option} {value}: no such file or folder (a Hub dataset is ORG/NAME or ORG/NAME@REVISION)")
 
 
 def _recipe_for_diff(name, prompt_column, input_column, response_column, check_kind):

@@ -129,6 +129,12 @@ def open_run(run_dir: str | os.PathLike) -> _Run:
     manifest = read_manifest(run)
     distilled = run / "distilled.parquet"
     if "check" not in manifest or not distilled.is_file():
+        counts = manifest.get("counts") or {}
+        if manifest.get("status") in ("generating", "interrupted") or counts.get("pending"):
+            # Not generated yet: `check` would only fail on it too.
+            raise ValueError(f"run {run} is not generated yet ({counts.get('pending', 'all')} of "
+                             f"{counts.get('rows', '?')} rows pending): run the same `sdft-data distill` command "
+                             "again to finish it")
         raise ValueError(f"run {run} was never checked: run `sdft-data check {run}`")
     if not manifest.get("fingerprint"):
         raise ValueError(f"{run}/manifest.json has no fingerprint: not a run made by sdft-data distill")
@@ -470,15 +476,18 @@ class _HubTarget:
 
 def push(run_dir: str | os.PathLike, repo: str, *, local: str | os.PathLike | None = None, private: bool = False,
          license: str | None = None, tag: str | None = None, endpoint: str | None = None, token: str | None = None,
-         max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, template: str | os.PathLike | None = None) -> PushResult:
+         max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, template: str | os.PathLike | None = None,
+         allow_no_rewrites: bool = False) -> PushResult:
     """Publish the checked run in `run_dir` as the next version of `repo` (`org/name`).
 
     To the Hub (huggingface_hub; `endpoint` defaults to HF_ENDPOINT, `token` to
     HF_TOKEN or the token saved by `hf auth login`), or, with `local`, into the
     folder `local/org/name/`. `tag` asks for a given version name (vN) instead of
     the next one; an existing tag is refused, never moved. `license` overrides
-    the license inherited from the recipe's source. Returns a PushResult; raises
-    ValueError/PermissionError with one line on bad input or a failed push.
+    the license inherited from the recipe's source. A run with no accepted
+    rewrite is the original dataset under a new name: refused unless
+    `allow_no_rewrites`. Returns a PushResult; raises ValueError/PermissionError
+    with one line on bad input or a failed push.
     """
     parse_repo(repo)
     if tag is not None and not VERSION_RE.match(tag):
@@ -488,6 +497,12 @@ def push(run_dir: str | os.PathLike, repo: str, *, local: str | os.PathLike | No
     if max_shard_bytes < 1024:
         raise ValueError("max_shard_bytes must be at least 1024")
     run = open_run(run_dir)
+    check = run.manifest.get("check") or {}
+    if check.get("accepted") == 0 and not allow_no_rewrites:
+        reasons = ", ".join(f"{k} {v}" for k, v in list((check.get("by_reason") or {}).items())[:3])
+        hint = "raise --max-new-tokens in a new run, or " if "truncated" in (check.get("by_reason") or {}) else ""
+        raise ValueError(f"no rewrite of run {run.dir} was accepted ({reasons}): the data would be the original "
+                         f"dataset; {hint}pass --allow-no-rewrites to publish it anyway")
     if local is not None:
         return _push_local(run, repo, Path(local), license=license, tag=tag, max_shard_bytes=max_shard_bytes,
                            template=template)
