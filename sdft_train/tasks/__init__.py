@@ -1,0 +1,187 @@
+"""Evaluation tasks: one module each, holding where its data lives, its prompt, its scorer and a version.
+
+A task is plain data plus three functions (the shape of a lighteval task or
+nanochat's tasks/gsm8k.py):
+
+    load(data_dir, limit) -> Data        the test rows ({"id", "input", "reference"}) and
+                                         how they were found (Hub id + revision, or file + sha256)
+    prompt(row, tokenizer, fmt) -> str   the rendered prompt (templates.render_turns)
+    score(rows, predictions, ctx)        one dict per row with a "score" (1/0 for a hit,
+                                         a float for similarity; None when it cannot be scored)
+
+The task's headline is the mean of the row scores. Bump `version` whenever
+the data, the prompt or the scorer changes: `compare` refuses to put side by
+side results of different versions.
+
+The list in `_all` is the whole registry: add a module, add it there.
+Suites name lists of tasks: `paper` (the paper's table) and `quick` (small
+and fast, for the tiny default).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+# `paper` is the paper's table; `quick` needs no judge, no seed results and no sandbox time.
+SUITES = {
+    "paper": ("gsm8k", "multiarith", "openfunctions", "humaneval", "advbench", "advbench-jailbreak", "alpacaeval",
+              "similarity"),
+    "quick": ("gsm8k", "advbench", "advbench-jailbreak"),
+}
+
+
+@dataclass
+class Data:
+    """A task's test rows and where they came from (recorded in the results, compared by `compare`)."""
+
+    rows: list[dict]  # {"id": int, "input": str, "reference": object}
+    source: dict  # kind, id, revision or sha256, rows, limit
+
+
+@dataclass
+class Context:
+    """What scorers may need beyond the rows: the output folder, the judge, the seed's answers."""
+
+    out: Path
+    model_name: str = "model"
+    judge: object = None  # tasks.alpacaeval.Judge
+    seed_results: Path | None = None
+    embedding_model: str | None = None
+    sandbox_limits: object = None  # sandbox.Limits
+    seed: int = 0
+    sample: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Task:
+    """One evaluation task. See the module docstring."""
+
+    name: str
+    version: int
+    description: str
+    metric: str  # what the headline is: accuracy, safe_rate, pass@1, win_rate, similarity
+    load: Callable[[str | None, int | None], Data]
+    prompt: Callable[[dict, object, str], str]
+    score: Callable[[list[dict], list[str | None], Context], list[dict]]
+    # Where the data lives by default, and where in --data-dir (for messages and docs).
+    hub: str | None = None
+    data_file: str | None = None
+    # Shown x100 in tables (rates); similarity is a cosine.
+    percent: bool = True
+    # The authors' decoding for this task under --decoding paper, when it is not sampling (HumanEval: greedy).
+    paper_decoding: str = "sample"
+    # Generation runs are shared by tasks with the same key (similarity scores advbench's answers).
+    generation_key: str | None = None
+    stop: tuple[str, ...] = ()
+
+    @property
+    def run_key(self) -> str:
+        return self.generation_key or self.name
+
+
+def _all() -> list[Task]:
+    from . import advbench, advbench_jailbreak, alpacaeval, gsm8k, humaneval, multiarith, openfunctions, similarity
+
+    return [gsm8k.TASK, multiarith.TASK, openfunctions.TASK, humaneval.TASK, advbench.TASK, advbench_jailbreak.TASK,
+            alpacaeval.TASK, similarity.TASK]
+
+
+def task_names() -> list[str]:
+    return [t.name for t in _all()]
+
+
+def get_task(name: str) -> Task:
+    """The task called `name`; an unknown name lists the known ones."""
+    for task in _all():
+        if task.name == name:
+            return task
+    raise ValueError(f"unknown task {name!r}; known tasks: {', '.join(task_names())} (suites: {', '.join(SUITES)})")
+
+
+def resolve(tasks: str | None, suite: str | None) -> list[Task]:
+    """The tasks named by --tasks a,b,c or --suite NAME (exactly one of them)."""
+    if bool(tasks) == bool(suite):
+        raise ValueError("pass either --tasks a,b,c or --suite " + "|".join(SUITES))
+    if suite:
+        if suite not in SUITES:
+            raise ValueError(f"unknown suite {suite!r}; choose one of: {', '.join(SUITES)}")
+        names = SUITES[suite]
+    else:
+        names = [n.strip() for n in tasks.split(",") if n.strip()]
+    out = []
+    for name in names:
+        task = get_task(name)
+        if task not in out:
+            out.append(task)
+    return out
+
+
+# --- helpers the task modules share -------------------------------------------------------------
+
+def load_table(
+    task: str,
+    *,
+    data_dir: str | None,
+    data_file: str,
+    file_columns: tuple[str, str | None],
+    hub: tuple[str, str | None, str] | None,
+    hub_columns: tuple[str, str | None],
+    limit: int | None,
+) -> Data:
+    """Rows from `data_dir/data_file` (the paper's data folder layout) or else the Hub dataset `hub`.
+
+    `*_columns` name the (input, reference) columns of each layout. A missing
+    file or Hub dataset is a ValueError naming what was looked for.
+    """
+    from sdft_data.source import SourceSpec, open_source
+
+    if data_dir is not None:
+        path = Path(data_dir) / data_file
+        if not path.is_file():
+            raise ValueError(f"{task}: no data file {path} (--data-dir is laid out like the paper's data folder)")
+        spec, columns = SourceSpec(str(path)), file_columns
+    elif hub is None:
+        raise ValueError(f"{task}: no Hub copy in the paper's layout; pass --data-dir DIR with {data_file}")
+    else:
+        spec, columns = SourceSpec(hub[0], hub[1], hub[2]), hub_columns
+    required = [c for c in columns if c]
+    try:
+        ds, desc = open_source(spec, required=required, limit=limit)
+    except ValueError as e:
+        raise ValueError(f"{task}: {e}") from None
+    desc.pop("format", None)
+    inp, ref = columns
+    rows = [
+        {"id": i, "input": str(r[inp]).strip(), "reference": (str(r[ref]).strip() if ref else None)}
+        for i, r in enumerate(ds.select_columns(required))
+    ]
+    return Data(rows, desc)
+
+
+def recipe_prompt(recipe_name: str, instruction: str, tokenizer, fmt: str) -> str:
+    """The recipe's evaluation prompt (its train template, with the eval system line where it has one)."""
+    from sdft_data.recipes import get_recipe
+
+    from ..data import train_prompt
+
+    return train_prompt(get_recipe(recipe_name), instruction, tokenizer, fmt, evaluation=True)
+
+
+def recipe_scorer(recipe_name: str) -> Callable[[str, str], bool]:
+    """The recipe's own answer check, `is_correct(reference, prediction)`: the distillation check's code."""
+    from sdft_data.recipes import get_recipe
+
+    check = get_recipe(recipe_name).check
+    if isinstance(check, str):  # recipes that name their check: the shared functions in sdft_data.check
+        from sdft_data.check import authors_check_math, authors_check_openfunction
+
+        return {"math": authors_check_math, "function_call": authors_check_openfunction}[check]
+    return check.is_correct
+
+
+def hit_rows(rows: list[dict], predictions: list[str | None], is_hit: Callable[[dict, str], bool]) -> list[dict]:
+    """One {"score": 1.0|0.0} per row; a failed generation (None) scores 0."""
+    return [{"score": float(bool(p is not None and is_hit(r, p)))} for r, p in zip(rows, predictions)]
