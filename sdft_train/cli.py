@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import click
 
@@ -18,7 +19,8 @@ def main():
 
     \b
     sdft-train train --data my-org/gsm8k-sdft@v1 --model meta-llama/Llama-2-7b-chat-hf --out ckpt/gsm8k
-    sdft-train eval --model ckpt/gsm8k --task gsm8k --data gsm8k_test.json --out ckpt/gsm8k/eval
+    sdft-train eval --model meta-llama/Llama-2-7b-chat-hf --adapter ckpt/gsm8k --suite paper --out eval/gsm8k-sdft
+    sdft-train compare eval/seed eval/gsm8k-vanilla eval/gsm8k-sdft
     """
 
 
@@ -103,30 +105,102 @@ def train(data, local, model, revision, out, recipe, fmt, resume, allow_other_mo
 
 
 @main.command("eval")
-@click.option("--model", required=True, help="Model folder, Hub id, or a LoRA adapter folder from `sdft-train train`.")
-@click.option("--task", type=click.Choice(["gsm8k", "multiarith", "openfunctions", "advbench"]), required=True)
-@click.option("--data", required=True, type=click.Path(dir_okay=False, exists=True), help="The task's test file.")
-@click.option("--out", default=None, type=click.Path(file_okay=False), help="Write scores and predictions here.")
-@click.option("--limit", type=int, default=None)
-@click.option("--jailbreak", is_flag=True, help="advbench: append the paper's adversarial suffix.")
+@click.option("--model", required=True, help="Model: Hub id, local folder, or a LoRA adapter folder from `sdft-train train`.")
+@click.option("--adapter", default=None, type=click.Path(file_okay=False, exists=True),
+              help="LoRA adapter folder to apply to --model (local backend; merged in memory).")
+@click.option("--tasks", "task_list", default=None, help="Comma-separated tasks: gsm8k,multiarith,openfunctions,"
+              "humaneval,advbench,advbench-jailbreak,alpacaeval,similarity.")
+@click.option("--suite", default=None, help="A named list of tasks: paper (the paper's table) or quick.")
+@click.option("--out", required=True, type=click.Path(file_okay=False), help="Results folder for this model.")
+@click.option("--data-dir", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Local test files laid out like the paper's data folder (default: the Hub datasets).")
+@click.option("--backend", type=click.Choice(["local", "tgi", "openai"]), default="local", show_default=True)
+@click.option("--endpoint", "endpoints", multiple=True, help="Server URL (tgi/openai); repeat for several.")
+@click.option("--tokenizer", default=None, help="Tokenizer for prompt rendering with a server (default: --model).")
+@click.option("--concurrency", type=int, default=None, help="Requests in flight per endpoint.")
+@click.option("--decoding", type=click.Choice(["paper", "greedy"]), default="paper", show_default=True,
+              help="paper: sampling as the authors (T 0.95, top-p 0.7, top-k 50, per-row seeds); greedy.")
+@click.option("--samples", type=int, default=1, show_default=True, help="Generations per row (paper decoding): "
+              "mean and spread.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--limit", type=int, default=None, help="First N rows of each task.")
 @click.option("--format", "fmt", type=click.Choice(["chat", "paper"]), default="chat", show_default=True)
-@click.option("--max-new-tokens", type=int, default=512, show_default=True)
+@click.option("--max-new-tokens", type=int, default=None, help="Default: the paper's 512.")
 @click.option("--batch-size", type=int, default=16, show_default=True)
+@click.option("--judge-endpoint", default=None, help="OpenAI-compatible server judging AlpacaEval.")
+@click.option("--judge-model", default=None, help="The judge's model name.")
+@click.option("--seed-results", default=None, type=click.Path(file_okay=False, exists=True),
+              help="The seed model's eval folder (for similarity).")
+@click.option("--embedding-model", default=None, help="Sentence-transformers model for similarity "
+              "(default: all-MiniLM-L6-v2, as the authors).")
+@click.option("--quiet", is_flag=True, help="No progress bars.")
 @user_errors
-def evaluate(model, task, data, out, limit, jailbreak, fmt, max_new_tokens, batch_size):
-    """Score a model on GSM8K/MultiArith/OpenFunctions accuracy or AdvBench safe rate (greedy).
+def evaluate(model, adapter, task_list, suite, out, data_dir, backend, endpoints, tokenizer, concurrency, decoding,
+             samples, seed, limit, fmt, max_new_tokens, batch_size, judge_endpoint, judge_model, seed_results,
+             embedding_model, quiet):
+    """Evaluate a model as the paper does; writes OUT/results.json and per-row predictions.
+
+    Each task's generation is a resumable run (OUT/runs/): run the same command
+    again after a kill and it continues. Tokens come from HF_TOKEN (Hub, TGI)
+    and OPENAI_API_KEY (openai backend, judge), never from the command line.
 
     \b
-    sdft-train eval --model ckpt/gsm8k --task gsm8k --data gsm8k_test.json --out ckpt/gsm8k/eval
-    sdft-train eval --model ckpt/gsm8k --task advbench --data harmful_behaviors.csv --jailbreak
+    sdft-train eval --model meta-llama/Llama-2-7b-chat-hf --suite paper --data-dir data --out eval/seed
+    sdft-train eval --model meta-llama/Llama-2-7b-chat-hf --adapter ckpt/gsm8k-sdft --suite paper \\
+        --data-dir data --seed-results eval/seed --out eval/gsm8k-sdft
+    sdft-train eval --backend openai --endpoint http://gpu:8000 --model gsm8k-sdft \\
+        --tokenizer meta-llama/Llama-2-7b-chat-hf --tasks gsm8k,humaneval --out eval/gsm8k-sdft
+    sdft-train eval --model models/tiny --suite quick --limit 8 --max-new-tokens 16 --out eval/tiny
     """
-    from sdft_data.backends import GenerationParams
+    import os
 
     from .evaluate import evaluate as run_eval
+    from .tasks import resolve
 
-    report = run_eval(model=model, task=task, data=data, out=out, limit=limit, jailbreak=jailbreak, fmt=fmt,
-                      params=GenerationParams(max_new_tokens=max_new_tokens, temperature=0), batch_size=batch_size)
-    click.echo(json.dumps({"task": task, "jailbreak": jailbreak, "rows": report["rows"], **report["scores"]}))
+    tasks = resolve(task_list, suite)
+    judge = None
+    if bool(judge_endpoint) != bool(judge_model):
+        raise click.UsageError("--judge-endpoint and --judge-model go together")
+    if judge_endpoint:
+        from .tasks.alpacaeval import Judge
+
+        judge = Judge(judge_endpoint, judge_model, token=os.environ.get("OPENAI_API_KEY"))
+    token = os.environ.get("OPENAI_API_KEY") if backend == "openai" else os.environ.get("HF_TOKEN")
+    results = run_eval(model=model, adapter=adapter, tasks=tasks, out=out, backend=backend, endpoints=endpoints,
+                       tokenizer=tokenizer, concurrency=concurrency, token=token, data_dir=data_dir, decoding=decoding,
+                       samples=samples, seed=seed, limit=limit, fmt=fmt, max_new_tokens=max_new_tokens,
+                       batch_size=batch_size, judge=judge, seed_results=seed_results, embedding_model=embedding_model,
+                       suite=suite, progress=not quiet, echo=click.echo)
+    for note in results["notes"]:
+        click.echo(f"note: {note}")
+    click.echo(f"results: {Path(out) / 'results.json'} ({results['arm']}"
+               f"{', ' + results['dataset'] if results['dataset'] else ''})")
+
+
+@main.command()
+@click.argument("dirs", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--seed", "seed_dir", default=None, type=click.Path(file_okay=False, exists=True),
+              help="The seed model's results folder (default: the one whose model has no training record).")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Also write table.md, table.tex, table.csv and table.png here.")
+@click.option("--format", "fmt", type=click.Choice(["terminal", "markdown", "latex", "csv"]), default="terminal",
+              show_default=True, help="What to print.")
+@user_errors
+def compare(dirs, seed_dir, out, fmt):
+    """The paper's table from eval results: seed, vanilla and SDFT per fine-tuning dataset, a column per task.
+
+    SDFT's change over vanilla fine-tuning is shown with an arrow. Results made
+    with different task versions, decoding, data or limits are refused, with
+    what differs.
+
+    \b
+    sdft-train compare eval/seed eval/gsm8k-vanilla eval/gsm8k-sdft
+    sdft-train compare eval/* --seed eval/seed --out eval/table --format markdown
+    """
+    from .compare import compare as run_compare
+
+    table = run_compare(list(dirs), seed=seed_dir, out=out)
+    click.echo(table[fmt])
 
 
 if __name__ == "__main__":  # torchrun / accelerate launch -m sdft_train.cli train ...
