@@ -258,6 +258,7 @@ def _refuse_other_run(run_dir: Path, known: dict) -> None:
             f"{run_dir} holds a different run (fingerprint {str(manifest.get('fingerprint', '?'))[:12]}; differs in: "
             f"{', '.join(differs)}): use another --out, or the same options to resume it"
         )
+    check_shards(sorted((run_dir / "generations").glob("*.parquet")))
 
 
 def distill(
@@ -437,6 +438,8 @@ def generate_run(
                 )
         elif retry_failed:
             raise ValueError(f"--retry-failed needs an existing run in {run_dir}")
+        # A damaged shard is refused before the manifest records a new session.
+        check_shards(sorted((run_dir / "generations").glob("*.parquet")))
         run_dir.mkdir(parents=True, exist_ok=True)
         lock = open(run_dir / ".lock", "w")
         try:
