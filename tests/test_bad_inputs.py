@@ -1,0 +1,420 @@
+"""Bad input, table-driven: every row is one mistake a user makes, through the real CLIs.
+
+Each row gives the command line, the exit code, a fragment of the one `Error:`
+line it must print, and what must not change: a fresh --out must not exist
+afterwards ("nothing written"), or a folder's files must be byte-identical
+("unchanged"). Every row also checks that no exception escaped (no traceback).
+
+The hang cases run as subprocesses with a wall-clock bound, against loopback
+servers that stall: one that takes connections and never answers, and a TGI
+that answers /info but never /generate.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+
+from sdft_data.cli import main as data_cli
+
+from conftest import ALPACA_ROWS
+
+SECRET = "hunter2-TopSecret"
+
+
+# ---------------------------------------------------------------- loopback servers
+
+
+class StallServer:
+    """Takes TCP connections on 127.0.0.1 and never answers a byte."""
+
+    def __enter__(self):
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}"
+        self.conns: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+        return self
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            self.conns.append(conn)
+
+    def __exit__(self, *exc):
+        self.sock.close()
+        for c in self.conns:
+            c.close()
+
+
+class FakeTGI:
+    """TGI's /info for the tiny model; /generate stalls ("stall") or answers 200 with wrong types ("badtypes")."""
+
+    def __init__(self, model_dir: Path, mode: str):
+        self.model_dir, self.mode = str(model_dir), mode
+        self.release = threading.Event()
+
+    def __enter__(self):
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _json(self, status, body):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path == "/info":
+                    self._json(200, {"model_id": outer.model_dir, "model_sha": None, "max_concurrent_requests": 4,
+                                     "max_total_tokens": 2048, "max_stop_sequences": 4})
+                else:
+                    self._json(404, {"error": "not found", "error_type": "not_found"})
+
+            def do_POST(self):
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                if outer.mode == "stall":
+                    outer.release.wait(120)
+                    return
+                self._json(200, {"generated_text": 5, "details": "not an object"})
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        return self
+
+    def __exit__(self, *exc):
+        self.release.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+
+# ---------------------------------------------------------------- shared fixtures
+
+
+def _invoke(cli, args: list) -> "click.testing.Result":  # noqa: F821
+    return CliRunner().invoke(cli, [str(a) for a in args])
+
+
+@pytest.fixture(scope="module")
+def world(tiny_model_dir, tmp_path_factory):
+    """One source, one finished run (all rewrites cut short: the tiny model writes noise), bad files."""
+    root = tmp_path_factory.mktemp("bad-inputs")
+    source = root / "alpaca.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in ALPACA_ROWS))
+    run = root / "run"
+    result = _invoke(data_cli, ["distill", "--recipe", "alpaca", "--source", source, "--model", tiny_model_dir,
+                                "--out", run, "--max-new-tokens", "4", "--temperature", "0"])
+    assert result.exit_code == 0, result.output
+    files = root / "files"
+    files.mkdir()
+    (files / "empty.jsonl").write_bytes(b"")
+    (files / "broken.json").write_text('[{"instruction": "a", "input": "", "output": "b"}, {"instruction": ')
+    (files / "broken.jsonl").write_text('{"instruction": "a", "input": "", "output": "b"}\n{"instruction": "c",\n')
+    (files / "broken.csv").write_text('instruction,input,output\na,,b\n"c",d,e,f\n')
+    (files / "strings.json").write_text('["one row", "another"]')
+    (files / "notes.txt").write_text("instruction: hi\n")
+    (files / "no_output.jsonl").write_text('{"instruction": "a", "input": ""}\n')
+    (files / "a_dir").mkdir()
+    (files / "not_a_model").mkdir()
+    (files / "not_a_model" / "readme.md").write_text("hello")
+    (files / "token").write_text(SECRET)
+    return {"root": root, "source": source, "run": run, "model": tiny_model_dir, "files": files}
+
+
+@dataclass
+class Ctx:
+    """What a row's command line may name: the shared world, and this row's own tmp folder."""
+
+    world: dict
+    tmp: Path
+
+    def __getattr__(self, name):
+        return self.world[name]
+
+    @property
+    def out(self) -> Path:
+        """A fresh --out: it must still not exist after a refused command."""
+        return self.tmp / "out"
+
+    def f(self, name: str) -> Path:
+        return self.world["files"] / name
+
+    def copy_run(self, name="run") -> Path:
+        dst = self.tmp / name
+        if not dst.exists():
+            shutil.copytree(self.world["run"], dst)
+        return dst
+
+    def unfinished_run(self) -> Path:
+        """The run as a killed distill leaves it: half its rows generated, status interrupted, never checked."""
+        run = self.tmp / "unfinished"
+        if run.exists():
+            return run
+        shutil.copytree(self.world["run"], run)
+        (shard,) = sorted((run / "generations").glob("*.parquet"))
+        pl.read_parquet(shard).head(2).write_parquet(shard)
+        manifest = json.loads((run / "manifest.json").read_text())
+        manifest["status"] = "interrupted"
+        manifest["counts"].update(ok=2, pending=len(ALPACA_ROWS) - 2)
+        manifest.pop("check", None)
+        (run / "manifest.json").write_text(json.dumps(manifest))
+        for name in ("distilled.parquet",):
+            (run / name).unlink(missing_ok=True)
+        shutil.rmtree(run / "report", ignore_errors=True)
+        return run
+
+    def damaged_run(self) -> Path:
+        """A run whose generations shard was cut short (a copy interrupted, a disk fault)."""
+        run = self.tmp / "damaged"
+        if not run.exists():
+            shutil.copytree(self.world["run"], run)
+            (shard,) = sorted((run / "generations").glob("*.parquet"))
+            shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+        return run
+
+    def model_without_weights(self) -> Path:
+        """The tiny model's folder name and tokenizer, no weights: loading it would fail."""
+        dst = self.tmp / "elsewhere" / self.world["model"].name
+        if not dst.exists():
+            dst.mkdir(parents=True)
+            for p in self.world["model"].iterdir():
+                if p.is_file() and not p.name.endswith(".safetensors"):
+                    shutil.copy(p, dst / p.name)
+        return dst
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@dataclass
+class Case:
+    id: str
+    args: Callable[[Ctx], list]
+    code: int
+    fragment: str
+    nothing_written: bool = True  # the row's --out (ctx.out) does not exist afterwards
+    unchanged: Callable[[Ctx], Path] | None = None  # a folder that must be byte-identical afterwards
+    absent: tuple[str, ...] = ()  # strings that must not appear in the output (secrets)
+    cli: str = "data"
+    marks: list = field(default_factory=list)
+
+
+def distill(*extra, out=None) -> Callable[[Ctx], list]:
+    """A distill command line on the shared source and model, into a fresh --out (or `out(ctx)`), plus `extra`."""
+    def args(c: Ctx) -> list:
+        base = ["distill", "--recipe", "alpaca", "--source", c.source, "--model", c.model,
+                "--out", out(c) if out else c.out, "--max-new-tokens", "4"]
+        return base + [x(c) if callable(x) else x for x in extra]
+    return args
+
+
+def distill_from(source: Callable[[Ctx], Path], *extra) -> Callable[[Ctx], list]:
+    def args(c: Ctx) -> list:
+        return ["distill", "--recipe", "alpaca", "--source", source(c), "--model", c.model, "--out", c.out,
+                *[x(c) if callable(x) else x for x in extra]]
+    return args
+
+
+def resume_into(run: Callable[[Ctx], Path], *extra, model=None) -> Callable[[Ctx], list]:
+    """The shared run's own command line into `run`, with `extra` options changed."""
+    def args(c: Ctx) -> list:
+        return ["distill", "--recipe", "alpaca", "--source", c.source, "--model", model(c) if model else c.model,
+                "--out", run(c), "--max-new-tokens", "4", "--temperature", "0", *extra]
+    return args
+
+
+def push(run: Callable[[Ctx], Path], *extra) -> Callable[[Ctx], list]:
+    return lambda c: ["push", run(c), "--repo", "org/data", "--local", c.tmp / "hub", *extra]
+
+
+CASES = [
+    # ---- distill: values no engine accepts (click ranges, exit 2)
+    Case("temperature-negative", distill("--temperature", "-1"), 2, "'--temperature': -1.0 is not in the range x>=0"),
+    Case("temperature-nan", distill("--temperature", "nan"), 1, "--temperature must be 0 (greedy) or more, not nan"),
+    Case("top-p-above-1", distill("--top-p", "2"), 2, "'--top-p': 2.0 is not in the range 0<x<=1"),
+    Case("top-p-zero", distill("--top-p", "0"), 2, "'--top-p': 0.0 is not in the range 0<x<=1"),
+    Case("max-new-tokens-zero", distill("--max-new-tokens", "0"), 2, "'--max-new-tokens': 0 is not in the range x>=1"),
+    Case("batch-size-zero", distill("--batch-size", "0"), 2, "'--batch-size': 0 is not in the range x>=1"),
+    Case("limit-zero", distill("--limit", "0"), 2, "'--limit': 0 is not in the range x>=1"),
+    Case("limit-negative", distill("--limit", "-3"), 2, "'--limit': -3 is not in the range x>=1"),
+    Case("concurrency-zero", distill("--concurrency", "0"), 2, "'--concurrency': 0 is not in the range x>=1"),
+    Case("seed-negative", distill("--seed", "-1"), 2, "'--seed': -1 is not in the range x>=0"),
+    Case("max-prompt-tokens-zero", distill("--max-prompt-tokens", "0"), 2, "'--max-prompt-tokens': 0 is not in the range"),
+    Case("request-timeout-zero", distill("--request-timeout", "0"), 2, "'--request-timeout': 0.0 is not in the range x>0"),
+    Case("retry-budget-negative", distill("--retry-budget", "-5"), 2, "'--retry-budget': -5.0 is not in the range x>0"),
+    Case("temperature-not-a-number", distill("--temperature", "warm"), 2, "'warm' is not a valid float"),
+    Case("format-unknown", distill("--format", "xml"), 2, "'xml' is not one of 'chat', 'paper'"),
+    Case("backend-unknown", distill("--backend", "vllm"), 2, "'vllm' is not one of 'local', 'tgi', 'openai'"),
+    Case("recipe-unknown", distill("--recipe", "nope"), 1, "unknown recipe 'nope'"),
+    Case("custom-without-columns", distill("--recipe", "custom"), 1, "--recipe custom needs --prompt-column"),
+    # ---- distill: sources
+    Case("source-0-bytes", distill_from(lambda c: c.f("empty.jsonl")), 1, "is empty (0 bytes)"),
+    Case("source-broken-json", distill_from(lambda c: c.f("broken.json")), 1,
+         "broken.json: invalid JSON at line 1, column 68: Expecting value"),
+    Case("source-broken-jsonl", distill_from(lambda c: c.f("broken.jsonl")), 1,
+         "broken.jsonl: invalid JSON on line 2"),
+    Case("source-broken-csv", distill_from(lambda c: c.f("broken.csv")), 1,
+         "broken.csv: line 3 has 4 fields, the header has 3"),
+    Case("source-rows-not-rows", distill_from(lambda c: c.f("strings.json")), 1,
+         "is missing column(s) instruction, output; columns found: text"),
+    Case("source-is-a-folder", distill_from(lambda c: c.f("a_dir")), 1, "is a folder, not a file"),
+    Case("source-missing", distill_from(lambda c: c.tmp / "nope.jsonl"), 1, "nope.jsonl does not exist"),
+    Case("source-unsupported-type", distill_from(lambda c: c.f("notes.txt")), 1, "unsupported file type '.txt'"),
+    Case("source-missing-column", distill_from(lambda c: c.f("no_output.jsonl")), 1, "is missing column(s) output"),
+    Case("split-on-local-file", distill("--split", "test"), 1, "--split is for Hub datasets"),
+    Case("config-on-local-file", distill("--config", "main"), 1, "--config is for Hub datasets"),
+    # ---- distill: models and backends
+    Case("model-folder-missing", distill("--model", lambda c: c.tmp / "models" / "tny"), 1,
+         "tny does not exist (a Hub model id is ORG/NAME)"),
+    Case("model-not-a-model-folder", distill("--model", lambda c: c.f("not_a_model")), 1,
+         "is not a model folder (no config.json)"),
+    Case("model-is-a-file", distill("--model", lambda c: c.f("notes.txt")), 1, "is a file; give a model folder"),
+    Case("local-without-model", lambda c: ["distill", "--recipe", "alpaca", "--source", c.source, "--out", c.out], 1,
+         "--backend local needs --model"),
+    Case("local-with-endpoint", distill("--endpoint", "http://127.0.0.1:9"), 1,
+         "--endpoint is for the tgi and openai backends, not local"),
+    Case("local-with-request-timeout", distill("--request-timeout", "5"), 1,
+         "--request-timeout is for the tgi and openai backends, not local"),
+    Case("local-with-concurrency", distill("--concurrency", "4"), 1, "--concurrency is for the tgi and openai"),
+    Case("max-new-tokens-over-context", distill("--max-new-tokens", "4096"), 1,
+         "--max-new-tokens 4096 does not fit the model's context of 2048 tokens"),
+    Case("tgi-without-endpoint", distill("--backend", "tgi"), 1, "--backend tgi needs at least one --endpoint"),
+    Case("openai-without-model", lambda c: ["distill", "--recipe", "alpaca", "--source", c.source, "--backend", "openai",
+                                            "--endpoint", "http://127.0.0.1:9", "--out", c.out], 1,
+         "--backend openai needs --endpoint URL and --model NAME"),
+    Case("endpoint-with-password", distill("--backend", "tgi", "--endpoint", f"http://me:{SECRET}@127.0.0.1:9"), 1,
+         "has a user:password in it: remove it and put the token in a file", absent=(SECRET,)),
+    Case("endpoint-not-a-url", distill("--backend", "tgi", "--endpoint", "gpu1:8080"), 1, "is not an http(s) URL"),
+    Case("endpoint-bad-port", distill("--backend", "tgi", "--endpoint", "http://gpu1:80a80"), 1, "is not a valid URL"),
+    Case("endpoint-refused", distill("--backend", "tgi", "--endpoint", "http://127.0.0.1:9"), 1,
+         "cannot reach http://127.0.0.1:9/info"),
+    Case("token-file-missing", distill("--backend", "tgi", "--endpoint", "http://127.0.0.1:9", "--token-file",
+                                       lambda c: c.tmp / "no-token"), 1, "no-token"),
+    # ---- distill: run directories
+    Case("out-is-a-file", distill(out=lambda c: c.f("notes.txt")), 2, "notes.txt' is a file"),
+    Case("out-not-a-run", distill(out=lambda c: c.files), 1,
+         "is not empty and is not a run directory", nothing_written=True, unchanged=lambda c: c.files),
+    Case("out-other-limit", resume_into(lambda c: c.copy_run(), "--limit", "2"), 1,
+         "differs in: source.limit (null there, 2 here)", unchanged=lambda c: c.copy_run()),
+    Case("out-other-temperature", resume_into(lambda c: c.copy_run(), "--temperature", "0.5"), 1,
+         "differs in: generation.temperature (0.0 there, 0.5 here)", unchanged=lambda c: c.copy_run()),
+    # The model folder has no weights: only a refusal made before loading them names the field.
+    Case("out-other-run-refused-before-weights",
+         resume_into(lambda c: c.copy_run(), "--seed", "7", model=lambda c: c.model_without_weights()), 1,
+         "differs in: seed (0 there, 7 here)", unchanged=lambda c: c.copy_run()),
+    Case("retry-failed-without-run", distill("--retry-failed"), 1, "--retry-failed needs an existing run"),
+    Case("resume-damaged-shard", resume_into(lambda c: c.damaged_run()), 1,
+         "is damaged (", unchanged=lambda c: c.damaged_run()),
+    # ---- check
+    Case("check-missing-dir", lambda c: ["check", c.tmp / "nope"], 1, "does not exist"),
+    Case("check-not-a-run", lambda c: ["check", c.files], 1, "is not a run directory: it has no manifest.json",
+         unchanged=lambda c: c.files),
+    Case("check-unfinished-run", lambda c: ["check", c.unfinished_run()], 1,
+         "is unfinished (interrupted): 2 of 4 rows are not generated yet; run the same `sdft-data distill`",
+         unchanged=lambda c: c.unfinished_run()),
+    Case("check-damaged-shard", lambda c: ["check", c.damaged_run()], 1,
+         "000001.parquet is damaged", unchanged=lambda c: c.damaged_run()),
+    # ---- push
+    Case("push-no-accepted-rewrite", push(lambda c: c.copy_run()), 1, "pass --allow-no-rewrites",
+         unchanged=lambda c: c.copy_run()),
+    Case("push-ungenerated-run", push(lambda c: c.unfinished_run()), 1,
+         "is not generated yet (2 of 4 rows pending): run the same `sdft-data distill` command",
+         unchanged=lambda c: c.unfinished_run()),
+    Case("push-max-shard-size-zero", push(lambda c: c.copy_run(), "--max-shard-size", "0"), 2,
+         "'--max-shard-size': 0 is not in the range x>=1"),
+    Case("push-bad-repo", lambda c: ["push", c.copy_run(), "--repo", "just-a-name", "--local", c.tmp / "hub"], 1,
+         "invalid repo name 'just-a-name'"),
+    Case("push-bad-tag", push(lambda c: c.copy_run(), "--tag", "latest", "--allow-no-rewrites"), 1,
+         "invalid version tag 'latest'"),
+    Case("push-bad-license", push(lambda c: c.copy_run(), "--license", "free-ish", "--allow-no-rewrites"), 1,
+         "unknown license 'free-ish'"),
+    Case("push-not-a-run", push(lambda c: c.files), 1, "has no manifest.json"),
+    # ---- versions, pull
+    Case("versions-unknown-local-repo", lambda c: ["versions", "org/unknown", "--local", c.files], 1,
+         "dataset repo org/unknown not found in"),
+    Case("versions-missing-local-folder", lambda c: ["versions", "org/data", "--local", c.tmp / "nope"], 1,
+         "publishing folder"),
+    Case("versions-bad-repo", lambda c: ["versions", "no-slash", "--local", c.files], 1, "invalid repo name"),
+    Case("pull-unknown-version", lambda c: ["pull", "org/data@v9", "--out", c.out, "--local", c.files], 1,
+         "org/data"),
+    Case("pull-bad-version", lambda c: ["pull", "org/data@latest", "--out", c.out, "--local", c.files], 1,
+         "invalid version 'latest'"),
+    # ---- diff
+    Case("diff-against-missing-path", lambda c: ["diff", c.copy_run(), "--against", c.tmp / "old-run"], 1,
+         "--against", unchanged=lambda c: c.copy_run()),
+    Case("diff-against-missing-relative", lambda c: ["diff", c.copy_run(), "--against", "./runs/old"], 1,
+         "--against ./runs/old: no such file or folder"),
+    Case("diff-run-and-pair", lambda c: ["diff", c.copy_run(), "--original", c.source], 1,
+         "give either RUN_DIR or --original"),
+    Case("diff-pair-incomplete", lambda c: ["diff", "--original", c.source], 1, "missing --distilled, --recipe"),
+    Case("diff-examples-negative", lambda c: ["diff", c.copy_run(), "--examples", "-1"], 2,
+         "'--examples': -1 is not in the range x>=0"),
+    Case("diff-missing-run", lambda c: ["diff", c.tmp / "nope"], 1, "does not exist"),
+    # ---- tiny-model
+    Case("tiny-model-zero-layers", lambda c: ["tiny-model", c.out, "--layers", "0"], 2,
+         "'--layers': 0 is not in the range x>=1"),
+    Case("tiny-model-small-hidden", lambda c: ["tiny-model", c.out, "--hidden-size", "2"], 2,
+         "'--hidden-size': 2 is not in the range x>=8"),
+]
+
+
+def _ids(cases):
+    return [c.id for c in cases]
+
+
+def _check_result(case: Case, code: int, output: str, c: Ctx):
+    assert "Traceback" not in output, output
+    assert code == case.code, output
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1, output
+    assert case.fragment in errors[0], output
+    for secret in case.absent:
+        assert secret not in output
+
+
+@pytest.mark.parametrize("case", CASES, ids=_ids(CASES))
+def test_bad_input(case: Case, world, tmp_path):
+    c = Ctx(world, tmp_path)
+    args = case.args(c)
+    watched = case.unchanged(c) if case.unchanged else None
+    before = snapshot(watched) if watched else None
+    from sdft_train.cli import main as train_cli
+
+    result = _invoke(data_cli if case.cli == "data" else train_cli, args)
+    # Anything but a clean exit is an exception the user would see as a traceback.
+    assert result.exception is None or isinstance(result.exception, SystemExit), repr(result.exception)
+    _check_result(case, result.exit_code, result.output, c)
+    if case.nothing_written:
+        assert not c.out.exists(), f"{c.out} was written"
+    if watched:
+        assert snapshot(watched) == before, f"{watched} changed"
+
+
+def test_there_are_enough_rows():
+    assert len(CASES) >= 60 and len({c.id for c in CASES}) == len(CASES)
