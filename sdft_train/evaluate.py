@@ -185,6 +185,8 @@ def evaluate(
         raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(templates.FORMATS)}")
     if not tasks:
         raise ValueError("no task to evaluate")
+    if engine is None and backend in ("tgi", "openai") and not endpoints:
+        raise ValueError(f"--backend {backend} needs at least one --endpoint URL")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
