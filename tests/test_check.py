@@ -15,10 +15,6 @@ from polars.testing import assert_frame_equal
 from sdft_data import check as C
 from sdft_data.check import (
     INVALID,
-    authors_check_magicoder,
-    authors_check_math,
-    authors_check_openfunction,
-    authors_verify,
     check_frame,
     check_run,
     find_last_integer,
@@ -26,7 +22,138 @@ from sdft_data.check import (
     recipe_from_manifest,
 )
 from sdft_data.cli import main
-from sdft_data.recipes import custom_recipe, get_recipe
+from sdft_data.recipes import Check, custom_recipe, get_recipe, replace
+from sdft_data.recipes import gsm8k as gsm8k_recipe
+from sdft_data.recipes import magicoder as magicoder_recipe
+from sdft_data.recipes import openfunctions as openfunctions_recipe
+
+# --------------------------------------------------------------------------
+# The authors' check functions, verbatim (github sail-sg/sdft at bfb6c25):
+# eval/utils.py (find_last_integer, strip_dict), eval/gen_distilled_data.py
+# (verify, get_check_func and the acceptance line of get_output_data_list),
+# eval/eval_math.py (check_math), eval/eval_openfunction.py
+# (standardize_function_call, check_openfunction), eval/eval_magicoder.py
+# (contains_keywords, starts_right, check_magicoder). Only the names are
+# prefixed with `authors_`, and the imports are at the top of this file.
+import re  # noqa: E402
+
+
+def authors_find_last_integer(s):
+    INVALID = "-999999999"
+    pattern = r"-?\d+(?:[,\s]\d+)*(?:\.\d+)?"
+    numbers = re.findall(pattern, s)
+    number = numbers[-1].replace(",", "").replace(" ", "") if numbers else INVALID
+    if len(number.split(".")) > 1 and int(number.split(".")[1]) != 0:
+        return INVALID
+    return number.split(".")[0]
+
+
+def authors_strip_dict(d):
+    for k, v in d.items():
+        if isinstance(v, str):
+            d[k] = v.strip()
+
+
+def authors_verify(predict_data):
+    ban_set = {
+        "reference answer",
+        "your response",
+        "my response",
+        "your own response",
+        "now it's your turn"
+    }
+    for ban in ban_set:
+        if ban.lower() in predict_data["predict"].lower():
+            return False
+    if predict_data["predict"].startswith("Your turn"):
+        return False
+    return True
+
+
+def authors_check_math(predict_data):
+    ground_truth = authors_find_last_integer(predict_data["label"])
+    prediction = predict_data["predict"].strip()
+    answer = authors_find_last_integer(prediction)
+    try:
+        int_ground_truth = int(ground_truth)
+        int_answer = int(answer)
+        return int_ground_truth == int_answer
+    except ValueError:
+        return False
+
+
+def authors_standardize_function_call(function_call):
+    function_call = re.sub(r'\s+', ' ', function_call.strip())
+    function_call = function_call.replace("'", '"').replace(", ", ",")
+    return function_call
+
+
+def authors_check_openfunction(predict_data):
+    reference_answer = predict_data['label']
+    reference_answer = authors_standardize_function_call(reference_answer)
+    answer = predict_data['predict']
+    answer = authors_standardize_function_call(answer)
+    match = re.match(r'([a-zA-Z_][a-zA-Z0-9_]*(?:\.[a-zA-Z_][a-zA-Z0-9_]*)*)\((.*)\)', reference_answer)
+    if not match:
+        raise ValueError(f"Target function call is not in the correct format.\n{reference_answer}")
+    func_name, params = match.groups()
+    pattern = r'\b' + re.escape(func_name) + r'\(' + re.escape(params) + r'\)'
+    return re.search(pattern, authors_standardize_function_call(answer)) is not None
+
+
+def authors_contains_keywords(answer):
+    keywords = {
+        "```python"
+    }
+    for key in keywords:
+        if key in answer:
+            return True
+    return False
+
+
+def authors_starts_right(answer):
+    start_words = {
+        "I have",
+        "Here is",
+        "I implemented"
+    }
+    for start_word in start_words:
+        if answer.startswith(start_word):
+            return True
+    return False
+
+
+def authors_check_magicoder(predict_data):
+    reference_answer = predict_data["label"].strip()
+    answer = predict_data["predict"].strip()
+    if not authors_contains_keywords(answer):
+        return False
+    if not authors_starts_right(answer):
+        return False
+    return True
+
+
+def authors_get_check_func(dataset):
+    if "gsm8k" in dataset or "MultiArith" in dataset:
+        return authors_check_math
+    if "openfunction" in dataset:
+        return authors_check_openfunction
+    if "magicoder" in dataset:
+        return authors_check_magicoder
+    return lambda x: True
+
+
+def authors_accept(dataset, reference, rewrite):
+    """get_output_data_list's decision for one row: strip_dict, then verify(...) and check_func(...)."""
+    predict_data = {"label": reference, "predict": rewrite}
+    authors_strip_dict(predict_data)
+    return bool(authors_verify(predict_data) and authors_get_check_func(dataset)(predict_data))
+# --------------------------------------------------------------------------
+
+
+def P(reference, rewrite):  # noqa: N802 - the authors' functions take a prediction record
+    return {"label": reference, "predict": rewrite}
+
 
 GSM8K = get_recipe("gsm8k")
 FUNCS = get_recipe("openfunctions")
@@ -54,7 +181,7 @@ def polars_last_integers(texts: list[str]) -> list[int | None]:
 
 def python_last_integer(text: str) -> int | None:
     """The authors' value as check_math sees it: an int, or None where int() fails or INVALID."""
-    found = find_last_integer(text)
+    found = authors_find_last_integer(text)
     if found == INVALID:
         return None
     try:
@@ -86,6 +213,7 @@ def python_last_integer(text: str) -> int | None:
     ],
 )
 def test_find_last_integer_golden(text, expected):
+    assert authors_find_last_integer(text) == expected
     assert find_last_integer(text) == expected
 
 
@@ -121,14 +249,15 @@ def test_math_check_matches_authors_check_math():
     pairs = [(rng.choice(references), "Let me think.\n" + rng.choice(endings)) for _ in range(300)]
     refs, rews = zip(*pairs)
     ours = [r == "accepted" for r in reasons(GSM8K, list(refs), list(rews))]
-    theirs = [authors_verify(rw.strip()) and authors_check_math(rf, rw) for rf, rw in pairs]
+    theirs = [authors_accept("gsm8k", rf, rw) for rf, rw in pairs]
+    assert [gsm8k_recipe.is_correct(rf, rw) for rf, rw in pairs] == [authors_check_math(P(rf, rw)) for rf, rw in pairs]
     assert ours == theirs
 
 
 def test_reference_without_an_answer_is_its_own_reason():
     # The authors' check_math accepts this pair: int(INVALID) == int(INVALID).
     # A rewrite cannot be checked against a reference that has no answer.
-    assert authors_check_math("no number", "none either") is True
+    assert authors_check_math(P("no number", "none either")) is True
     assert reasons(GSM8K, ["no number"], ["none either"]) == ["reference_no_answer"]
 
 
@@ -142,7 +271,8 @@ def test_banned_phrases_match_the_authors_verify():
              "A plain answer.", "Your Response", "\u212a is Kelvin", "reſponse with a long s: your reſponse",
              "now it’s your turn (typographic apostrophe)", "  Your turn after spaces"]
     ours = [r == "accepted" for r in reasons(ALPACA, ["ref"] * len(texts), texts)]
-    assert ours == [authors_verify(t.strip()) for t in texts]
+    assert ours == [authors_accept("alpaca", "ref", t) for t in texts]
+    assert [C.verify(t.strip()) for t in texts] == ours
 
 
 def test_whitespace_set_is_pythons():
@@ -170,7 +300,8 @@ def test_whitespace_set_is_pythons():
 )
 def test_function_call_golden(rewrite, accepted):
     reference = "pyarrow.Timestamp(unit='s')"
-    assert authors_check_openfunction(reference, rewrite) is accepted
+    assert authors_check_openfunction(P(reference, rewrite)) is accepted
+    assert openfunctions_recipe.is_correct(reference, rewrite) is accepted
     expected = "accepted" if accepted else ("empty" if not rewrite else "call_mismatch")
     assert reasons(FUNCS, [reference], [rewrite]) == [expected]
 
@@ -178,14 +309,15 @@ def test_function_call_golden(rewrite, accepted):
 def test_function_call_normalises_quotes_commas_and_whitespace():
     reference = "requests.get(url='https://x.org', params={'a': 1},\n   timeout=5)"
     rewrite = 'Use requests.get(url="https://x.org",params={"a": 1},timeout=5) here.'
-    assert authors_check_openfunction(reference, rewrite)
+    assert authors_check_openfunction(P(reference, rewrite))
     assert reasons(FUNCS, [reference], [rewrite]) == ["accepted"]
 
 
 def test_reference_that_is_not_a_call_does_not_crash():
     reference = "```\nf(x)\n```"
     with pytest.raises(ValueError):
-        authors_check_openfunction(reference, "f(x)")
+        authors_check_openfunction(P(reference, "f(x)"))
+    assert openfunctions_recipe.is_correct(reference, "f(x)") is False
     assert reasons(FUNCS, [reference], ["f(x)"]) == ["reference_not_a_call"]
 
 
@@ -203,7 +335,7 @@ def test_function_call_check_matches_the_authors_on_fuzzed_rewrites():
         pairs.append((ref, "".join(parts)))
     refs, rews = zip(*pairs)
     ours = reasons(FUNCS, list(refs), list(rews))
-    theirs = [authors_verify(rw.strip()) and authors_check_openfunction(rf, rw) for rf, rw in pairs]
+    theirs = [authors_accept("openfunction", rf, rw) for rf, rw in pairs]
     # Empty rewrites are "empty" for us and a mismatch for the authors: both reject.
     assert [r == "accepted" for r in ours] == theirs
 
@@ -226,7 +358,8 @@ def test_function_call_check_matches_the_authors_on_fuzzed_rewrites():
     ],
 )
 def test_code_format_golden(rewrite, accepted):
-    assert authors_check_magicoder(rewrite) is accepted
+    assert authors_check_magicoder(P("ref", rewrite)) is accepted
+    assert magicoder_recipe.is_correct("ref", rewrite) is accepted
     assert reasons(CODE, ["ref"], [rewrite]) == ["accepted" if accepted else "code_format"]
 
 
@@ -466,3 +599,126 @@ def test_source_columns_named_like_the_check_columns(tmp_path):
     assert distilled.columns == ["status", "reference", "row_id", "original_response", "rewrite", "accepted", "reason"]
     assert distilled["reference"].to_list() == ["Two and two: 4.", "It is 6."]
     assert distilled["reason"].to_list() == ["accepted", "wrong_answer"]
+
+
+# --------------------------------------------------------------------------
+# Rule sets: `paper` is the authors' acceptance exactly; `default` differs only where listed
+
+PAPER_CASES = {
+    # dataset name as the authors' get_check_func reads it -> (recipe, [(reference, rewrite, finish_reason)])
+    "gsm8k": (GSM8K, [
+        ("3 + 4 = 7\nThe answer is 7.", "So 7 apples.\nThe answer is 7.", "eos_token"),
+        ("3 + 4 = 7\nThe answer is 7.", "So 8.", "eos_token"),
+        ("no number at all", "none here either", "eos_token"),  # no integer on either side: the authors accept
+        ("no number at all", "but 5 here", "eos_token"),
+        ("It is 2.5 kg", "It is 3.5 kg", "eos_token"),  # two non-zero decimals: both INVALID, accepted
+        ("The answer is 7.", "The answer is 7.", "length"),  # truncated: the authors keep it
+        ("The answer is 7.", "", "eos_token"),  # empty
+        ("The answer is 12\n34", "The answer is 1234", "eos_token"),  # int() refuses the reference
+        ("no number", "The answer is -999999999", "eos_token"),  # the authors' sentinel
+        ("The answer is 7.", "As the reference answer says, 7.", "eos_token"),
+        ("The answer is 7.", "Your turn: 7", "eos_token"),
+        ("The answer is 1,000.", "so 1 000", "eos_token"),
+        ("The answer is 7.", "  The answer is 7.0  ", "length"),
+    ]),
+    "alpaca": (ALPACA, [
+        ("Red.", "Red is a primary color.", "eos_token"),
+        ("Red.", "", "eos_token"),  # the authors would train on an empty response
+        ("Red.", "Red, blue and", "length"),
+        ("Red.", "My response: red.", "eos_token"),
+    ]),
+    "openfunction": (FUNCS, [
+        ("f(a='1')", 'Call f(a="1").', "eos_token"),
+        ("f(a='1')", "f(a='2')", "eos_token"),
+        ("f(a='1')", "f(a='1')", "length"),
+        ("f(a='1')", "", "eos_token"),
+    ]),
+    "magicoder": (CODE, [
+        ("x", "Here is it:\n```python\nx = 1\n```", "eos_token"),
+        ("x", "Here is it:\n```python\nx = (", "length"),
+        ("x", "Sure:\n```python\nx = 1\n```", "eos_token"),
+    ]),
+}
+
+
+def _frame(rows):
+    refs, rws, finish = zip(*rows)
+    return pl.DataFrame({"reference": refs, "rewrite": rws, "finish_reason": finish})
+
+
+@pytest.mark.parametrize("dataset", list(PAPER_CASES))
+def test_paper_rules_agree_with_the_authors_code(dataset):
+    recipe, rows = PAPER_CASES[dataset]
+    ours = check_frame(_frame(rows), recipe, rules="paper").collect()["accepted"].to_list()
+    assert ours == [authors_accept(dataset, ref, rw) for ref, rw, _ in rows]
+
+
+def test_paper_rules_agree_on_fuzzed_math():
+    rng = random.Random(5)
+    pieces = ["1", "23", "7", "0", ",", ".", ".5", "-", " ", "\n", "apples", "The answer is ", "none", "999999999"]
+    texts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 8))) for _ in range(3000)]
+    rows = [(rng.choice(texts), rng.choice(texts), rng.choice(["eos_token", "length"])) for _ in range(3000)]
+    ours = check_frame(_frame(rows), GSM8K, rules="paper").collect()["accepted"].to_list()
+    assert ours == [authors_accept("gsm8k", ref, rw) for ref, rw, _ in rows]
+    # The scorer the evaluation uses is the same rule.
+    assert [gsm8k_recipe.is_correct(ref, rw) for ref, rw, _ in rows] == [authors_check_math(P(ref, rw)) for ref, rw, _ in rows]
+
+
+def test_default_rules_differ_from_paper_only_where_listed():
+    for dataset, (recipe, rows) in PAPER_CASES.items():
+        paper = check_frame(_frame(rows), recipe, rules="paper").collect()
+        ours = check_frame(_frame(rows), recipe).collect()
+        for p_ok, reason in zip(paper["accepted"], ours["reason"]):
+            if p_ok and reason != "accepted":
+                # Everything the paper accepts and we do not has one of the listed reasons.
+                assert reason in ("truncated", "empty", "reference_no_answer"), (dataset, reason)
+        # And nothing the paper rejects is accepted by the default rules.
+        assert not any(o and not p for o, p in zip(ours["accepted"], paper["accepted"]))
+    reasons_ = check_frame(_frame(PAPER_CASES["gsm8k"][1]), GSM8K).collect()["reason"].to_list()
+    assert {"truncated", "empty", "reference_no_answer"} <= set(reasons_)
+
+
+def test_unknown_rule_set():
+    with pytest.raises(ValueError, match="unknown rule set 'lenient'"):
+        check_frame(pl.DataFrame({"reference": ["a"], "rewrite": ["b"]}), ALPACA, rules="lenient")
+
+
+def test_check_run_uses_the_runs_rule_set_and_records_it(tmp_path):
+    run = make_run(tmp_path / "run")
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["fingerprint_inputs"]["rules"] = "paper"
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    distilled = check_run(run)
+    # Row 4 was cut at max_new_tokens and mentions the reference answer: banned under paper rules too.
+    assert distilled["reason"].to_list() == ["accepted", "wrong_answer", "accepted", "accepted", "banned_phrase"]
+    assert json.loads((run / "manifest.json").read_text())["check"]["rules"] == "paper"
+    check_run(run, rules="default")
+    assert json.loads((run / "manifest.json").read_text())["check"]["rules"] == "default"
+
+
+def test_a_custom_recipe_brings_its_own_check(tmp_path):
+    # Accept a rewrite only when it is shorter than the reference.
+    shorter = Check(
+        name="shorter",
+        description="the rewrite is shorter than the reference",
+        reasons=(("too_long", "the rewrite is not shorter than the reference"),),
+        failures=lambda ref, rw, rules: [("too_long", rw.str.len_chars() >= ref.str.len_chars())],
+    )
+    recipe = replace(custom_recipe(prompt_column="q", response_column="a"), check=shorter)
+    frame = pl.DataFrame({"reference": ["a long answer", "short"], "rewrite": ["brief", "much longer now"]})
+    assert check_frame(frame, recipe).collect()["reason"].to_list() == ["accepted", "too_long"]
+    assert C.reason_meanings(recipe)["too_long"] == "the rewrite is not shorter than the reference"
+    run = make_run(tmp_path / "run", recipe=recipe, source=[{"q": "?", "a": "a long answer"}],
+                   shards=[[(0, "brief", "ok", "eos_token")]])
+    with pytest.raises(ValueError, match="its own check 'shorter'"):
+        check_run(run)
+    assert check_run(run, recipe=recipe)["reason"].to_list() == ["accepted"]
+
+
+def test_recipes_expose_their_scorers():
+    assert gsm8k_recipe.extract_answer("So 3 + 4 = 7.\nThe answer is 7.") == 7
+    assert gsm8k_recipe.extract_answer("It weighs 2.5 kg") is None
+    assert GSM8K.check.is_correct("The answer is 1,000.", "so 1000") is True
+    assert openfunctions_recipe.extract_answer("pyarrow.Timestamp(unit='s')") == 'pyarrow.Timestamp(unit="s")'
+    assert FUNCS.check.is_correct("f(a='1')", 'Use f(a="1") here') is True
+    assert CODE.check.is_correct("", "Here is it:\n```python\nx = 1\n```") is True

@@ -1,4 +1,6 @@
-"""Each recipe renders exactly the paper's strings, and recipes are looked up by name."""
+"""Each recipe renders the paper's strings, reads both the Hub's and the authors' column layouts, and is looked up by name."""
+
+import json
 
 import polars as pl
 import pytest
@@ -10,21 +12,24 @@ from sdft_data.recipes import UnknownRecipe, custom_recipe, get_recipe, recipe_n
 class _Tok:
     """Just what paper-format rendering reads from a tokenizer."""
 
-    bos_token = "<s>"
+    bos_token, eos_token, unk_token_id = "<s>", "</s>", 0
+
+    def convert_tokens_to_ids(self, token):
+        return 0
 
 
 def _render(name, row, fmt="paper"):
-    recipe = get_recipe(name)
+    recipe = get_recipe(name).for_columns(list(row))
     frame = pl.DataFrame([row])
     instruction, reference = frame.select(recipe.instruction_expr(frame.columns), recipe.reference_expr()).row(0)
-    return templates.render(recipe, instruction, reference, _Tok(), fmt)
+    return templates.distill_prompt(recipe, instruction, reference, _Tok(), fmt)
 
 
 def test_alpaca_paper_prompt_is_alpaca_distill_using():
     row = {"instruction": " Rewrite the sentence. ", "input": "A salesman is here.", "output": "A salesperson is here. "}
     assert _render("alpaca", row) == (
-        "<s>Below are an instruction that describes a task along with a reference answer. "
-        "Using the reference answer as a guide, write your own response.\n\n"
+        "Below are an instruction that describes a task along with a reference answer. "
+        "Using the reference answer as a guide, write your own response."
         "### Instruction:\nRewrite the sentence.\nA salesman is here.\n\n"
         "### Reference Answer:\nA salesperson is here.\n\n### Response:\n"
     )
@@ -45,8 +50,8 @@ def test_code_and_functions_use_alpaca_distill_refer(name):
     recipe = get_recipe(name)
     row = {recipe.prompt_column: "Do it.", recipe.response_column: "done()"}
     assert _render(name, row) == (
-        "<s>Below are an instruction that describes a task along with a reference answer. "
-        "Refer to the reference answer and write your own response.\n\n"
+        "Below are an instruction that describes a task along with a reference answer. "
+        "Refer to the reference answer and write your own response."
         "### Instruction:\nDo it.\n\n### Reference Answer:\ndone()\n\n### Response:\n"
     )
 
@@ -55,9 +60,9 @@ def test_gsm8k_paper_prompt_normalises_and_prefills():
     row = {"question": "Lena baked 48 rolls on Monday and half as many on Tuesday. How many?",
            "answer": "On Tuesday she baked 48/2 = <<48/2=24>>24.\nIn total 48+24 = <<48+24=72>>72.\n#### 72"}
     assert _render("gsm8k", row) == (
-        "<s>[INST] <<SYS>>\nYou are an expert in math. Below are a math question and its reference answer. "
+        "<<SYS>>\nYou are an expert in math. Below are a math question and its reference answer. "
         "Refer to the reference answer and write a response that appropriately answers the question.\n<</SYS>>\n\n"
-        "Lena baked 48 rolls on Monday and half as many on Tuesday. How many?\n\n"
+        "<s>[INST] Lena baked 48 rolls on Monday and half as many on Tuesday. How many?\n\n"
         "On Tuesday she baked 48/2 = 24.\nIn total 48+24 = 72.\nThe answer is 72. [/INST] Great! Let's think step by step. "
     )
 
@@ -68,22 +73,63 @@ def test_gsm8k_normalised_answers_pass_through():
     assert pl.DataFrame({"answer": [text]}).select(recipe.reference_expr()).item() == text
 
 
-def test_chat_format_uses_the_model_template_then_prefill(tiny_model_dir):
-    from transformers import AutoTokenizer
+# --------------------------------------------------------------------------
+# Column layouts: each recipe reads a small fixture in every layout it knows
 
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    recipe = get_recipe("gsm8k")
-    prompt = templates.render(recipe, "Q?", "A. The answer is 1.", tok, "chat")
-    assert prompt == (
-        "<s><|im_start|>system\n" + recipe.distill_system + "<|im_end|>\n"
-        "<|im_start|>user\nQ?\n\nA. The answer is 1.<|im_end|>\n<|im_start|>assistant\nGreat! Let's think step by step. "
-    )
+LAYOUT_FIXTURES = {
+    "alpaca": {"hub/authors": {"instruction": "Translate.", "input": "Good morning.", "output": "Bonjour."}},
+    "dolly": {
+        "hub": {"instruction": "Translate.", "context": "Good morning.", "response": "Bonjour.", "category": "qa"},
+        "authors": {"instruction": "Translate.", "input": "Good morning.", "output": "Bonjour."},
+    },
+    "gsm8k": {"hub/authors": {"question": "2 + 2?", "answer": "2 + 2 = <<2+2=4>>4\n#### 4"}},
+    "openfunctions": {"authors": {"instruction": "Make a timestamp.", "output": "pyarrow.Timestamp(unit='s')"}},
+    "magicoder": {
+        "hub": {"problem": "Square x.", "solution": "```python\ndef f(x):\n    return x * x\n```", "lang": "python"},
+        "authors": {"instruction": "Square x.", "output": "```python\ndef f(x):\n    return x * x\n```"},
+    },
+}
+
+
+def test_every_recipe_has_layout_fixtures():
+    assert set(LAYOUT_FIXTURES) == set(recipe_names())
+    for name, layouts in LAYOUT_FIXTURES.items():
+        assert set(layouts) == {lay.name for lay in get_recipe(name).layouts}, name
+
+
+@pytest.mark.parametrize("name, layout", [(n, lay) for n, lays in LAYOUT_FIXTURES.items() for lay in lays])
+def test_recipe_reads_each_layout(name, layout, tmp_path):
+    row = LAYOUT_FIXTURES[name][layout]
+    path = tmp_path / "rows.json"
+    path.write_text(json.dumps([row, row]))
+    frame = pl.read_json(path)
+    recipe = get_recipe(name).for_columns(frame.columns)
+    assert recipe.layout_name == layout
+    assert recipe.describe()["column_layout"] == layout
+    instruction, reference = frame.select(recipe.instruction_expr(frame.columns), recipe.reference_expr()).row(0)
+    expected_instruction = {"alpaca": "Translate.\nGood morning.", "dolly": "Translate.\nGood morning.",
+                            "gsm8k": "2 + 2?", "openfunctions": "Make a timestamp.", "magicoder": "Square x."}[name]
+    assert instruction == expected_instruction
+    assert reference == {"gsm8k": "2 + 2 = 4\nThe answer is 4."}.get(name, reference)
+    assert reference.strip() and reference == reference.strip()
+    # The layout round-trips through the manifest description.
+    assert get_recipe(name).with_layout(layout) == recipe
+
+
+def test_a_source_with_no_known_layout_names_what_was_tried():
+    with pytest.raises(ValueError, match=r"hub: instruction/response; authors: instruction/output.*columns found: q, a"):
+        get_recipe("dolly").for_columns(["q", "a"])
+    with pytest.raises(ValueError, match="no column layout 'nope'"):
+        get_recipe("dolly").with_layout("nope")
+
+
+# --------------------------------------------------------------------------
 
 
 def test_unknown_recipe_lists_known_ones():
     with pytest.raises(UnknownRecipe, match="known recipes: alpaca, dolly, gsm8k, magicoder, openfunctions"):
         get_recipe("gsm9k")
-    assert recipe_names() == ["alpaca", "dolly", "gsm8k", "magicoder", "openfunctions"]
+    assert recipe_names()[:5] == ["alpaca", "dolly", "gsm8k", "magicoder", "openfunctions"]
 
 
 def test_custom_recipe_rejects_unknown_template_and_check():
@@ -94,3 +140,4 @@ def test_custom_recipe_rejects_unknown_template_and_check():
     assert custom_recipe(prompt_column="q", response_column="a", template="refer").distill_system.endswith(
         "Refer to the reference answer and write your own response."
     )
+    assert custom_recipe(prompt_column="q", response_column="a", check="math").check is get_recipe("gsm8k").check

@@ -64,7 +64,7 @@ def test_fingerprint_covers_every_input(engine, gsm8k_file, tmp_path, tiny_model
     _distill(engine, gsm8k_file, run, limit=2)
     other_file = tmp_path / "other.json"
     other_file.write_text(json.dumps(GSM8K_ROWS[::-1]))
-    bumped = dataclasses.replace(get_recipe("gsm8k"), version=2)
+    bumped = dataclasses.replace(get_recipe("gsm8k"), version=get_recipe("gsm8k").version + 1)
     changes = {
         "source": dict(source=other_file),
         "recipe": dict(recipe=bumped),

@@ -23,6 +23,10 @@ class GenerationParams:
     temperature: float = 0.95
     top_p: float = 0.7
     stop: tuple[str, ...] = ()
+    # Keep only the k most likely tokens before top-p; 0 turns it off. The paper
+    # sampled with top_k 50 (sdft_data.paper.DECODING); off by default because
+    # not every OpenAI-compatible server accepts the field.
+    top_k: int = 0
 
     def __post_init__(self):
         # Checked here too, not only in the CLI, so no caller writes a manifest with
@@ -33,6 +37,8 @@ class GenerationParams:
             raise ValueError(f"--temperature must be 0 (greedy) or more, not {self.temperature}")
         if not 0 < self.top_p <= 1:
             raise ValueError(f"--top-p must be in (0, 1], not {self.top_p}")
+        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
+            raise ValueError(f"--top-k must be an integer of 0 (off) or more, not {self.top_k!r}")
 
     @property
     def do_sample(self) -> bool:

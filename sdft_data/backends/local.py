@@ -286,7 +286,8 @@ class _SeededSampler:
     """A logits processor that samples each row with its own generator.
 
     generate() runs greedy; this processor does the sampling (temperature,
-    top-p) and leaves only the chosen token finite, so greedy picks it. One
+    then top-k, then top-p: transformers' own order) and leaves only the
+    chosen token finite, so greedy picks it. One
     generator per row makes each row's draws independent of its batch.
     """
 
@@ -296,11 +297,15 @@ class _SeededSampler:
         self.generators = [torch.Generator(device=device).manual_seed(int(s)) for s in seeds]
         self.temperature = params.temperature
         self.top_p = params.top_p
+        self.top_k = params.top_k
 
     def __call__(self, input_ids, scores):
         import torch
 
         logits = scores.float() / self.temperature
+        if 0 < self.top_k < logits.shape[-1]:
+            kth = torch.topk(logits, self.top_k, dim=-1).values[..., -1:]
+            logits = logits.masked_fill(logits < kth, float("-inf"))
         if self.top_p < 1.0:
             sorted_logits, sorted_idx = torch.sort(logits, descending=True, dim=-1)
             cumulative = sorted_logits.softmax(dim=-1).cumsum(dim=-1)

@@ -48,6 +48,8 @@ def completion_body(params: GenerationParams, model: str) -> dict:
         body["temperature"] = params.temperature
         if params.top_p < 1:
             body["top_p"] = params.top_p
+        if params.top_k:
+            body["top_k"] = params.top_k  # an extra field: vLLM, SGLang, llama.cpp and TGI read it
     else:
         body["temperature"] = 0.0
     if params.stop:

@@ -59,6 +59,8 @@ def tgi_parameters(params: GenerationParams) -> dict:
         p["temperature"] = params.temperature
         if 0 < params.top_p < 1:
             p["top_p"] = params.top_p
+        if params.top_k:
+            p["top_k"] = params.top_k
     if params.stop:
         p["stop"] = list(params.stop)
     return p

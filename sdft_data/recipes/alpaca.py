@@ -3,13 +3,15 @@
 Example row: {"instruction": "Rewrite the sentence using gender-neutral language.",
 "input": "A salesman is giving a presentation.", "output": "A salesperson is giving a presentation."}
 The paper distills it with alpaca_distill_using and applies no task check.
+The Hub's columns are the authors' (alpaca_train.json, a 2,000-row sample) too.
 """
 
 from . import DISTILL_USING_SYSTEM, Recipe
 
 RECIPE = Recipe(
     name="alpaca",
-    version=1,
+    # v2: the paper format renders the authors' bytes (no BOS, no separator).
+    version=2,
     description="Alpaca instruction following (52K rows; the paper uses a 2K sample).",
     source="tatsu-lab/alpaca",
     config=None,
@@ -17,8 +19,8 @@ RECIPE = Recipe(
     prompt_column="instruction",
     input_column="input",
     response_column="output",
+    layout_name="hub/authors",
     distill_system=DISTILL_USING_SYSTEM,
-    check="none",
     license="cc-by-nc-4.0",
     task_categories=("text-generation",),
     citation=(

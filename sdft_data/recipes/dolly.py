@@ -4,13 +4,16 @@ Example row: {"instruction": "When did Virgin Australia start operating?",
 "context": "Virgin Australia ... commenced services on 31 August 2000 ...",
 "response": "Virgin Australia commenced services on 31 August 2000.", "category": "closed_qa"}
 Distilled like Alpaca (alpaca_distill_using, no task check); `context` is the input.
+The authors' dolly_train.json (2,000 rows) uses Alpaca's columns instead:
+instruction/input/output. Both layouts are read; the one found is recorded.
 """
 
-from . import DISTILL_USING_SYSTEM, Recipe
+from . import DISTILL_USING_SYSTEM, ColumnLayout, Recipe
 
 RECIPE = Recipe(
     name="dolly",
-    version=1,
+    # v2: also reads the authors' instruction/input/output files.
+    version=2,
     description="Dolly 15K human-written instructions.",
     source="databricks/databricks-dolly-15k",
     config=None,
@@ -18,8 +21,8 @@ RECIPE = Recipe(
     prompt_column="instruction",
     input_column="context",
     response_column="response",
+    other_layouts=(ColumnLayout("authors", "instruction", "output", "input"),),
     distill_system=DISTILL_USING_SYSTEM,
-    check="none",
     license="cc-by-sa-3.0",
     citation=(
         "@online{DatabricksBlog2023DollyV2,\n  author = {Mike Conover and Matt Hayes and Ankit Mathur and others},\n"

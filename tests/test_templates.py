@@ -1,0 +1,166 @@
+"""Paper format = the authors' bytes: every row of the golden file, through every entry point.
+
+tests/fixtures/golden_authors_prompts.jsonl holds 60 prompts rendered by the
+authors' own template code (their LLaMA-Factory fork, with the templates their
+main.py registers) with a one-id-per-character tokenizer whose BOS and EOS are
+"<s>" and "</s>". Made-up rows, no dataset text.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import polars as pl
+import pytest
+
+from sdft_data import templates
+from sdft_data.recipes import ALPACA_GCG_USER, ALPACA_SYSTEM, get_recipe
+
+GOLDEN = [json.loads(line) for line in (Path(__file__).parent / "fixtures" / "golden_authors_prompts.jsonl").open()]
+
+
+class CharTokenizer:
+    """What rendering reads from a tokenizer: BOS, EOS, no chat template, a vocabulary without Llama-3 headers."""
+
+    bos_token, eos_token, unk_token_id, chat_template = "<s>", "</s>", 0, None
+
+    def __init__(self, extra: tuple[str, ...] = ()):
+        self.vocab = {"<unk>": 0, "<s>": 1, "</s>": 2, **{t: i + 3 for i, t in enumerate(extra)}}
+
+    def convert_tokens_to_ids(self, token):
+        return self.vocab.get(token, self.unk_token_id)
+
+
+TOK = CharTokenizer()
+LLAMA3_TOK = CharTokenizer(extra=("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"))
+
+
+def _id(row):
+    return f"{row['template']}-{GOLDEN.index(row)}"
+
+
+def test_the_golden_file_is_whole():
+    assert len(GOLDEN) == 60
+    assert {r["template"] for r in GOLDEN} == set(templates._authors_templates())
+
+
+@pytest.mark.parametrize("row", GOLDEN, ids=_id)
+def test_authors_template_renders_the_golden_prompt(row):
+    assert templates.render_authors_template(row["template"], row["instruction"], row["response"], TOK) == row["prompt"]
+
+
+@pytest.mark.parametrize("row", GOLDEN, ids=_id)
+def test_training_target_is_the_golden_answer(row):
+    layout = templates.authors_template(row["template"]).layout
+    target = templates.training_target(row["response"], TOK, "paper", layout=layout)
+    if layout == "llama3":
+        # The golden file shows the tokenizer's EOS; the authors' Llama-3 templates
+        # set replace_eos, so a real run ends the target with <|eot_id|>.
+        assert target == row["answer"].removesuffix("</s>") + "<|eot_id|>"
+    else:
+        assert target == row["answer"]
+
+
+# Which recipe-level helper gives each of the authors' templates, for which recipes.
+RECIPE_USES = {
+    "alpaca": [("train", r) for r in ("alpaca", "dolly", "openfunctions", "magicoder")]
+    + [("eval", r) for r in ("alpaca", "dolly", "openfunctions", "magicoder")],
+    "alpaca_distill_using": [("distill", "alpaca"), ("distill", "dolly")],
+    "alpaca_distill_refer": [("distill", "openfunctions"), ("distill", "magicoder")],
+    "gsm8k": [("train", "gsm8k")],
+    "gsm8k_infer": [("eval", "gsm8k")],
+    "gsm8k_distill": [("distill", "gsm8k")],
+    "llama3_gsm8k": [("train", "gsm8k")],
+    "llama3_gsm8k_infer": [("eval", "gsm8k")],
+    "llama3_gsm8k_distill": [("distill", "gsm8k")],
+}
+
+
+def _recipe_prompt(kind, recipe, row, tokenizer, layout=None):
+    if kind == "distill":
+        # Through the recipe's own columns and reference expression, as the run engine does.
+        frame = pl.DataFrame({recipe.prompt_column: [row["instruction"]], recipe.response_column: [row["response"]]})
+        instruction, reference = frame.select(recipe.instruction_expr(frame.columns), recipe.reference_expr()).row(0)
+        return templates.distill_prompt(recipe, instruction, reference, tokenizer, "paper", layout=layout)
+    helper = templates.train_prompt if kind == "train" else templates.eval_prompt
+    return helper(recipe, row["instruction"], tokenizer, "paper", layout=layout)
+
+
+@pytest.mark.parametrize("row", [r for r in GOLDEN if r["template"] in RECIPE_USES], ids=_id)
+def test_recipe_prompts_are_the_golden_prompts(row):
+    llama3 = row["template"].startswith("llama3_")
+    for kind, name in RECIPE_USES[row["template"]]:
+        recipe = get_recipe(name)
+        # The layout as the user picks it (--paper-layout) and as inferred from the tokenizer.
+        explicit = _recipe_prompt(kind, recipe, row, TOK, layout="llama3" if llama3 else "llama2")
+        inferred = _recipe_prompt(kind, recipe, row, LLAMA3_TOK if llama3 else TOK)
+        assert explicit == inferred == row["prompt"], (kind, name)
+
+
+@pytest.mark.parametrize("row", [r for r in GOLDEN if r["template"] == "alpaca_gcg"], ids=_id)
+def test_advbench_jailbreak_prompt_through_render_turns(row):
+    user = ALPACA_GCG_USER.format(instruction=row["instruction"])
+    assert templates.render_turns(ALPACA_SYSTEM, user, "", TOK, "paper", layout="alpaca") == row["prompt"]
+
+
+def test_alpaca_input_column_joins_as_the_authors_do():
+    row = next(r for r in GOLDEN if r["template"] == "alpaca_distill_using" and "\n" in r["instruction"])
+    first, rest = row["instruction"].split("\n", 1)
+    recipe = get_recipe("alpaca")
+    frame = pl.DataFrame({"instruction": [first], "input": [rest], "output": [row["response"]]})
+    instruction, reference = frame.select(recipe.instruction_expr(frame.columns), recipe.reference_expr()).row(0)
+    assert templates.distill_prompt(recipe, instruction, reference, TOK, "paper") == row["prompt"]
+
+
+def test_layout_follows_the_model_unless_overridden():
+    gsm8k = get_recipe("gsm8k")
+    assert templates.resolve_layout(gsm8k.paper_layout, TOK) == "llama2"
+    assert templates.resolve_layout(gsm8k.paper_layout, LLAMA3_TOK) == "llama3"
+    assert templates.resolve_layout(gsm8k.paper_layout, LLAMA3_TOK, "llama2") == "llama2"
+    # Alpaca-style recipes keep the Alpaca layout with any model (the authors' Llama-3 runs did).
+    assert templates.resolve_layout("alpaca", LLAMA3_TOK, "llama3") == "alpaca"
+    with pytest.raises(ValueError, match="choose llama2 or llama3"):
+        templates.resolve_layout("llama", TOK, "llama4")
+    assert templates.describe(gsm8k, LLAMA3_TOK, "paper")["layout"] == "llama3"
+    assert templates.describe(gsm8k, TOK, "paper", layout="llama3")["layout"] == "llama3"
+
+
+def test_no_bos_token_renders_none():
+    class NoBos(CharTokenizer):
+        bos_token = None
+
+    row = next(r for r in GOLDEN if r["template"] == "gsm8k")
+    assert templates.render_authors_template("gsm8k", row["instruction"], row["response"], NoBos()) == (
+        row["prompt"].replace("<s>", "")
+    )
+
+
+def test_real_tokenizer_bos_and_eos(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)  # bos "<s>", eos "<|im_end|>", no Llama-3 headers
+    row = next(r for r in GOLDEN if r["template"] == "gsm8k_distill")
+    assert templates.distill_prompt(get_recipe("gsm8k"), row["instruction"], row["response"], tok, "paper") == row["prompt"]
+    assert templates.training_target("ok", tok, "paper", layout="llama") == "ok<|im_end|>"
+    assert templates.training_target("ok", tok, "paper", layout="llama", override="llama3") == "ok<|eot_id|>"
+
+
+def test_chat_format_uses_the_model_template_then_prefill(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    recipe = get_recipe("gsm8k")
+    prompt = templates.distill_prompt(recipe, "Q?", "A. The answer is 1.", tok, "chat")
+    assert prompt == (
+        "<s><|im_start|>system\n" + recipe.distill_system + "<|im_end|>\n"
+        "<|im_start|>user\nQ?\n\nA. The answer is 1.<|im_end|>\n<|im_start|>assistant\nGreat! Let's think step by step. "
+    )
+    assert templates.training_target("ok", tok, "chat") == "ok<|im_end|>"
+
+
+def test_unknown_format_and_template():
+    with pytest.raises(ValueError, match="unknown format"):
+        templates.render_turns("s", "u", "", TOK, "raw")
+    with pytest.raises(ValueError, match="unknown template 'alpaca2'"):
+        templates.authors_template("alpaca2")
