@@ -469,7 +469,7 @@ def diff_cmd(run_dir, original, distilled, recipe_name, prompt_column, input_col
         recipe = _recipe_for_diff(recipe_name, prompt_column, input_column, response_column, check_kind)
         stats = diff_files(original, distilled, recipe, out, tokenizer=tokenizer, against=against, examples=examples)
     click.echo(render_table(stats))
-    click.echo(f"report written to {out}/ (stats.json, report.md, PNGs)")
+    click.echo(f"report written to {out}/ (stats.json, report.md, plots as PNG and PDF, tables/*.tex)")
 
 
 def _refuse_missing_path(option: str, value: str | None) -> None:

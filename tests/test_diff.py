@@ -20,7 +20,8 @@ ALPACA = get_recipe("alpaca")
 
 STATS_KEYS = {
     "schema", "inputs", "recipe", "tokenizer", "rows", "accepted", "fallback", "rewrite_rate", "identical_rewrites",
-    "reasons_inferred", "by_reason", "recheck", "alignment", "length", "similarity", "answer_agreement", "against",
+    "reasons_inferred", "by_reason", "recheck", "alignment", "length", "similarity", "answer_agreement", "wording",
+    "against",
 }
 
 
@@ -185,10 +186,14 @@ def test_inferred_verdicts_and_recheck(tmp_path):
     assert stats["answer_agreement"] is None
     assert stats["inputs"] == {"original": "train.json", "distilled": "distilled.jsonl"}
 
-    assert sorted(p.name for p in out.iterdir()) == ["lengths.png", "reasons.png", "report.md", "similarity.png", "stats.json"]
+    plots = ["lengths", "markers", "reasons", "similarity"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == sorted(
+        [f"{p}.{fmt}" for p in plots for fmt in ("pdf", "png")] + ["report.md", "stats.json"]
+        + [f"tables/{t}.tex" for t in ("lengths", "markers", "ngrams", "openings", "outcome")])
     assert json.loads((out / "stats.json").read_text()) == json.loads(json.dumps(stats))
-    for png in ("lengths.png", "reasons.png", "similarity.png"):
-        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for plot in plots:
+        assert (out / f"{plot}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (out / f"{plot}.pdf").read_bytes()[:5] == b"%PDF-"
     report = (out / "report.md").read_text()
     for heading in ("## Outcome", "## The recipe's checks on the rewrites", "## Length", "## Similarity", "## Examples",
                     "### rewritten (check: banned_phrase)", "### kept"):
@@ -313,8 +318,9 @@ def test_unknown_recipe(tmp_path):
 def test_missing_files_and_options(tmp_path):
     result = invoke("--original", tmp_path / "none.json", "--distilled", tmp_path / "none.json", "--recipe", "alpaca",
                     "--out", tmp_path / "out")
-    assert_one_line_error(result, "does not exist")
-    assert_one_line_error(invoke("--original", "a.json", "--recipe", "alpaca"), "missing --distilled, --out")
+    assert_one_line_error(result, "no such file or folder")
+    existing = write_json(tmp_path / "a.json", ORIGINAL)
+    assert_one_line_error(invoke("--original", existing, "--recipe", "alpaca"), "missing --distilled, --out")
     assert_one_line_error(invoke(tmp_path, "--recipe", "alpaca"), "not both")
     assert_one_line_error(invoke(tmp_path / "nowhere"), "does not exist")
     assert not (tmp_path / "out").exists()
@@ -330,3 +336,86 @@ def test_custom_recipe_options(tmp_path):
     stats = json.loads((tmp_path / "out" / "stats.json").read_text())
     assert stats["recheck"]["by_reason"] == {"wrong_answer": 1, "accepted": 1}
     assert stats["answer_agreement"]["final"]["agree"] == 1
+
+
+# --------------------------------------------------------------------------
+# Wording: marker phrases, openings and n-grams, counted by hand
+
+WORDING_ROWS = {  # row 2 has no rewrite (its generation failed); every other rewrite is used
+    "original": ["Paris is the capital, please note.", "Please use a list.", "42", "I cannot say.", "### Title\nText"],
+    "rewrite": ["### Answer\nParis is the capital. I hope this helps!",
+                "Sure! Here is it: use a list.\nExplanation: lists keep order. I hope it helps.",
+                None,
+                "Sure! Here is 7. Let me know if you need more.",
+                "Here is the text: Text"],
+}
+
+
+def wording_frame() -> pl.DataFrame:
+    frame = pl.DataFrame({"row_id": list(range(5)), **WORDING_ROWS})
+    return frame.with_columns(pl.coalesce("rewrite", "original").alias("final"))
+
+
+def test_wording_counts_known_by_hand():
+    from sdft_data.diff.wording import ngram_shift
+
+    w = D.wording_stats(wording_frame())
+    assert w["rows_with_rewrite"] == 4  # rows 0, 1, 3, 4
+    markers = {m["marker"]: m for m in w["markers"]}
+    # (originals of the rewritten rows, rewrites, final responses, every original)
+    expected = {"###": (1, 1, 1, 1), "Explanation:": (0, 1, 1, 0), "I hope": (0, 2, 2, 0), "refusal": (1, 0, 0, 1),
+                "Sure": (0, 2, 2, 0), "Let me know": (0, 1, 1, 0), "Note:": (0, 0, 0, 0)}
+    for name, counts in expected.items():
+        m = markers[name]
+        assert (m["original"]["rows"], m["rewrite"]["rows"], m["final"]["rows"], m["original_all"]["rows"]) == counts, name
+    assert markers["I hope"]["rewrite"] == {"rows": 2, "of": 4, "share": 0.5}
+    assert markers["###"]["final"] == {"rows": 1, "of": 5, "share": 0.2}
+
+    openings = w["openings"]
+    assert openings["rewrite"][:3] == [{"phrase": "Sure! Here is", "rows": 2, "share": 0.5},
+                                       {"phrase": "### Answer Paris", "rows": 1, "share": 0.25},
+                                       {"phrase": "Here is the", "rows": 1, "share": 0.25}]
+    assert openings["original"][0]["rows"] == 1 and len(openings["original"]) == 4
+
+    shift = ngram_shift(wording_frame(), min_rows=2, min_z=0.0)
+    over = {g["ngram"]: g for part in shift["by_n"].values() for g in part["over"]}
+    under = {g["ngram"]: g for part in shift["by_n"].values() for g in part["under"]}
+    assert (over["here is"]["rewrite_rows"], over["here is"]["original_rows"], over["here is"]["delta"]) == (3, 0, 0.75)
+    assert (over["sure"]["rewrite_rows"], over["i hope"]["rewrite_rows"], over["i hope"]["original_rows"]) == (2, 2, 0)
+    assert (under["please"]["rewrite_rows"], under["please"]["original_rows"], under["please"]["delta"]) == (0, 2, -0.5)
+    assert under["please"]["z"] < 0 < over["here is"]["z"]
+    assert (over["the"]["rewrite_rows"], over["the"]["original_rows"], over["the"]["delta"]) == (2, 1, 0.25)
+    assert "capital" not in over and "capital" not in under  # in row 0 on both sides: no change
+    assert ngram_shift(wording_frame())["by_n"]["1"] == {"over": [], "under": []}  # too few rows for the defaults
+
+
+def test_wording_reaches_stats_report_and_latex(tmp_path):
+    frame = wording_frame().select(
+        pl.lit("q").alias("question"), pl.col("final").alias("answer"), "row_id",
+        pl.col("original").alias("original_response"), "rewrite",
+        pl.col("rewrite").is_not_null().alias("accepted"),
+        pl.when(pl.col("rewrite").is_not_null()).then(pl.lit("accepted")).otherwise(pl.lit("generation_failed")).alias("reason"))
+    per_row = D.diff_lazy(None, frame, GSM8K)
+    stats = D.summarize(per_row, GSM8K)
+    assert {m["marker"]: m["rewrite"]["rows"] for m in stats["wording"]["markers"]}["I hope"] == 2
+    out = D.write_report(stats, D.pick_examples(per_row), tmp_path / "report")
+    report = (out / "report.md").read_text()
+    assert "| `I hope` | chat | 0 (0.0%) | 2 (50.0%) | +50.0 pp | 2 (40.0%) |" in report
+    assert "Marker phrases: Of 4 rewrites, `I hope` in 2 (against 0 of their originals)" in report
+    assert "![Marker phrases](markers.png)" in report
+    latex = (out / "tables" / "markers.tex").read_text()
+    assert r"\texttt{\#\#\#} & template & 1 (25.0\%) & 1 (25.0\%) & +0.0 pp \\" in latex
+    assert r"\begin{tabular}{llrrr}" in latex and r"\toprule" in latex
+
+
+def test_skewed_lengths_get_log_bins():
+    n = 400
+    lengths = [5] * (n - 20) + [5000] * 20  # the 99th percentile is 1000x the median
+    frame = pl.DataFrame({"question": ["q"] * n, "answer": ["x" * k for k in lengths], "row_id": list(range(n)),
+                          "original_response": ["x" * k for k in lengths], "rewrite": ["x" * k for k in lengths],
+                          "accepted": [True] * n, "reason": ["accepted"] * n})
+    hist = D.summarize(D.diff_lazy(None, frame, GSM8K), GSM8K)["length"]["chars"]["histogram"]
+    assert hist["scale"] == "log" and hist["edges"][0] == 1.0 and hist["edges"][-1] == 5000.0
+    assert sum(hist["original"]) == n
+    plain = D.summarize(D.diff_lazy(None, toolkit_frame(), GSM8K), GSM8K)["length"]["chars"]["histogram"]
+    assert plain["scale"] == "linear"

@@ -1,88 +1,26 @@
-"""Diff a distilled dataset against its original: what the model kept, rewrote, and why.
+"""The statistics of a diff, in Polars: per-row comparison, summaries, similarity, versions.
 
-Works on a run directory (its distilled.parquet) or on any two row-aligned
-datasets (files or Hub ids), such as the authors' distilled_alpaca.json against
-alpaca_train.json. Datasets without per-row verdicts get inferred ones: a row
-whose final response differs from the original was "rewritten", else "kept";
-the recipe's checks are then re-run on the rewrites (`recheck`).
-
-The library functions return Polars frames and plain dicts, so a notebook gets
-the numbers the CLI prints:
-
-    per_row = diff_frame(original, distilled, recipe)     # one row per example
-    stats = summarize(per_row, recipe)                    # what stats.json holds
-    write_report(stats, pick_examples(per_row), out_dir)  # stats.json, report.md, PNGs
-    diff_files(...), diff_run(...)                        # all three, as the CLI runs them
-
-Counts, characters and answer agreement cover every row. Words and tokens
-are counted on a seeded uniform sample of 20,000 rows, and ROUGE-L on one of
-2,000 rewrites, when there are more (Python-speed measures; the sample sizes
-are in stats.json and the report).
-
-stats.json (schema 1; the dataset card reads it, so keys only get added):
-
-    schema               1
-    inputs               {"original", "distilled"} file names or Hub ids; for a run {"run" (fingerprint
-                         prefix), "source", "model", "checks" ("paper" or "paper + strict")}
-    recipe               {"name", "version", "check"}
-    tokenizer            name or null
-    rows                 rows compared
-    accepted             rows whose final response is the model's rewrite
-    fallback             rows that kept the original response
-    rewrite_rate         accepted / rows
-    identical_rewrites   accepted rows whose rewrite equals the original verbatim
-    reasons_inferred     true when the inputs had no verdicts (reasons are "rewritten"/"kept")
-    by_reason            {reason: rows}, in check.REASONS order
-    recheck              null, or for inferred verdicts the recipe's checks on the rewrites:
-                         {"rows", "passed", "pass_rate", "by_reason"}
-    alignment            {"instruction_mismatches": rows whose instruction differs, null if unchecked}
-    length               {unit: {"original", "rewrite", "final": summary, "sampled_rows", "histogram"}}
-                         for unit in chars, words (whitespace-separated) and tokens (with a
-                         tokenizer); rewrite lengths are over rows that have one; sampled_rows
-                         is null when every row was counted
-    similarity           null, or original vs rewrite over rows with a rewrite:
-                         {"rows", "sampled", "seed", "tokens", "rouge_l_f1": summary+histogram,
-                          "word_jaccard": summary+histogram, "by_reason": {reason: {"rows", "rouge_l_f1"}}}
-    answer_agreement     null, or {"kind": "last_integer"|"function_call",
-                         "rewrite": {"rows", "agree", "rate"}, "final": {"rows", "agree", "rate"}}
-    against              null, or a version comparison (see summarize_versions)
-
-    summary   = {"rows", "mean", "median", "p10", "p90", "max"}
-    histogram = {"edges": [...], "<series>": [counts...]}; values past the last edge count in the last bin
+Rendering (report.md, plots, LaTeX tables) is in sdft_data.diff.render; the
+wording statistics (markers, openings, n-grams) in sdft_data.diff.wording;
+stats.json's keys are listed in sdft_data/diff/__init__.py.
 """
 
 from __future__ import annotations
 
-import html
-import json
 import os
 import random
 import re
-import shutil
-import tempfile
 from pathlib import Path
 
 import polars as pl
 
-from .check import (
-    PY_WHITESPACE,
-    REASON_MEANINGS,
-    REASONS,
-    build_distilled,
-    call_match_expr,
-    check_frame,
-    count_reasons,
-    last_integer_expr,
-    read_manifest,
-    recipe_from_manifest,
-    reference_call_expr,
-)
-from .recipes import Recipe
+from ..check import PY_WHITESPACE, REASONS, build_distilled, check_frame, count_reasons
+from ..recipes import Recipe
+from .wording import wording_stats
 
 SCHEMA_VERSION = 1
 TOOLKIT_COLUMNS = ("original_response", "rewrite", "accepted", "reason")
 READERS = {".json": "json", ".jsonl": "ndjson", ".ndjson": "ndjson", ".parquet": "parquet", ".csv": "csv"}
-PLOTS = ("reasons.png", "lengths.png", "similarity.png")
 
 
 # --------------------------------------------------------------------------
@@ -299,18 +237,16 @@ def _instruction(recipe: Recipe, names: list[str]) -> pl.Expr:
 
 def _answer_columns(recipe: Recipe, names: list[str]) -> list[pl.Expr]:
     """rewrite_agrees / final_agrees: the rewrite's (final's) answer equals the original's. Null where not applicable."""
-    if recipe.check not in ("math", "function_call"):
+    check = recipe.check  # the recipe's own answer extraction: the same code as its distillation check
+    if not (check.answer and check.agrees):
         null = pl.lit(None, pl.Boolean)
         return [null.alias("rewrite_agrees"), null.alias("final_agrees")]
     if "reference_answer" in names and "rewrite_agrees" in names:
         # Kept by check_frame(keep_answers=True): no need to extract again.
         reference, rewrite_agrees = pl.col("reference_answer"), pl.col("rewrite_agrees")
-    elif recipe.check == "math":
-        reference = last_integer_expr(pl.col("original"))
-        rewrite_agrees = (reference == last_integer_expr(pl.col("rewrite"))).fill_null(False)
     else:
-        reference = reference_call_expr(pl.col("original"))
-        rewrite_agrees = call_match_expr(reference, pl.col("rewrite"))
+        reference = check.answer(pl.col("original"))
+        rewrite_agrees = check.agrees(pl.col("original"), pl.col("rewrite")).fill_null(False)
     rewrite_agrees = pl.when(pl.col("rewrite").is_not_null()).then(rewrite_agrees)
     # The original always agrees with itself when it has an answer.
     final_agrees = pl.when(_uses_rewrite()).then(rewrite_agrees).otherwise(reference.is_not_null())
@@ -423,26 +359,42 @@ def _summaries(frame: pl.DataFrame, columns: list[str]) -> dict[str, dict]:
     return out
 
 
-def _histogram(series: dict[str, pl.Series], *, bins: int = 40, top: float | None = None, upper: float | None = None) -> dict:
+# Lengths this skewed (99th percentile over median) get log-spaced bins and a log axis: a linear axis
+# would squeeze the body of the distribution into its first few bins.
+SKEW_FOR_LOG = 8.0
+
+
+def _histogram(series: dict[str, pl.Series], *, bins: int = 40, top: float | None = None, upper: float | None = None,
+               log_top: float | None = None) -> dict:
     """Shared-edge histograms of several series; values past the last edge count in the last bin.
 
-    With `upper`: `bins` equal bins on [0, upper]. Else integer-friendly bins
-    up to `top` (the caller passes a 99th percentile, so the long tail does
-    not squash the body).
+    With `upper`: `bins` equal bins on [0, upper]. With `log_top`: `bins`
+    log-spaced bins on [1, log_top] (values below 1 count in the first;
+    "scale" is "log"). Else integer-friendly bins up to `top` (the caller
+    passes a 99th percentile, so the long tail does not squash the body).
     """
     import numpy as np
 
-    if upper is None:
+    if log_top is not None:
+        edges = np.geomspace(1.0, max(log_top, 2.0), bins + 1)
+    elif upper is None:
         top = max(top or 1.0, 1.0)
         step = _nice_step(top / bins)
         edges = np.arange(0, step * (np.ceil(top / step) + 1), step, dtype=float)
     else:
         edges = np.linspace(0.0, upper, bins + 1)
-    out: dict = {"edges": [round(float(e), 6) for e in edges]}
+    out: dict = {"edges": [round(float(e), 6) for e in edges], "scale": "log" if log_top is not None else "linear"}
     for name, s in series.items():
         values = s.drop_nulls().cast(pl.Float64).to_numpy()
         out[name] = [int(c) for c in np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)[0]]
     return out
+
+
+def _length_histogram(series: dict[str, pl.Series], p99, top, median) -> dict:
+    """Linear bins up to the 99th percentile, or log bins up to the maximum when the lengths are skewed."""
+    if p99 is not None and top is not None and top >= 50 and p99 / max(median or 0, 1.0) >= SKEW_FOR_LOG:
+        return _histogram(series, log_top=float(top))
+    return _histogram(series, top=p99)
 
 
 def _nice_step(raw: float) -> float:
@@ -461,17 +413,19 @@ def summarize(
     tokenizer=None,
     length_sample: int | None = 20_000,
     similarity_sample: int | None = 2_000,
+    wording_sample: int | None = 20_000,
     seed: int = 0,
     inputs: dict | None = None,
     tokenizer_name: str | None = None,
 ) -> dict:
-    """The statistics of a per-row diff, as stats.json holds them (keys in the module docstring).
+    """The statistics of a per-row diff, as stats.json holds them (keys in sdft_data/diff/__init__.py).
 
     One pass over `per_row` (a frame from `diff_lazy`/`diff_frame`). Counts,
     characters and answer agreement cover every row; words and tokens cover a
-    seeded uniform sample of `length_sample` rows, and similarity one of
-    `similarity_sample` rewrites, each only when there are more rows than
-    that (None: every row). stats.json records the sample sizes.
+    seeded uniform sample of `length_sample` rows, the wording statistics one
+    of `wording_sample` rows, and similarity one of `similarity_sample`
+    rewrites, each only when there are more rows than that (None: every row).
+    stats.json records the sample sizes.
     """
     lf = per_row.lazy()
     # count() of row_id (never null): Polars turns len() into "keep any one
@@ -486,6 +440,8 @@ def summarize(
     # Over-draw tenfold: only rows with a rewrite count, and their share is not known before the pass.
     sim_share = 1.0 if similarity_sample is None else min(1.0, 10 * similarity_sample / rows)
     in_similarity = _has_rewrite() & (u < sim_share)
+    sampled_wording = wording_sample is not None and rows > wording_sample
+    in_wording = u < wording_sample / rows if sampled_wording else pl.lit(True)
     units = ["chars", "words"] + (["tokens"] if tokenizer is not None else [])
     m = lf.select(
         "row_id", "accepted", "reason", "check_reason", "instruction_matches", "reasons_inferred",
@@ -496,6 +452,8 @@ def summarize(
         *_length_columns(units, tokenizer, mask=in_lengths),
         pl.when(in_similarity).then(pl.col("original")).alias("sim_original"),
         pl.when(in_similarity).then(pl.col("rewrite")).alias("sim_rewrite"),
+        in_wording.alias("in_wording"),
+        *[pl.when(in_wording).then(pl.col(c)).alias(f"w_{c}") for c in ("original", "rewrite", "final")],
     ).collect(engine="streaming")
     accepted = int(m["accepted"].sum())
     inferred = bool(m["reasons_inferred"][0])
@@ -503,7 +461,8 @@ def summarize(
     stats: dict = {
         "schema": SCHEMA_VERSION,
         "inputs": inputs or {},
-        "recipe": {"name": recipe.name, "version": recipe.version, "check": recipe.check},
+        "recipe": {"name": recipe.name, "version": recipe.version, "check": recipe.check.name,
+                   "check_description": recipe.check.description},
         "tokenizer": tokenizer_name,
         "rows": rows,
         "accepted": accepted,
@@ -532,12 +491,14 @@ def summarize(
     sides = ("original", "rewrite", "final")
     summaries = _summaries(m, [f"{side}_{unit}" for unit in units for side in sides])
     p99 = m.select(pl.max_horizontal(pl.col(f"{side}_{unit}").quantile(0.99) for side in sides).alias(unit) for unit in units)
+    top = m.select(pl.max_horizontal(pl.col(f"{side}_{unit}").max() for side in sides).alias(unit) for unit in units)
     for unit in units:
         sampled = unit != "chars" and length_sample is not None and rows > length_sample
         stats["length"][unit] = {
             **{side: summaries[f"{side}_{unit}"] for side in sides},
             "sampled_rows": summaries[f"original_{unit}"]["rows"] if sampled else None,
-            "histogram": _histogram({side: m[f"{side}_{unit}"] for side in sides}, top=p99[unit][0]),
+            "histogram": _length_histogram({side: m[f"{side}_{unit}"] for side in sides}, p99[unit][0], top[unit][0],
+                                           min(summaries[f"{side}_{unit}"]["median"] or 0 for side in sides)),
         }
 
     stats["similarity"] = None
@@ -565,17 +526,20 @@ def summarize(
         }
 
     stats["answer_agreement"] = None
-    if recipe.check in ("math", "function_call"):
+    if recipe.check.answer and recipe.check.agrees:
         def agreement(col: str) -> dict:
             s = m[col].drop_nulls()
             agree = int(s.sum())
             return {"rows": s.len(), "agree": agree, "rate": round(agree / s.len(), 6) if s.len() else None}
 
         stats["answer_agreement"] = {
-            "kind": "last_integer" if recipe.check == "math" else "function_call",
+            "kind": {"math": "last_integer"}.get(recipe.check.name, recipe.check.name),
             "rewrite": agreement("rewrite_agrees"),
             "final": agreement("final_agrees"),
         }
+    wording = m.filter("in_wording").select("row_id", *[pl.col(f"w_{c}").alias(c) for c in ("original", "rewrite", "final")])
+    stats["wording"] = {"sampled_rows": wording.height if sampled_wording else None,
+                        **wording_stats(wording, ngram_sample=None, seed=seed)}
     stats["against"] = None
     return stats
 
@@ -691,394 +655,3 @@ def summarize_versions(changes: pl.DataFrame, *, before: str = "", after: str = 
         "by_reason": {r: {"before": rb.get(r, 0), "after": ra.get(r, 0), "delta": ra.get(r, 0) - rb.get(r, 0)} for r in reasons},
         "transitions": [{"before": x, "after": y, "rows": int(n)} for x, y, n in transitions.iter_rows()],
     }
-
-
-# --------------------------------------------------------------------------
-# Report
-
-
-TASK_CHECKS = {
-    "none": "banned phrases and \"Your turn\"; no task check",
-    "math": "banned phrases, \"Your turn\", last integer equal to the reference's",
-    "function_call": "banned phrases, \"Your turn\", the reference call present",
-    "code": "banned phrases, \"Your turn\", a ```python block and the expected opening",
-}
-
-
-def _pct(n: int, total: int) -> str:
-    return f"{100 * n / total:.1f}%" if total else "-"
-
-
-def _num(x) -> str:
-    if x is None:
-        return "-"
-    if isinstance(x, float) and not x.is_integer():
-        return f"{x:,.2f}" if abs(x) >= 1 else f"{x:.3f}"
-    return f"{int(x):,}"
-
-
-def _length(x) -> str:
-    return "-" if x is None else f"{x:,.1f}".removesuffix(".0")
-
-
-def _meaning(reason: str) -> str:
-    return {
-        "rewritten": "the final response differs from the original (the rewrite was kept)",
-        "kept": "the final response is the original",
-    }.get(reason, REASON_MEANINGS.get(reason, ""))
-
-
-def render_table(stats: dict) -> str:
-    """A compact plain-text summary for the terminal."""
-    rows = stats["rows"]
-    lines = [
-        f"{stats['recipe']['name']}: {rows:,} rows, {stats['accepted']:,} rewritten ({_pct(stats['accepted'], rows)}), "
-        f"{stats['fallback']:,} kept the original"
-    ]
-    lines.append(f"  {'reason':<26}{'rows':>10}{'share':>9}")
-    for reason, n in stats["by_reason"].items():
-        lines.append(f"  {reason:<26}{n:>10,}{_pct(n, rows):>9}")
-    if stats.get("recheck"):
-        rc = stats["recheck"]
-        lines.append(f"  recipe checks on the rewrites: {rc['passed']:,} of {rc['rows']:,} pass ({_pct(rc['passed'], rc['rows'])})")
-    lines.append(f"  {'median length':<26}{'original':>10}{'rewrite':>10}{'final':>10}")
-    for unit, d in stats["length"].items():
-        lines.append(f"  {unit:<26}" + "".join(f"{_length(d[s]['median']):>10}" for s in ("original", "rewrite", "final")))
-    sim = stats.get("similarity")
-    if sim:
-        lines.append(
-            f"  ROUGE-L F1 original vs rewrite: mean {sim['rouge_l_f1']['mean']:.3f}, median {sim['rouge_l_f1']['median']:.3f}"
-            f" ({sim['sampled']:,} of {sim['rows']:,} rewrites)"
-        )
-    ans = stats.get("answer_agreement")
-    if ans:
-        r, f = ans["rewrite"], ans["final"]
-        lines.append(f"  answer agreement ({ans['kind']}): rewrites {_pct(r['agree'], r['rows'])}, final {_pct(f['agree'], f['rows'])}")
-    ag = stats.get("against")
-    if ag:
-        lines.append(f"  against {ag['before']}: {ag['changed']:,} of {ag['rows_compared']:,} final responses changed")
-    return "\n".join(lines)
-
-
-def render_markdown(stats: dict, examples: pl.DataFrame | None, plots: list[str]) -> str:
-    rows = stats["rows"]
-    recipe = stats["recipe"]
-    inputs = stats.get("inputs") or {}
-    out = [f"# Self-distillation report: {recipe['name']}", ""]
-    described = ", ".join(f"{k}: `{v}`" for k, v in inputs.items() if isinstance(v, str) and v)
-    out.append(
-        f"Recipe `{recipe['name']}` v{recipe['version']} (check: `{recipe['check']}`). {described}. "
-        f"{rows:,} rows compared."
-    )
-    if stats["reasons_inferred"]:
-        out += ["", "The distilled dataset carries no per-row verdicts, so a row counts as *rewritten* when its "
-                "final response differs from the original (after stripping whitespace) and *kept* otherwise. "
-                "What the model wrote for a kept row is not in the files."]
-        if recipe["check"] == "none":
-            out[-1] += (" With no task check in this recipe, the paper's pipeline keeps the original only when the "
-                        "rewrite fails its banned-phrase checks (or equals the original).")
-    out += ["", _headline(stats)]
-    mism = (stats.get("alignment") or {}).get("instruction_mismatches")
-    if mism:
-        out += ["", f"**Warning:** {mism:,} rows have a different instruction in the two datasets: are they row-aligned?"]
-
-    out += ["", "## Outcome", "", "| | rows | share |", "|---|---:|---:|"]
-    used = "Rewritten (final differs from the original)" if stats["reasons_inferred"] else "Rewrite used (the model's own response)"
-    out.append(f"| {used} | {stats['accepted']:,} | {_pct(stats['accepted'], rows)} |")
-    out.append(f"| Fell back to the original | {stats['fallback']:,} | {_pct(stats['fallback'], rows)} |")
-    if stats.get("identical_rewrites"):
-        out.append(f"| of which rewrite identical to the original | {stats['identical_rewrites']:,} | {_pct(stats['identical_rewrites'], rows)} |")
-    out += ["", "| reason | meaning | rows | share |", "|---|---|---:|---:|"]
-    for reason, n in stats["by_reason"].items():
-        out.append(f"| `{reason}` | {_meaning(reason)} | {n:,} | {_pct(n, rows)} |")
-    if "reasons.png" in plots:
-        out += ["", "![Rows by reason](reasons.png)"]
-
-    rc = stats.get("recheck")
-    if rc:
-        out += ["", "## The recipe's checks on the rewrites", "",
-                f"Re-applying the paper's checks for recipe `{recipe['name']}` ({TASK_CHECKS[recipe['check']]}) "
-                f"to the {rc['rows']:,} rewritten rows: {rc['passed']:,} pass ({_pct(rc['passed'], rc['rows'])}).",
-                "", "| check result | meaning | rows | share |", "|---|---|---:|---:|"]
-        for reason, n in rc["by_reason"].items():
-            out.append(f"| `{reason}` | {REASON_MEANINGS.get(reason, '')} | {n:,} | {_pct(n, rc['rows'])} |")
-
-    sampled = {u: d["sampled_rows"] for u, d in stats["length"].items() if d.get("sampled_rows")}
-    note = "".join(f" {u.capitalize()} are counted on a seeded uniform sample of {n:,} rows." for u, n in sampled.items())
-    out += ["", "## Length", "", f"Mean / median / 90th percentile. Rewrite lengths are over the rows that have a rewrite.{note}", "",
-            "| unit | original | rewrite | final (distilled) |", "|---|---:|---:|---:|"]
-    for unit, d in stats["length"].items():
-        cells = [" / ".join(_length(d[s][k]) for k in ("mean", "median", "p90")) for s in ("original", "rewrite", "final")]
-        label = {"chars": "characters", "words": "words", "tokens": f"tokens ({stats.get('tokenizer')})"}[unit]
-        out.append(f"| {label} | " + " | ".join(cells) + " |")
-    if "lengths.png" in plots:
-        out += ["", "![Length distributions](lengths.png)"]
-
-    sim = stats.get("similarity")
-    if sim:
-        scope = (f"a uniform random sample of {sim['sampled']:,} of the {sim['rows']:,} rows with a rewrite (seed {sim['seed']})"
-                 if sim["sampled"] < sim["rows"] else f"all {sim['rows']:,} rows with a rewrite")
-        out += ["", "## Similarity of rewrite to original", "",
-                f"On {scope}; tokens are lowercase word-character runs. ROUGE-L F1 rewards the original's wording in "
-                "order; word Jaccard is the overlap of the two vocabularies.", "",
-                "| metric | mean | median | p10 | p90 |", "|---|---:|---:|---:|---:|"]
-        for key, label in (("rouge_l_f1", "ROUGE-L F1"), ("word_jaccard", "word-set Jaccard")):
-            s = sim[key]
-            out.append(f"| {label} | {s['mean']:.3f} | {s['median']:.3f} | {s['p10']:.3f} | {s['p90']:.3f} |")
-        if len(sim["by_reason"]) > 1:
-            out += ["", "| reason | rows scored | mean ROUGE-L F1 |", "|---|---:|---:|"]
-            for reason, v in sim["by_reason"].items():
-                out.append(f"| `{reason}` | {v['rows']:,} | {v['rouge_l_f1']:.3f} |")
-        if "similarity.png" in plots:
-            out += ["", "![Similarity distribution](similarity.png)"]
-
-    ans = stats.get("answer_agreement")
-    if ans:
-        what = ("whose last integer equals the original's" if ans["kind"] == "last_integer"
-                else "that contain the original's function call (whitespace and quotes normalised as in the paper)")
-        r, f = ans["rewrite"], ans["final"]
-        out += ["", "## Answer agreement", "",
-                f"Share of responses {what}.", "",
-                "| | rows | agree | share |", "|---|---:|---:|---:|",
-                f"| rewrites | {r['rows']:,} | {r['agree']:,} | {_pct(r['agree'], r['rows'])} |",
-                f"| final responses | {f['rows']:,} | {f['agree']:,} | {_pct(f['agree'], f['rows'])} |"]
-
-    ag = stats.get("against")
-    if ag:
-        out += ["", f"## Changes against `{ag['before']}`", "",
-                f"{ag['rows_compared']:,} rows in both versions; {ag['changed']:,} final responses changed "
-                f"({_pct(ag['changed'], ag['rows_compared'])}). Rows only in `{ag['before']}`: {ag['only_before']:,}; "
-                f"only in this version: {ag['only_after']:,}.", ""]
-        if ag["accepted_before"] is not None and ag["accepted_after"] is not None:
-            out.append(f"Rewrites used: {ag['accepted_before']:,} before, {ag['accepted_after']:,} now "
-                       f"({ag['accepted_after'] - ag['accepted_before']:+,}).")
-        if ag["by_reason"]:
-            out += ["", "| reason | before | now | delta |", "|---|---:|---:|---:|"]
-            for reason, v in ag["by_reason"].items():
-                out.append(f"| `{reason}` | {v['before']:,} | {v['after']:,} | {v['delta']:+,} |")
-        if ag["transitions"]:
-            out += ["", "| reason before | reason now | rows |", "|---|---|---:|"]
-            for t in ag["transitions"][:15]:
-                out.append(f"| `{t['before']}` | `{t['after']}` | {t['rows']:,} |")
-
-    if examples is not None and examples.height:
-        inferred = stats["reasons_inferred"]
-        second = "Distilled" if inferred else "Rewrite"
-        out += ["", "## Examples", "", f"Randomly chosen rows (seeded) for each outcome, original and {second.lower()} "
-                "side by side; long texts are cut at 700 characters."]
-        for (group,), g in examples.group_by("group", maintain_order=True):
-            out += ["", f"### {group}", ""]
-            for row in g.iter_rows(named=True):
-                out.append(f"**Row {row['row_id']}.** {_cut(row['instruction'] or '', 300, markdown=True)}")
-                out.append("")
-                out.append(f"<table><tr><th>Original</th><th>{second}</th></tr><tr>")
-                out.append(f"<td valign=\"top\">{_cell(row['original'])}</td>")
-                if inferred and row["rewrite"] is None:
-                    out.append("<td valign=\"top\"><em>(same as the original)</em></td>")
-                else:
-                    out.append(f"<td valign=\"top\">{_cell(row['rewrite'], row['reason'])}</td>")
-                out.append("</tr></table>")
-                out.append("")
-    out.append("")
-    return "\n".join(out)
-
-
-def _headline(stats: dict) -> str:
-    """The findings in two or three sentences, for the top of the report."""
-    rows = stats["rows"]
-    parts = [f"**Summary.** Of {rows:,} rows, {stats['accepted']:,} ({_pct(stats['accepted'], rows)}) now carry the "
-             f"model's rewrite and {stats['fallback']:,} ({_pct(stats['fallback'], rows)}) keep the original response."]
-    fallbacks = [(r, n) for r, n in stats["by_reason"].items() if r not in ("accepted", "rewritten", "kept")]
-    if fallbacks:
-        reason, n = max(fallbacks, key=lambda kv: kv[1])
-        parts.append(f"The most common reason to fall back is `{reason}` ({n:,} row{'' if n == 1 else 's'}).")
-    words = (stats.get("length") or {}).get("words")
-    if words and words["rewrite"]["median"] is not None:
-        parts.append(f"Median length in words: original {_length(words['original']['median'])}, "
-                     f"rewrite {_length(words['rewrite']['median'])}, final {_length(words['final']['median'])}.")
-    sim = stats.get("similarity")
-    if sim:
-        parts.append(f"Rewrites keep a median ROUGE-L F1 of {sim['rouge_l_f1']['median']:.2f} against the original "
-                     f"(word-set Jaccard {sim['word_jaccard']['median']:.2f}).")
-    ans = stats.get("answer_agreement")
-    if ans and ans["rewrite"]["rows"]:
-        what = "last integer" if ans["kind"] == "last_integer" else "reference call"
-        parts.append(f"{_pct(ans['rewrite']['agree'], ans['rewrite']['rows'])} of rewrites keep the original's {what}.")
-    return " ".join(parts)
-
-
-def _cut(text: str, limit: int, markdown: bool = False) -> str:
-    text = text if len(text) <= limit else text[:limit].rstrip() + " …"
-    if markdown:
-        text = html.escape(" ".join(text.split()))
-    return text
-
-
-def _cell(text: str | None, reason: str | None = None) -> str:
-    if text is None:
-        return "<em>(no rewrite: the generation failed)</em>" if reason == "generation_failed" else "<em>(no rewrite)</em>"
-    if text == "":
-        return "<em>(empty)</em>"
-    return html.escape(_cut(text, 700)).replace("\n", "<br>")
-
-
-def write_plots(stats: dict, out_dir: Path) -> list[str]:
-    """reasons.png, lengths.png, similarity.png from the histograms in `stats`. Returns the names written."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    written = []
-    rows = stats["rows"]
-    colors = {"original": "#4C72B0", "rewrite": "#DD8452", "final": "#55A868"}
-
-    reasons = list(stats["by_reason"].items())
-    fig, ax = plt.subplots(figsize=(7, 0.45 * len(reasons) + 1.2))
-    labels = [r for r, _ in reasons][::-1]
-    counts = [n for _, n in reasons][::-1]
-    bar_colors = ["#55A868" if r in ("accepted", "rewritten") else "#C44E52" for r in labels]
-    ax.barh(labels, counts, color=bar_colors)
-    for y, n in enumerate(counts):
-        ax.text(n, y, f" {n:,} ({_pct(n, rows)})", va="center", fontsize=9)
-    ax.set_xlim(0, max(counts) * 1.3 if counts else 1)
-    ax.set_xlabel("rows")
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(f"{stats['recipe']['name']}: rows by outcome (n = {rows:,})")
-    ax.spines[["top", "right"]].set_visible(False)
-    fig.tight_layout()
-    fig.savefig(out_dir / "reasons.png", dpi=150)
-    plt.close(fig)
-    written.append("reasons.png")
-
-    units = list(stats["length"])
-    fig, axes = plt.subplots(1, len(units), figsize=(4.6 * len(units), 3.6), squeeze=False)
-    for ax, unit in zip(axes[0], units):
-        d = stats["length"][unit]
-        hist = d["histogram"]
-        edges = hist["edges"]
-        # Original filled, distilled as a line: both stay visible where they coincide.
-        for side, label, fill in (("original", "original", True), ("final", "distilled (final)", False)):
-            ax.stairs(hist[side], edges, label=f"{label}, median {_length(d[side]['median'])}", color=colors[side],
-                      linewidth=1.6, fill=fill, alpha=0.35 if fill else 1.0)
-            if d[side]["median"] is not None:
-                ax.axvline(d[side]["median"], color=colors[side], linestyle=":", linewidth=1)
-        ax.set_xlabel(f"{unit} per response (last bin: {_length(edges[-2])} or more)")
-        ax.set_ylabel("rows")
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.spines[["top", "right"]].set_visible(False)
-        ax.legend(fontsize=8, frameon=False)
-    fig.suptitle(f"{stats['recipe']['name']}: response length, original vs distilled")
-    fig.tight_layout()
-    fig.savefig(out_dir / "lengths.png", dpi=150)
-    plt.close(fig)
-    written.append("lengths.png")
-
-    sim = stats.get("similarity")
-    if sim:
-        fig, ax = plt.subplots(figsize=(6, 3.6))
-        for key, label, color in (("rouge_l_f1", "ROUGE-L F1", "#4C72B0"), ("word_jaccard", "word-set Jaccard", "#DD8452")):
-            s = sim[key]
-            ax.stairs(s["histogram"]["rewrite"], s["histogram"]["edges"], label=f"{label}, median {s['median']:.2f}",
-                      color=color, linewidth=1.6)
-        ax.set_xlabel("similarity of rewrite to original")
-        ax.set_ylabel("rows")
-        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.set_xlim(0, 1)
-        scope = f"sample of {sim['sampled']:,}" if sim["sampled"] < sim["rows"] else f"{sim['rows']:,} rewrites"
-        ax.set_title(f"{stats['recipe']['name']}: how much the rewrites keep ({scope})")
-        ax.spines[["top", "right"]].set_visible(False)
-        ax.legend(fontsize=8, frameon=False)
-        fig.tight_layout()
-        fig.savefig(out_dir / "similarity.png", dpi=150)
-        plt.close(fig)
-        written.append("similarity.png")
-    return written
-
-
-def write_report(stats: dict, examples: pl.DataFrame | None, out_dir: str | os.PathLike) -> Path:
-    """Write stats.json, report.md and the PNGs into `out_dir`, all or nothing (staged in a temp folder)."""
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out} exists and is not a folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        plots = write_plots(stats, stage)
-        (stage / "stats.json").write_text(json.dumps(stats, indent=2, ensure_ascii=False) + "\n")
-        (stage / "report.md").write_text(render_markdown(stats, examples, plots))
-        out.mkdir(exist_ok=True)
-        for stale in PLOTS:
-            if stale not in plots and (out / stale).exists():
-                (out / stale).unlink()
-        for f in stage.iterdir():
-            os.replace(f, out / f.name)
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-    return out
-
-
-# --------------------------------------------------------------------------
-# Entry points behind the CLI
-
-
-def _versions(per_row: pl.LazyFrame, against: str, recipe: Recipe, original: pl.DataFrame | None) -> dict:
-    other = load_distilled(against)
-    other_rows = diff_lazy(original, other, recipe, lengths=False) if (is_toolkit_layout(other) or original is not None) else other
-    changes = compare_versions(other_rows, per_row, response_column=recipe.response_column)
-    return summarize_versions(changes, before=str(against), after="this version")
-
-
-def diff_run(
-    run_dir: str | os.PathLike,
-    *,
-    out: str | os.PathLike | None = None,
-    tokenizer: str | None = None,
-    against: str | None = None,
-    examples: int = 3,
-) -> dict:
-    """Diff a run's distilled dataset against its source; write RUN_DIR/report/ (or `out`). Returns stats."""
-    run = Path(run_dir)
-    manifest = read_manifest(run)
-    recipe = recipe_from_manifest(manifest)
-    distilled = load_distilled(run)
-    tok = load_tokenizer(tokenizer) if tokenizer else None
-    per_row = diff_lazy(None, distilled, recipe, lengths=False)
-    fp = manifest.get("fingerprint_inputs", {})
-    inputs = {
-        "run": str(manifest.get("fingerprint", ""))[:12],
-        "source": str((fp.get("source") or {}).get("id", "")),
-        "model": str((fp.get("model") or {}).get("model_id", "")),
-        "checks": "paper + strict" if (manifest.get("check") or {}).get("strict") else "paper",
-    }
-    stats = summarize(per_row, recipe, tokenizer=tok, inputs=inputs, tokenizer_name=tokenizer)
-    if against:
-        source = pl.read_parquet(run / "source.parquet") if (run / "source.parquet").is_file() else None
-        stats["against"] = _versions(per_row, against, recipe, source)
-    write_report(stats, pick_examples(per_row, per_reason=examples), out or run / "report")
-    return stats
-
-
-def diff_files(
-    original: str,
-    distilled: str,
-    recipe: Recipe,
-    out: str | os.PathLike,
-    *,
-    tokenizer: str | None = None,
-    against: str | None = None,
-    examples: int = 3,
-) -> dict:
-    """Diff any two row-aligned datasets (files or Hub ids); write the report into `out`. Returns stats."""
-    original_df = load_table(original)
-    distilled_df = load_distilled(distilled)
-    tok = load_tokenizer(tokenizer) if tokenizer else None
-    per_row = diff_lazy(original_df, distilled_df, recipe, lengths=False)
-    inputs = {"original": Path(original).name if Path(original).exists() else original,
-              "distilled": Path(distilled).name if Path(distilled).exists() else distilled}
-    stats = summarize(per_row, recipe, tokenizer=tok, inputs=inputs, tokenizer_name=tokenizer)
-    if against:
-        stats["against"] = _versions(per_row, against, recipe, original_df)
-    write_report(stats, pick_examples(per_row, per_reason=examples), out)
-    return stats
