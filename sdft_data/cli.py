@@ -94,7 +94,7 @@ def recipes():
     for name in recipe_names():
         r = get_recipe(name)
         config = f" ({r.config})" if r.config else ""
-        click.echo(f"{name:<14} v{r.version}  {r.source}{config}  check={r.check}  {r.description}")
+        click.echo(f"{name:<14} v{r.version}  {r.source}{config}  check={r.check.name}  {r.description}")
     click.echo(f"{'custom':<14} v1  any Hub id or local file, with --prompt-column/--response-column")
 
 
@@ -133,11 +133,23 @@ def tiny_model(out_dir, hidden_size, layers, seed):
 @click.option("--token-file", type=click.Path(dir_okay=False), default=None, help="File holding the endpoint's bearer token (else HF_TOKEN).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory (created, or resumed).")
 @click.option("--limit", type=click.IntRange(min=1), default=None, help="Distill only the first N rows.")
+@click.option("--paper", is_flag=True,
+              help="Reproduce the paper: the authors' prompts (--format paper), decoding (temperature 0.95, top-p 0.7, "
+                   "top-k 50, 512 new tokens) and acceptance rules (--rules paper). Recorded in the manifest and the card.")
 @click.option("--format", "fmt", type=click.Choice(["chat", "paper"]), default="chat", show_default=True,
               help="chat: the model's chat template; paper: the authors' raw-text templates.")
+@click.option("--paper-layout", type=click.Choice(["llama2", "llama3"]), default=None,
+              help="Paper format, GSM8K: the Llama-2 or Llama-3 layout.  [default: Llama-3 when the tokenizer has its "
+                   "header tokens, else Llama-2]")
+@click.option("--rules", type=click.Choice(["default", "strict", "paper"]), default="default", show_default=True,
+              help="Which rewrites pass: default (ours: empty, truncated and answerless math rows fall back), strict, "
+                   "or paper (the authors' checks exactly).")
 @click.option("--max-new-tokens", type=click.IntRange(min=1), default=512, show_default=True)
 @click.option("--temperature", type=click.FloatRange(min=0), default=0.95, show_default=True, help="0 for greedy decoding.")
 @click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.7, show_default=True)
+@click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True, help="Sample from the k most likely tokens; 0: off.")
+@click.option("--lang", default=None,
+              help="magicoder: keep rows of this `lang` (`all` keeps every language).  [default: python]")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
 @click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Local backend batch size.")
 @click.option("--max-prompt-tokens", type=click.IntRange(min=1), default=None,
@@ -158,9 +170,9 @@ def tiny_model(out_dir, hidden_size, layers, seed):
               show_default=True, help="custom recipe: task check.")
 @user_errors
 def distill(recipe_name, source, config, split, revision, model, backend, endpoints, tokenizer, concurrency,
-            token_file, out, limit, fmt, max_new_tokens, temperature, top_p, seed, batch_size, max_prompt_tokens,
-            request_timeout, retry_budget, retry_failed, prompt_column, input_column, response_column, template,
-            check_kind):
+            token_file, out, limit, paper, fmt, paper_layout, rules, max_new_tokens, temperature, top_p, top_k, lang,
+            seed, batch_size, max_prompt_tokens, request_timeout, retry_budget, retry_failed, prompt_column,
+            input_column, response_column, template, check_kind):
     """Rewrite a dataset's responses with the seed model, check them, fall back where they fail.
 
     Resumable: the same command into the same --out continues where it
@@ -168,6 +180,7 @@ def distill(recipe_name, source, config, split, revision, model, backend, endpoi
 
     \b
     sdft-data distill --recipe gsm8k --source openai/gsm8k --model meta-llama/Llama-2-7b-chat-hf --out runs/gsm8k
+    sdft-data distill --recipe gsm8k --source gsm8k_train.json --paper --backend tgi --endpoint http://gpu1:8080 --out runs/paper
     sdft-data distill --recipe alpaca --source alpaca.json --model models/tiny --out runs/demo --limit 50
     sdft-data distill --recipe gsm8k --source openai/gsm8k --backend tgi --endpoint http://gpu1:8080 --out runs/gsm8k
     sdft-data distill --recipe custom --source mine.jsonl --prompt-column q --response-column a --model models/tiny --out runs/mine
@@ -176,7 +189,7 @@ def distill(recipe_name, source, config, split, revision, model, backend, endpoi
 
     from .backends import GenerationParams
     from .backends._http import normalize_endpoint
-    from .recipes import custom_recipe, get_recipe
+    from .recipes import custom_recipe, get_recipe, replace
     from .run import distill as run_distill
 
     for url in endpoints:  # before anything is read or loaded: a bad URL (or one with a password) is refused
@@ -189,6 +202,10 @@ def distill(recipe_name, source, config, split, revision, model, backend, endpoi
                                response_column=response_column, template=template, check=check_kind)
     else:
         recipe = get_recipe(recipe_name)
+    if lang is not None:
+        if recipe.row_filter is None:
+            raise UserError(f"--lang is for recipes that select rows by language (magicoder), not {recipe.name}")
+        recipe = replace(recipe, row_filter=None if lang == "all" else (recipe.row_filter[0], lang))
     if source is None:
         source = recipe.source
     token = None
@@ -196,16 +213,35 @@ def distill(recipe_name, source, config, split, revision, model, backend, endpoi
         token = open(token_file).read().strip()
     elif backend != "local":
         token = os.environ.get("HF_TOKEN") or None
-    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p)
+    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k)
+    if paper:
+        fmt, rules, params = _paper_settings(fmt=fmt, rules=rules, params=params)
     summary = run_distill(
         recipe=recipe, source=source, out=out, model=model, backend=backend, config=config, split=split,
         revision=revision, limit=limit, fmt=fmt, params=params, seed=seed, batch_size=batch_size,
         endpoints=tuple(endpoints), tokenizer=tokenizer, concurrency=concurrency, token=token,
         retry_failed=retry_failed, max_prompt_tokens=max_prompt_tokens, request_timeout=request_timeout,
-        retry_budget=retry_budget,
+        retry_budget=retry_budget, rules=rules, paper_layout=paper_layout,
     )
     _print_summary(summary)
     _warn_useless(summary, max_new_tokens)
+
+
+def _paper_settings(*, fmt, rules, params):
+    """--paper: the paper's format, rules and decoding. An option given explicitly with another value is an error."""
+    from click.core import ParameterSource
+
+    from . import paper
+
+    ctx = click.get_current_context()
+    wanted = {"fmt": ("--format", fmt, paper.FORMAT), "rules": ("--rules", rules, paper.RULES)}
+    for name in ("max_new_tokens", "temperature", "top_p", "top_k"):
+        wanted[name] = ("--" + name.replace("_", "-"), getattr(params, name), getattr(paper.DECODING, name))
+    for name, (flag, ours, theirs) in wanted.items():
+        given = ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+        if given and ours != theirs:
+            raise UserError(f"--paper sets {flag} {theirs}: drop {flag} {ours}, or drop --paper to choose your own")
+    return paper.FORMAT, paper.RULES, paper.DECODING
 
 
 def _warn_useless(summary, max_new_tokens: int) -> None:
@@ -400,24 +436,33 @@ def import_cmd(original, distilled, recipe_name, out, model, note, split, prompt
 
 @main.command("check")
 @click.argument("run_dir", type=click.Path(file_okay=False))
-@click.option("--strict", is_flag=True, help="Also require parsing ```python blocks (code) and a final \"The answer is N.\" (math).")
+@click.option("--strict", is_flag=True, help="Also require parsing ```python blocks (code) and a final \"The answer is N.\" (math): --rules strict.")
+@click.option("--rules", type=click.Choice(["default", "strict", "paper"]), default=None,
+              help="The rule set to apply.  [default: the one the run was made with]")
 @user_errors
-def check_cmd(run_dir, strict):
+def check_cmd(run_dir, strict, rules):
     """Re-apply the recipe's checks to a run; rewrite RUN_DIR/distilled.parquet.
 
     Failed rows fall back to the original response and keep why in `reason`.
-    The generations are never touched; the manifest records the check.
+    The generations are never touched; the manifest records the check and its rule set.
 
     \b
     sdft-data check runs/gsm8k
     sdft-data check runs/magicoder --strict
+    sdft-data check runs/gsm8k --rules paper
     """
     from .check import check_run, count_reasons
 
-    distilled = check_run(run_dir, strict=strict)
+    if strict and rules not in (None, "strict"):
+        raise UserError(f"--strict is --rules strict: drop one of --strict and --rules {rules}")
+    distilled = check_run(run_dir, rules=rules, strict=strict)
+    from .run import read_manifest
+
+    used = read_manifest(run_dir)["check"]["rules"]
     rows = distilled.height
     accepted = int(distilled["accepted"].sum())
-    click.echo(f"{rows:,} rows checked{' (strict)' if strict else ''}: {accepted:,} rewrites accepted, {rows - accepted:,} fell back")
+    label = "" if used == "default" else f" ({used})"
+    click.echo(f"{rows:,} rows checked{label}: {accepted:,} rewrites accepted, {rows - accepted:,} fell back")
     for reason, n in count_reasons(distilled["reason"]).items():
         click.echo(f"  {reason:<24}{n:>10,}  {100 * n / rows:5.1f}%")
     click.echo(f"written to {run_dir}/distilled.parquet")

@@ -27,7 +27,7 @@ import json
 import os
 import platform
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterator
@@ -197,7 +197,9 @@ def _library_versions() -> dict:
     return out
 
 
-def _pending_requests(run_dir: Path, recipe: Recipe, tokenizer, fmt: str, seed: int, wanted) -> Iterator[Request]:
+def _pending_requests(
+    run_dir: Path, recipe: Recipe, tokenizer, fmt: str, seed: int, wanted, layout: str | None = None
+) -> Iterator[Request]:
     """Requests for the rows still to do, read from source.parquet batch by batch."""
     import pyarrow.parquet as pq
 
@@ -208,7 +210,7 @@ def _pending_requests(run_dir: Path, recipe: Recipe, tokenizer, fmt: str, seed: 
         for row_id, instruction, reference in frame.iter_rows():
             if not wanted(row_id):
                 continue
-            prompt = templates.render(recipe, instruction, reference, tokenizer, fmt)
+            prompt = templates.distill_prompt(recipe, instruction, reference, tokenizer, fmt, layout=layout)
             yield Request(row_id=row_id, prompt=prompt, seed=row_seed(seed, row_id))
 
 
@@ -237,6 +239,20 @@ def _model_hint(backend: str, model: str | None) -> dict:
     elif model:
         hint["model_id"] = model
     return hint
+
+
+def _filter_rows(ds, source_desc: dict, rec: Recipe, limit: int | None):
+    """Keep the rows the recipe's row_filter selects (when the source has its column), then the first `limit`."""
+    column, value = rec.row_filter
+    if column in ds.column_names:
+        ds = ds.filter(lambda values: [v == value for v in values], input_columns=[column], batched=True)
+        if len(ds) == 0:
+            raise ValueError(f"source {source_desc['id']} has no rows with {column} == {value!r}")
+    else:
+        rec = replace(rec, row_filter=None)  # recorded truthfully: nothing was filtered
+    if limit is not None and limit < len(ds):
+        ds = ds.select(range(limit))
+    return ds, {**source_desc, "rows": len(ds), "limit": limit}, rec
 
 
 def _refuse_other_run(run_dir: Path, known: dict) -> None:
@@ -288,16 +304,26 @@ def distill(
     max_prompt_tokens: int | None = None,
     request_timeout: float | None = None,
     retry_budget: float | None = None,
+    rules: str = "default",
+    paper_layout: str | None = None,
 ) -> RunSummary:
     """Distill `source` with `recipe` into the run directory `out`, resuming if it holds the same run.
 
     `engine` takes an already-open backend (tests, notebooks); otherwise one is
     opened from `backend`, `model`, `endpoints`, ... Bad input raises ValueError
-    with one clear line before anything is written.
+    with one clear line before anything is written. `rules` is the check's rule
+    set (sdft_data.check); `paper_layout` ("llama2"/"llama3") overrides the
+    Llama layout the paper format infers from the tokenizer. The paper's
+    settings: fmt=paper.FORMAT, params=paper.DECODING, rules=paper.RULES.
     """
+    from . import paper
+    from .check import check_rules
+
     rec = get_recipe(recipe) if isinstance(recipe, str) else recipe
     if fmt not in templates.FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(templates.FORMATS)}")
+    check_rules(rules)
+    templates.resolve_layout("llama", None, paper_layout)  # a bad --paper-layout fails here, before any work
     if params.max_new_tokens < 1:
         raise ValueError("--max-new-tokens must be at least 1")
     if not source:
@@ -306,12 +332,18 @@ def distill(
     own = source == rec.source
     spec = SourceSpec(source, config if config is not None else (rec.config if own else None),
                       split if split is not None else (rec.split if own else None), revision)
-    ds, source_desc = open_source(spec, required=[rec.prompt_column, rec.response_column], limit=limit)
+    # A recipe with several column layouts picks the one the source has (recorded in the manifest).
+    several = len(rec.layouts) > 1
+    ds, source_desc = open_source(spec, required=[] if several else [rec.prompt_column, rec.response_column],
+                                  limit=None if rec.row_filter else limit)
+    rec = rec.for_columns(ds.column_names)
+    if rec.row_filter:
+        ds, source_desc, rec = _filter_rows(ds, source_desc, rec, limit)
     source_inputs = {k: v for k, v in source_desc.items() if k != "format"}
     if engine is None:
         _refuse_other_run(Path(out), {
             "source": source_inputs, "recipe": rec.describe(), "generation": params.to_dict(), "seed": seed,
-            "model": _model_hint(backend, model),
+            "rules": rules, "model": _model_hint(backend, model),
         })
 
     run_dir = Path(out)
@@ -335,24 +367,26 @@ def distill(
         inputs = {
             "source": source_inputs,
             "recipe": rec.describe(),
-            "template": templates.describe(rec, engine.tokenizer, fmt),
+            "template": templates.describe(rec, engine.tokenizer, fmt, layout=paper_layout),
             # Where the model runs (device, endpoints) is recorded, not fingerprinted:
             # adding an endpoint or moving to another GPU continues the same run.
             "model": {k: info[k] for k in ("backend", "model_id", "revision")},
             "generation": params.to_dict(),
             "seed": seed,
+            "rules": rules,
         }
+        paper_entry = paper.describe(fmt, rules, params, inputs["template"]["layout"])
 
         def write_source(run: Path) -> None:
             if not (run / "source.parquet").is_file():
                 write_source_parquet(ds, run / "source.parquet")
 
         def requests(wanted) -> Iterator[Request]:
-            return _pending_requests(run_dir, rec, engine.tokenizer, fmt, seed, wanted)
+            return _pending_requests(run_dir, rec, engine.tokenizer, fmt, seed, wanted, paper_layout)
 
         gen = generate_run(
             run_dir, inputs=inputs, rows=source_desc["rows"], requests=requests, engine=engine, params=params,
-            manifest_extra={"format": fmt}, prepare=write_source, retry_failed=retry_failed,
+            manifest_extra={"format": fmt, "rules": rules, "paper": paper_entry}, prepare=write_source, retry_failed=retry_failed,
             flush_rows=flush_rows, flush_seconds=flush_seconds, progress=progress, desc="distill",
         )
     finally:

@@ -191,7 +191,7 @@ def test_custom_recipe_from_a_local_file(tiny_model_dir, alpaca_file, tmp_path):
     recipe = manifest["fingerprint_inputs"]["recipe"]
     assert (recipe["name"], recipe["prompt_column"], recipe["input_column"]) == ("custom", "instruction", "input")
     assert manifest["fingerprint_inputs"]["template"]["example"].startswith(
-        "<s>Below are an instruction that describes a task along with a reference answer. Refer to")
+        "Below are an instruction that describes a task along with a reference answer. Refer to")  # no BOS: the authors' bytes
     distilled = pl.read_parquet(out / "distilled.parquet")
     assert distilled.columns[:3] == ["instruction", "input", "output"] and distilled.height == 4
     # A custom recipe without its columns is refused in one line.

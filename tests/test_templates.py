@@ -164,3 +164,101 @@ def test_unknown_format_and_template():
         templates.render_turns("s", "u", "", TOK, "raw")
     with pytest.raises(ValueError, match="unknown template 'alpaca2'"):
         templates.authors_template("alpaca2")
+
+
+# --------------------------------------------------------------------------
+# Done when: `sdft-data distill --recipe gsm8k --paper` sends a Llama-2 model the authors' bytes
+
+
+def _recording_server(tiny_model_dir):
+    from sdft_data.testing.engine_server import EngineServer
+
+    class RecordingServer(EngineServer):
+        """The loopback TGI server, keeping every /generate body it receives."""
+
+        def __init__(self, *args, **kw):
+            super().__init__(*args, **kw)
+            self.bodies = []
+
+        async def _tgi_generate(self, request, compat=False):
+            self.bodies.append(await request.json())  # aiohttp keeps the body: the real handler reads it again
+            return await super()._tgi_generate(request, compat)
+
+    # Echo mode: canned answers, no model; the tiny tokenizer has Llama-2's "<s>" BOS and no Llama-3 headers.
+    return RecordingServer(echo=True, model_id=str(tiny_model_dir))
+
+
+def test_paper_mode_sends_a_llama2_model_the_authors_bytes(tiny_model_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from sdft_data import paper
+    from sdft_data.cli import main
+    from sdft_data.publish import push
+
+    golden = [r for r in GOLDEN if r["template"] == "gsm8k_distill"]
+    source = tmp_path / "gsm8k_train.json"  # the authors' layout: question/answer
+    source.write_text(json.dumps([{"question": r["instruction"], "answer": r["response"]} for r in golden]))
+    with _recording_server(tiny_model_dir) as server:
+        result = CliRunner().invoke(main, [
+            "distill", "--recipe", "gsm8k", "--source", str(source), "--paper", "--backend", "tgi",
+            "--endpoint", server.url, "--out", str(tmp_path / "run"),
+        ])
+        assert result.exit_code == 0, result.output
+        bodies = list(server.bodies)
+    assert sorted(b["inputs"] for b in bodies) == sorted(r["prompt"] for r in golden)
+    for body in bodies:
+        p = body["parameters"]
+        assert (p["do_sample"], p["temperature"], p["top_p"], p["top_k"], p["max_new_tokens"]) == (True, 0.95, 0.7, 50, 512)
+
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    inputs = manifest["fingerprint_inputs"]
+    assert (inputs["template"]["format"], inputs["template"]["layout"], inputs["rules"]) == ("paper", "llama2", "paper")
+    assert inputs["recipe"]["column_layout"] == "hub/authors"
+    assert manifest["paper"] == {"mode": True, "layout": "llama2", "differences": []}
+    assert manifest["check"]["rules"] == "paper"
+    assert inputs["generation"] == {**paper.DECODING.to_dict()}
+
+    push(tmp_path / "run", "org/gsm8k-sdft", local=tmp_path / "published", allow_no_rewrites=True)
+    card = next((tmp_path / "published").rglob("README.md")).read_text()
+    assert "| paper settings | yes: the authors' prompts, decoding and acceptance rules (`--paper`) |" in card
+    assert "| prompt format | paper (llama2 layout) |" in card
+    assert "Checked with the `paper` rule set" in card
+
+
+def test_paper_switch_changes_exactly_the_listed_settings(tiny_model_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from sdft_data.cli import main
+    from sdft_data.publish import push
+
+    source = tmp_path / "alpaca.json"
+    source.write_text(json.dumps([{"instruction": "Name a color.", "input": "", "output": "Red."}]))
+    manifests = {}
+    with _recording_server(tiny_model_dir) as server:
+        for name, extra in (("ours", []), ("paper", ["--paper"])):
+            result = CliRunner().invoke(main, [
+                "distill", "--recipe", "alpaca", "--source", str(source), "--backend", "tgi", "--endpoint", server.url,
+                "--out", str(tmp_path / name), *extra,
+            ])
+            assert result.exit_code == 0, result.output
+            manifests[name] = json.loads((tmp_path / name / "manifest.json").read_text())
+        # An explicit option that contradicts --paper is refused, with nothing written.
+        result = CliRunner().invoke(main, [
+            "distill", "--recipe", "alpaca", "--source", str(source), "--backend", "tgi", "--endpoint", server.url,
+            "--out", str(tmp_path / "both"), "--paper", "--temperature", "0.7",
+        ])
+    assert result.exit_code == 1
+    assert "--paper sets --temperature 0.95: drop --temperature 0.7" in result.output
+    assert not (tmp_path / "both").exists()
+
+    ours, theirs = (manifests[k]["fingerprint_inputs"] for k in ("ours", "paper"))
+    changed = {k for k in ours if ours[k] != theirs[k]}
+    assert changed == {"template", "generation", "rules"}
+    assert {k for k in ours["generation"] if ours["generation"][k] != theirs["generation"][k]} == {"top_k"}
+    assert {k for k in ours["template"] if ours["template"][k] != theirs["template"][k]} == {
+        "format", "layout", "chat_template_sha256", "example"}
+    assert manifests["ours"]["paper"]["differences"] == ["format chat (paper: paper)", "rules default (paper: paper)",
+                                                         "top_k 0 (paper: 50)"]
+    push(tmp_path / "ours", "org/alpaca-sdft", local=tmp_path / "published", allow_no_rewrites=True)
+    card = next((tmp_path / "published").rglob("README.md")).read_text()
+    assert "| paper settings | no: format chat (paper: paper); rules default (paper: paper); top_k 0 (paper: 50) |" in card
