@@ -435,6 +435,9 @@ def render_card(card: CardInput, previous_readme: str | None = None, template: s
         seed=inputs.get("seed"),
         check=check,
         check_kind=recipe_desc.get("check", "none"),
+        # Which settings were the paper's (sdft_data.paper): the manifest's `paper` entry and the rule set.
+        paper=card.manifest.get("paper") or {},
+        rules=check.get("rules") or ("strict" if check.get("strict") else "default"),
         fingerprint=card.manifest.get("fingerprint", "?"),
         sdft_version=card.manifest.get("sdft_version", "?"),
         library_versions=card.manifest.get("library_versions") or {},
