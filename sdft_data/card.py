@@ -11,15 +11,19 @@ Regenerating a card keeps metadata a user added by hand: the keys this module
 writes (MANAGED_KEYS) are recomputed from the run, `tags` are merged, and any
 other key of the previous card's YAML is kept as it was.
 
-`metadata_errors` is this project's model of the Hub's README metadata check
-(the loopback Hub answers `/api/validate-yaml` with it, and `push` runs it
-before anything is uploaded, so a bad card never reaches the Hub or a folder).
+Metadata is read and written by huggingface_hub (`DatasetCard`,
+`DatasetCardData`); `dataset_info` is written by datasets' own
+`DatasetInfosDict.to_dataset_card_data`, as `push_to_hub` writes it. Before
+anything is uploaded, `push` checks the card offline with the libraries that
+will read it (`check_card`) and, on the Hub path, with the Hub itself
+(`validate_on_hub`: huggingface_hub's `DatasetCard.validate`), so a bad card
+never reaches a repo.
 """
 
 from __future__ import annotations
 
+import json
 import os
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,7 +33,7 @@ BASE_TAGS = ["sdft", "self-distillation", "synthetic"]
 # Exceptions, so that a hand edit survives: `tags` are merged, a previous `pretty_name` stays, and a
 # previous `license` stays where the run knows none (custom sources).
 MANAGED_KEYS = ("pretty_name", "license", "language", "task_categories", "size_categories", "source_datasets",
-                "tags", "configs", "sdft")
+                "tags", "configs", "dataset_info", "sdft")
 # The tag every card carries: `sdft-data search` lists the Hub's datasets that have it.
 SDFT_TAG = "sdft"
 
@@ -43,35 +47,6 @@ SDFT_CITATION = """@inproceedings{yang2024sdft,
 
 SIZE_CATEGORIES = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B",
                    "1B<n<10B", "10B<n<100B", "100B<n<1T", "n>1T", "other")
-
-# License identifiers the Hub accepts (https://huggingface.co/docs/hub/repositories-licenses).
-HUB_LICENSES = frozenset("""
-apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0 bigcode-openrail-m
-afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0 cc-by-2.5
-cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0 cc-by-nc-nd-3.0
-cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0 cdla-sharing-1.0 cdla-permissive-1.0
-cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1 eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0
-lgpl lgpl-2.1 lgpl-3.0 isc h-research intel-research lppl-1.3c ms-pl apple-ascl apple-amlr mpl-2.0 odc-by odbl
-openrail++ osl-3.0 postgresql ofl-1.1 ncsa unlicense zlib pddl lgpl-lr deepfloyd-if-license llama2 llama3 llama3.1
-llama3.2 llama3.3 llama4 gemma unknown other
-""".split())
-
-# Dataset task categories the Hub accepts.
-HUB_TASK_CATEGORIES = frozenset("""
-text-classification token-classification table-question-answering question-answering zero-shot-classification
-translation summarization feature-extraction text-generation text2text-generation fill-mask sentence-similarity
-text-to-speech text-to-audio automatic-speech-recognition audio-to-audio audio-classification audio-text-to-text
-voice-activity-detection depth-estimation image-classification object-detection image-segmentation text-to-image
-image-to-text image-to-image image-to-video unconditional-image-generation video-classification
-reinforcement-learning robotics tabular-classification tabular-regression tabular-to-text table-to-text
-multiple-choice text-ranking text-retrieval time-series-forecasting text-to-video image-text-to-text
-visual-question-answering document-question-answering zero-shot-image-classification graph-ml mask-generation
-zero-shot-object-detection text-to-3d image-to-3d image-feature-extraction video-text-to-text keypoint-detection
-visual-document-retrieval any-to-any video-to-video other
-""".split())
-
-_LANGUAGE = re.compile(r"^([a-z]{2,3}([-_][A-Za-z0-9]{2,8})*|code|multilingual)$")
-
 
 def template_path() -> Path:
     """The card template: shipped inside the package (sdft_data/cards/) or, in a checkout, the top-level cards/."""
@@ -91,113 +66,16 @@ def size_category(rows: int) -> str:
     return "n>1T"
 
 
-def split_front_matter(readme: str) -> tuple[str | None, str]:
-    """(YAML text or None, body) of a README."""
-    m = re.match(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(\r?\n|$)", readme, re.S)
-    if not m:
-        return None, readme
-    return m.group(1), readme[m.end():]
-
-
 def read_metadata(readme: str | None) -> dict:
-    """The YAML metadata of a README, {} when it has none or it does not parse (a card we will replace)."""
+    """The YAML metadata of a README (huggingface_hub's reading), {} when it has none or it does not parse."""
     if not readme:
         return {}
-    import yaml
+    from huggingface_hub import DatasetCard
 
-    text, _ = split_front_matter(readme)
-    if text is None:
-        return {}
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
+        return DatasetCard(readme, ignore_metadata_errors=True).data.to_dict()
+    except Exception:  # not a mapping, broken YAML: a card we will replace
         return {}
-    return data if isinstance(data, dict) else {}
-
-
-def metadata_errors(readme: str, repo_type: str = "dataset") -> list[str]:
-    """Why the Hub would reject this README's metadata (empty list: it passes).
-
-    The checks follow the Hub's dataset card spec: a YAML mapping, licenses and
-    task categories from the Hub's lists, ISO language codes, a known size
-    category, string tags, and `configs` that `datasets` can read. The metadata
-    must also load into huggingface_hub's `DatasetCardData`.
-    """
-    import yaml
-
-    text, _ = split_front_matter(readme)
-    if text is None:
-        return []  # no metadata: the Hub only warns
-    try:
-        meta = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        return [f"YAML does not parse: {str(e).splitlines()[0]}"]
-    if meta is None:
-        return []
-    if not isinstance(meta, dict):
-        return ["metadata must be a YAML mapping"]
-    errors: list[str] = []
-
-    def strings(key: str) -> list:
-        value = meta.get(key)
-        if value is None:
-            return []
-        values = value if isinstance(value, list) else [value]
-        if not all(isinstance(v, str) for v in values):
-            errors.append(f'"{key}" must be a string or a list of strings')
-            return []
-        return values
-
-    for lic in strings("license"):
-        if lic not in HUB_LICENSES:
-            errors.append(f'"license" {lic!r} is not a license id the Hub knows (use "other" with license_name)')
-    for lang in strings("language"):
-        if not _LANGUAGE.match(lang):
-            errors.append(f'"language" {lang!r} is not an ISO 639-1/2/3 code')
-    for size in strings("size_categories"):
-        if size not in SIZE_CATEGORIES:
-            errors.append(f'"size_categories" {size!r} must be one of {", ".join(SIZE_CATEGORIES)}')
-    if repo_type == "dataset":
-        for task in strings("task_categories"):
-            if task not in HUB_TASK_CATEGORIES:
-                errors.append(f'"task_categories" {task!r} is not a task category the Hub knows')
-    strings("tags")
-    strings("source_datasets")
-    strings("task_ids")
-    if "pretty_name" in meta and not isinstance(meta["pretty_name"], str):
-        errors.append('"pretty_name" must be a string')
-    if repo_type == "dataset":
-        errors += _configs_errors(meta.get("configs"))
-        try:
-            from huggingface_hub import DatasetCardData
-
-            DatasetCardData(**meta)
-        except Exception as e:  # the card class raises on metadata it cannot hold
-            errors.append(f"DatasetCardData rejects the metadata: {e}")
-    return errors
-
-
-def _configs_errors(configs) -> list[str]:
-    if configs is None:
-        return []
-    if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
-        return ['"configs" must be a list of mappings']
-    errors = []
-    for c in configs:
-        if not isinstance(c.get("config_name"), str):
-            errors.append('every entry of "configs" needs a string "config_name"')
-    if errors:
-        return errors
-    try:  # datasets is the reader of `configs`: if it cannot parse them, neither can load_dataset
-        from datasets.utils.metadata import MetadataConfigs
-        from huggingface_hub import DatasetCardData
-
-        MetadataConfigs.from_dataset_card_data(DatasetCardData(configs=configs))
-    except ImportError:  # pragma: no cover
-        pass
-    except Exception as e:
-        errors.append(f'"configs" is invalid: {str(e).splitlines()[0]}')
-    return errors
 
 
 def latest_card(readme: str, prefix: str) -> str:
@@ -224,14 +102,62 @@ def latest_card(readme: str, prefix: str) -> str:
     return str(card)
 
 
-def validate_card(readme: str) -> None:
-    """Raise ValueError with the first problem when the card's metadata would not pass the Hub's check."""
-    text, _ = split_front_matter(readme)
-    if text is None:
+def check_card(readme: str) -> None:
+    """Raise ValueError (one line) unless the libraries that read the card accept its metadata.
+
+    huggingface_hub must load it into `DatasetCardData`, and datasets must read
+    its `configs` and `dataset_info` (what `load_dataset` will do with them).
+    The Hub's own rules (license ids, task categories, ...) are checked by the
+    Hub: `validate_on_hub`.
+    """
+    from datasets.info import DatasetInfosDict
+    from datasets.utils.metadata import MetadataConfigs
+    from huggingface_hub import DatasetCard
+
+    try:
+        card = DatasetCard(readme)
+    except Exception as e:
+        raise ValueError(f"dataset card metadata does not parse: {_first_line(e)}") from None
+    if not card.data.to_dict():
         raise ValueError("dataset card has no YAML metadata")
-    errors = metadata_errors(readme, "dataset")
-    if errors:
-        raise ValueError(f"dataset card metadata is invalid: {errors[0]}")
+    for what, read in (("configs", MetadataConfigs.from_dataset_card_data),
+                       ("dataset_info", DatasetInfosDict.from_dataset_card_data)):
+        try:
+            read(card.data)
+        except Exception as e:
+            raise ValueError(f"dataset card metadata is invalid: datasets cannot read its {what}: {_first_line(e)}") from None
+
+
+def validate_on_hub(readme: str, endpoint: str | None = None) -> None:
+    """The Hub's own check of the card (huggingface_hub's DatasetCard.validate, POST /api/validate-yaml).
+
+    Raises ValueError with the Hub's first message when it rejects the card.
+    """
+    import json
+
+    from huggingface_hub import DatasetCard, constants
+
+    card = DatasetCard(readme)
+    saved = constants.ENDPOINT
+    if endpoint:  # DatasetCard.validate asks constants.ENDPOINT: the Hub we push to must answer
+        constants.ENDPOINT = endpoint.rstrip("/")
+    try:
+        card.validate(repo_type="dataset")
+    except ValueError as e:
+        text = str(e)
+        try:
+            errors = json.loads(text).get("errors") or []
+            text = "; ".join(str(x.get("message", x)) if isinstance(x, dict) else str(x) for x in errors) or text
+        except (ValueError, AttributeError):
+            pass
+        raise ValueError(f"dataset card metadata is invalid: the Hub says: {_first_line(text)}") from None
+    finally:
+        constants.ENDPOINT = saved
+
+
+def _first_line(e) -> str:
+    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
+    return lines[0] if lines else type(e).__name__
 
 
 @dataclass
@@ -263,6 +189,82 @@ class CardInput:
     has_report_md: bool = False
     versions: list[VersionRow] = field(default_factory=list)
     license: str | None = None  # overrides the recipe's license
+    dataset_info: dict | None = None  # datasets' dataset_info (features, splits), from `dataset_info()`
+    sample: dict | None = None  # one row of the dataset, long texts cut
+
+
+def dataset_info(schema, rows: int, num_bytes: int, download_size: int) -> dict:
+    """The card's `dataset_info` for one train split, written by datasets as `push_to_hub` writes it.
+
+    `schema` is the data files' pyarrow schema; `num_bytes` their uncompressed
+    size, `download_size` the files' bytes.
+    """
+    from datasets import DatasetInfo, Features, SplitDict, SplitInfo
+    from datasets.info import DatasetInfosDict
+    from huggingface_hub import DatasetCardData
+
+    info = DatasetInfo(features=Features.from_arrow_schema(schema),
+                       splits=SplitDict({"train": SplitInfo("train", num_bytes=num_bytes, num_examples=rows)}),
+                       download_size=download_size, dataset_size=num_bytes)
+    data = DatasetCardData()
+    DatasetInfosDict({"default": info}).to_dataset_card_data(data)
+    return data.dataset_info
+
+
+def reproduce_commands(manifest: dict, repo: str) -> list[str]:
+    """The commands that make this version again: the distill (or import) recorded in the manifest, then push.
+
+    Local files appear by name: the card names them and records their sha256.
+    """
+    inputs = manifest.get("fingerprint_inputs") or {}
+    source, recipe = inputs.get("source") or {}, inputs.get("recipe") or {}
+    model = inputs.get("model") or {}
+    out = f"runs/{repo.split('/')[-1]}"
+    name = recipe.get("name", "custom")
+    custom = []
+    if name == "custom" or not recipe.get("name"):
+        name = "custom"
+        custom = [f"--prompt-column {recipe.get('prompt_column')}", f"--response-column {recipe.get('response_column')}"]
+        custom += [f"--input-column {recipe['input_column']}"] if recipe.get("input_column") else []
+        custom += [f"--check {recipe['check']}"] if recipe.get("check") not in (None, "none") else []
+    if "imported" in manifest:
+        distilled = inputs.get("distilled") or {}
+        parts = ["sdft-data import", f"--original {_spec(source)}", f"--distilled {_spec(distilled)}", f"--recipe {name}",
+                 *custom]
+        if model.get("model_id"):
+            parts.append(f"--model {public_model_id(model)}")
+        parts.append(f"--out {out}")
+        return [" ".join(parts), f"sdft-data diff {out}", f"sdft-data push {out} --repo {repo}"]
+    template, gen = inputs.get("template") or {}, inputs.get("generation") or {}
+    parts = ["sdft-data distill", f"--recipe {name}", *custom, f"--source {_spec(source, revision=False)}"]
+    if source.get("kind") != "file":
+        parts += [f"--config {source['config']}"] if source.get("config") else []
+        parts += [f"--split {source['split']}"] if source.get("split") else []
+        parts += [f"--revision {source['revision']}"] if source.get("revision") else []
+    parts += [f"--limit {source['limit']}"] if source.get("limit") else []
+    parts += [f"--model {public_model_id(model)}", f"--backend {model.get('backend', 'local')}"]
+    if template.get("format"):
+        parts.append(f"--format {template['format']}")
+    if template.get("layout"):
+        parts.append(f"--paper-layout {template['layout']}")
+    rules = (manifest.get("check") or {}).get("rules")
+    if rules:
+        parts.append(f"--rules {rules}")
+    for key, flag in (("max_new_tokens", "--max-new-tokens"), ("temperature", "--temperature"), ("top_p", "--top-p"),
+                      ("top_k", "--top-k")):
+        if gen.get(key) is not None:
+            parts.append(f"{flag} {gen[key]}")
+    if inputs.get("seed") is not None:
+        parts.append(f"--seed {inputs['seed']}")
+    parts.append(f"--out {out}")
+    return [" ".join(parts), f"sdft-data diff {out}", f"sdft-data push {out} --repo {repo}"]
+
+
+def _spec(desc: dict, revision: bool = True) -> str:
+    sid = str(desc.get("id") or "?")
+    if desc.get("kind") == "file":
+        return Path(sid).name
+    return f"{sid}@{desc['revision']}" if revision and desc.get("revision") else sid
 
 
 def public_model_id(model: dict) -> str:
@@ -314,6 +316,8 @@ def build_metadata(card: CardInput, previous: dict | None = None) -> dict:
     }
     if isinstance(previous.get("pretty_name"), str):
         ours["pretty_name"] = previous["pretty_name"]  # a name chosen by hand stays
+    if card.dataset_info:
+        ours["dataset_info"] = card.dataset_info
     merged = dict(previous)
     merged.update({k: v for k, v in ours.items() if v is not None})
     extra_tags = [t for t in previous.get("tags") or [] if isinstance(t, str) and t not in ours["tags"]]
@@ -396,8 +400,8 @@ def render_card(card: CardInput, previous_readme: str | None = None, template: s
     """README.md text for this version: YAML metadata + the template's body. Validated before it is returned."""
     from huggingface_hub import DatasetCard, DatasetCardData
 
-    metadata = build_metadata(card, read_metadata(previous_readme))
-    order = list(read_metadata(previous_readme)) or None
+    previous = read_metadata(previous_readme)
+    metadata = build_metadata(card, previous)
     card_data = DatasetCardData(**metadata)
     inputs = card.manifest.get("fingerprint_inputs") or {}
     recipe_desc = inputs.get("recipe") or {}
@@ -456,10 +460,15 @@ def render_card(card: CardInput, previous_readme: str | None = None, template: s
                   for v in card.versions],
         sdft_citation=SDFT_CITATION,
         source_citation=(recipe.citation if recipe else "").strip(),
+        imported=card.manifest.get("imported"),
+        distilled_source=(inputs.get("distilled") or {}),
+        sample=json.dumps(card.sample, indent=2, ensure_ascii=False) if card.sample else None,
+        reproduce=reproduce_commands(card.manifest, card.repo),
     )
     path = Path(template) if template else template_path()
-    text = str(DatasetCard.from_template(card_data, template_path=str(path), **body_kwargs))
-    if order:  # keep the previous card's key order on regeneration: smaller diffs on the Hub
-        text = f"---\n{card_data.to_yaml(original_order=order)}\n---\n{split_front_matter(text)[1]}"
-    validate_card(text)
+    made = DatasetCard.from_template(card_data, template_path=str(path), **body_kwargs)
+    if previous:  # keep the previous card's key order on regeneration: smaller diffs on the Hub
+        made = DatasetCard(f"---\n{card_data.to_yaml(original_order=list(previous))}\n---\n{made.text}")
+    text = str(made)
+    check_card(text)
     return text

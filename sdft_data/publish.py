@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .card import HUB_LICENSES, CardInput, VersionRow, latest_card, model_label, render_card
+from .card import CardInput, VersionRow, dataset_info, latest_card, model_label, render_card, validate_on_hub
 from .run import read_manifest
 from .source import file_sha256
 
@@ -172,6 +172,25 @@ class _Shards:
     accepted: int
     by_reason: dict[str, int]
     columns: list[str]
+    schema: object = None  # the pyarrow schema of the data files
+    raw_bytes: int = 0  # their uncompressed size
+
+
+SAMPLE_CHARS = 400
+
+
+def sample_row(distilled: str | os.PathLike) -> dict | None:
+    """One row for the card: the first whose rewrite was accepted (else the first), texts cut at SAMPLE_CHARS."""
+    import polars as pl
+
+    frame = pl.scan_parquet(distilled)
+    row = frame.filter(pl.col("accepted")).head(1).collect()
+    if row.height == 0:
+        row = frame.head(1).collect()
+    if row.height == 0:
+        return None
+    cut = lambda v: v if not isinstance(v, str) or len(v) <= SAMPLE_CHARS else v[:SAMPLE_CHARS] + " …"  # noqa: E731
+    return {k: cut(v) for k, v in row.row(0, named=True).items()}
 
 
 def write_shards(distilled: str | os.PathLike, data_dir: str | os.PathLike,
@@ -242,7 +261,7 @@ def write_shards(distilled: str | os.PathLike, data_dir: str | os.PathLike,
         os.replace(part, final)
         files.append({"path": f"data/{final.name}", "rows": n, "bytes": final.stat().st_size,
                       "sha256": file_sha256(final)})
-    return _Shards(files, rows, accepted, dict(reasons), pf.schema_arrow.names)
+    return _Shards(files, rows, accepted, dict(reasons), pf.schema_arrow.names, pf.schema_arrow, raw)
 
 
 def _now() -> str:
@@ -293,6 +312,8 @@ def _stage(run: _Run, repo: str, version: str, folder: Path, *, previous_readme:
         by_reason=shards.by_reason, columns=shards.columns, shards=[f["path"] for f in shards.files],
         stats=stats, plots=plots, has_report_md=has_md,
         versions=[*previous, this], license=license,
+        dataset_info=dataset_info(shards.schema, shards.rows, shards.raw_bytes, sum(f["bytes"] for f in shards.files)),
+        sample=sample_row(run.distilled),
     )
     readme = render_card(card, previous_readme, template)
     (folder / "README.md").write_text(readme, encoding="utf-8")
@@ -492,8 +513,6 @@ def push(run_dir: str | os.PathLike, repo: str, *, local: str | os.PathLike | No
     parse_repo(repo)
     if tag is not None and not VERSION_RE.match(tag):
         raise ValueError(f"invalid version tag {tag!r}: expected v1, v2, ...")
-    if license is not None and license not in HUB_LICENSES:
-        raise ValueError(f"unknown license {license!r}: use a Hub license id (apache-2.0, mit, cc-by-4.0, ...) or other")
     if max_shard_bytes < 1024:
         raise ValueError("max_shard_bytes must be at least 1024")
     run = open_run(run_dir)
@@ -546,9 +565,14 @@ def _push_hub(run: _Run, repo: str, target: _HubTarget, *, private, license, tag
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
     from huggingface_hub.errors import HfHubHTTPError
 
+    from huggingface_hub.errors import RepositoryNotFoundError
+
     api = target.api
-    api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
-    tags, main = target.refs()
+    try:
+        tags, main = target.refs()
+        exists = True
+    except RepositoryNotFoundError:  # created below, once the card has passed the Hub's check
+        tags, main, exists = {}, None, False
     existing = target.versions(tags)
     for name, manifest, sha in existing:
         if _same_run(manifest, run):
@@ -578,6 +602,10 @@ def _push_hub(run: _Run, repo: str, target: _HubTarget, *, private, license, tag
         folder = Path(tmp)
         files = _stage(run, repo, version, folder, previous_readme=readme.decode("utf-8") if readme else None,
                        previous=previous, license=license, max_shard_bytes=max_shard_bytes, template=template)
+        # The Hub's own check of the card, before anything is created or uploaded.
+        validate_on_hub((folder / "README.md").read_text(encoding="utf-8"), target.endpoint)
+        if not exists:
+            api.create_repo(repo, repo_type="dataset", private=private, exist_ok=True)
         ops: list = [CommitOperationAdd(path_in_repo=f, path_or_fileobj=str(folder / f)) for f in files]
         # Files of the previous version that this one does not have (fewer shards, a plot gone) must go,
         # or `data/train-*` would mix versions. Other files (a user's LICENSE, .gitattributes) stay.

@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from huggingface_hub import CommitOperationAdd, DatasetCard, DatasetCardData, HfApi
 from polars.testing import assert_frame_equal
 
-from sdft_data.card import metadata_errors, read_metadata, size_category
+from sdft_data.card import read_metadata, reproduce_commands, size_category
 from sdft_data.cli import main as cli
 from sdft_data.publish import PublishError, load, parse_spec, push, read_version_manifest, verify_version, versions
 from sdft_data.testing import LoopbackHub, hub_env
@@ -131,10 +131,16 @@ def test_card_validates_and_shows_the_statistics(hub, runs, tmp_path):
     _push(runs[0], hub)
     _push(runs[1], hub)
     text = _readme(hub, "v2", tmp_path)
-    assert metadata_errors(text) == []
-    DatasetCard(text).validate(repo_type="dataset")  # the Hub's own endpoint (the loopback's)
+    DatasetCard(text).validate(repo_type="dataset")  # the Hub's own check (the loopback's model of it)
+    assert ("POST", "validate-yaml", 200) in hub.requests  # push asked the Hub before uploading
     meta = read_metadata(text)
     DatasetCardData(**meta)
+    # dataset_info as push_to_hub writes it: features and the train split's rows
+    info = meta["dataset_info"]
+    assert {"name": "answer", "dtype": "large_string"} in info["features"] or {"name": "answer", "dtype": "string"} in info["features"]
+    assert {"name": "accepted", "dtype": "bool"} in info["features"]
+    assert info["splits"][0]["name"] == "train" and info["splits"][0]["num_examples"] == 9
+    assert meta["sdft"]["version"] == "v2" and meta["sdft"]["rows"] == 9
     assert meta["license"] == "mit" and meta["source_datasets"] == ["openai/gsm8k"]
     assert {"sdft", "self-distillation", "synthetic"} <= set(meta["tags"])
     assert meta["size_categories"] == ["n<1K"] and meta["language"] == ["en"]
@@ -244,9 +250,9 @@ def test_bad_input_is_one_clear_line(hub, runs, tmp_path):
     assert "was never checked" in runner.invoke(cli, ["push", str(runs[0]), "--repo", REPO]).output
     with pytest.raises(ValueError, match="invalid version"):
         parse_spec(f"{REPO}@latest")
-    with pytest.raises(ValueError, match="unknown license"):
+    with pytest.raises(ValueError, match="the Hub says: \"license\" 'free-for-all' is not a license id"):
         push(runs[1], REPO, endpoint=hub.url, token=TOKEN, license="free-for-all")
-    assert hub.repos == {}  # nothing was created by any of these
+    assert hub.repos == {}  # nothing was created by any of these: the Hub rejected the card first
 
 
 def test_large_runs_are_sharded_and_load_whole(hub, tmp_path):
@@ -371,3 +377,21 @@ def test_local_versions_are_immutable_and_interrupted_pushes_leave_nothing(runs,
 def test_size_categories():
     assert [size_category(n) for n in (0, 999, 1000, 52_002, 1_000_000)] == [
         "n<1K", "n<1K", "1K<n<10K", "10K<n<100K", "1M<n<10M"]
+
+
+def test_card_has_a_sample_the_command_that_reproduces_it_and_limitations(runs, tmp_path):
+    local = tmp_path / "hub"
+    push(runs[1], REPO, local=local)
+    text = (local / REPO / "versions" / "v1" / "README.md").read_text()
+    assert "## A sample row" in text and '"question": "What is 1 + 1? (b)"' in text  # row 1: the first accepted
+    assert "## Limitations" in text and "## How to reproduce this version" in text
+    command = ("sdft-data distill --recipe gsm8k --source openai/gsm8k --config main --split train --revision"
+               " e53f048856ff4f594e959d75785d2c2d37b678ee --model sdft-tests/tiny-llama --backend local --format chat"
+               " --max-new-tokens 64 --temperature 0.0 --top-p 1.0 --seed 0 --out runs/gsm8k-sdft")
+    assert command in text and f"sdft-data push runs/gsm8k-sdft --repo {REPO}" in text
+    manifest = json.loads((runs[1] / "manifest.json").read_text())
+    manifest["imported"] = {"model": "not stated"}
+    manifest["fingerprint_inputs"]["distilled"] = {"kind": "file", "id": "distilled.json", "sha256": "0" * 64}
+    assert reproduce_commands(manifest, "org/x")[0] == (
+        "sdft-data import --original openai/gsm8k@e53f048856ff4f594e959d75785d2c2d37b678ee --distilled distilled.json"
+        " --recipe gsm8k --model sdft-tests/tiny-llama --out runs/x")

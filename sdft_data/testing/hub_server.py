@@ -822,12 +822,11 @@ def _front_matter(hub: LoopbackHub, entry: Entry | None) -> dict | None:
         return None
     import yaml
 
-    text = hub.object_path(entry.sha256).read_text(encoding="utf-8", errors="replace")
-    m = re.match(r"^---\s*\n(.*?)\n---\s*(\n|$)", text, re.S)
-    if not m:
+    text = _yaml_block(hub.object_path(entry.sha256).read_text(encoding="utf-8", errors="replace"))
+    if text is None:
         return None
     try:
-        data = yaml.safe_load(m.group(1))
+        data = yaml.safe_load(text)
     except yaml.YAMLError:
         return None
     return data if isinstance(data, dict) else None
@@ -847,11 +846,155 @@ def _strings(value) -> list[str]:
     return [v for v in values if isinstance(v, str)]
 
 
-def metadata_errors(readme: str, repo_type: str) -> list[str]:
-    """The Hub's README metadata check, as far as this project relies on it (see sdft_data.card)."""
-    from sdft_data.card import metadata_errors as card_metadata_errors
+# -- the Hub's README metadata check (POST /api/validate-yaml) -------------------------------------
 
-    return card_metadata_errors(readme, repo_type)
+SIZE_CATEGORIES = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B",
+                   "1B<n<10B", "10B<n<100B", "100B<n<1T", "n>1T", "other")
+
+# License identifiers the Hub accepts (https://huggingface.co/docs/hub/repositories-licenses).
+HUB_LICENSES = frozenset("""
+apache-2.0 mit openrail bigscience-openrail-m creativeml-openrail-m bigscience-bloom-rail-1.0 bigcode-openrail-m
+afl-3.0 artistic-2.0 bsl-1.0 bsd bsd-2-clause bsd-3-clause bsd-3-clause-clear c-uda cc cc0-1.0 cc-by-2.0 cc-by-2.5
+cc-by-3.0 cc-by-4.0 cc-by-sa-3.0 cc-by-sa-4.0 cc-by-nc-2.0 cc-by-nc-3.0 cc-by-nc-4.0 cc-by-nd-4.0 cc-by-nc-nd-3.0
+cc-by-nc-nd-4.0 cc-by-nc-sa-2.0 cc-by-nc-sa-3.0 cc-by-nc-sa-4.0 cdla-sharing-1.0 cdla-permissive-1.0
+cdla-permissive-2.0 wtfpl ecl-2.0 epl-1.0 epl-2.0 etalab-2.0 eupl-1.1 eupl-1.2 agpl-3.0 gfdl gpl gpl-2.0 gpl-3.0
+lgpl lgpl-2.1 lgpl-3.0 isc h-research intel-research lppl-1.3c ms-pl apple-ascl apple-amlr mpl-2.0 odc-by odbl
+openrail++ osl-3.0 postgresql ofl-1.1 ncsa unlicense zlib pddl lgpl-lr deepfloyd-if-license llama2 llama3 llama3.1
+llama3.2 llama3.3 llama4 gemma unknown other
+""".split())
+
+# Dataset task categories the Hub accepts.
+HUB_TASK_CATEGORIES = frozenset("""
+text-classification token-classification table-question-answering question-answering zero-shot-classification
+translation summarization feature-extraction text-generation text2text-generation fill-mask sentence-similarity
+text-to-speech text-to-audio automatic-speech-recognition audio-to-audio audio-classification audio-text-to-text
+voice-activity-detection depth-estimation image-classification object-detection image-segmentation text-to-image
+image-to-text image-to-image image-to-video unconditional-image-generation video-classification
+reinforcement-learning robotics tabular-classification tabular-regression tabular-to-text table-to-text
+multiple-choice text-ranking text-retrieval time-series-forecasting text-to-video image-text-to-text
+visual-question-answering document-question-answering zero-shot-image-classification graph-ml mask-generation
+zero-shot-object-detection text-to-3d image-to-3d image-feature-extraction video-text-to-text keypoint-detection
+visual-document-retrieval any-to-any video-to-video other
+""".split())
+
+_LANGUAGE = re.compile(r"^([a-z]{2,3}([-_][A-Za-z0-9]{2,8})*|code|multilingual)$")
+
+
+
+def _yaml_block(readme: str) -> str | None:
+    m = re.match(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(\r?\n|$)", readme, re.S)
+    return m.group(1) if m else None
+
+
+def metadata_errors(readme: str, repo_type: str = "dataset") -> list[str]:
+    """Why the Hub would reject this README's metadata (empty list: it passes).
+
+    A model of the Hub's check, written from the Hub's dataset card spec and
+    kept apart from the project's code (which asks the Hub through
+    huggingface_hub's DatasetCard.validate): a YAML mapping, licenses and
+    task categories from the Hub's lists, ISO language codes, a known size
+    category, string tags, and `configs` that `datasets` can read; the
+    metadata must also load into huggingface_hub's `DatasetCardData`.
+    """
+    import yaml
+
+    text = _yaml_block(readme)
+    if text is None:
+        return []  # no metadata: the Hub only warns
+    try:
+        meta = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        return [f"YAML does not parse: {str(e).splitlines()[0]}"]
+    if meta is None:
+        return []
+    if not isinstance(meta, dict):
+        return ["metadata must be a YAML mapping"]
+    errors: list[str] = []
+
+    def strings(key: str) -> list:
+        value = meta.get(key)
+        if value is None:
+            return []
+        values = value if isinstance(value, list) else [value]
+        if not all(isinstance(v, str) for v in values):
+            errors.append(f'"{key}" must be a string or a list of strings')
+            return []
+        return values
+
+    for lic in strings("license"):
+        if lic not in HUB_LICENSES:
+            errors.append(f'"license" {lic!r} is not a license id the Hub knows (use "other" with license_name)')
+    for lang in strings("language"):
+        if not _LANGUAGE.match(lang):
+            errors.append(f'"language" {lang!r} is not an ISO 639-1/2/3 code')
+    for size in strings("size_categories"):
+        if size not in SIZE_CATEGORIES:
+            errors.append(f'"size_categories" {size!r} must be one of {", ".join(SIZE_CATEGORIES)}')
+    if repo_type == "dataset":
+        for task in strings("task_categories"):
+            if task not in HUB_TASK_CATEGORIES:
+                errors.append(f'"task_categories" {task!r} is not a task category the Hub knows')
+    strings("tags")
+    strings("source_datasets")
+    strings("task_ids")
+    if "pretty_name" in meta and not isinstance(meta["pretty_name"], str):
+        errors.append('"pretty_name" must be a string')
+    if repo_type == "dataset":
+        errors += _configs_errors(meta.get("configs"))
+        try:
+            from huggingface_hub import DatasetCardData
+
+            DatasetCardData(**meta)
+        except Exception as e:  # the card class raises on metadata it cannot hold
+            errors.append(f"DatasetCardData rejects the metadata: {e}")
+    return errors
+
+
+def _configs_errors(configs) -> list[str]:
+    if configs is None:
+        return []
+    if not isinstance(configs, list) or not all(isinstance(c, dict) for c in configs):
+        return ['"configs" must be a list of mappings']
+    errors = []
+    for c in configs:
+        if not isinstance(c.get("config_name"), str):
+            errors.append('every entry of "configs" needs a string "config_name"')
+    if errors:
+        return errors
+    try:  # datasets is the reader of `configs`: if it cannot parse them, neither can load_dataset
+        from datasets.utils.metadata import MetadataConfigs
+        from huggingface_hub import DatasetCardData
+
+        MetadataConfigs.from_dataset_card_data(DatasetCardData(configs=configs))
+    except ImportError:  # pragma: no cover
+        pass
+    except Exception as e:
+        errors.append(f'"configs" is invalid: {str(e).splitlines()[0]}')
+    return errors
+
+
+def latest_card(readme: str, prefix: str) -> str:
+    """The card with every `configs` data file path moved under `prefix` (e.g. "versions/v2/").
+
+    A local publishing folder keeps each version in versions/vN/; its top-level
+    README.md is the latest version's card pointed there, so the folder loads
+    like the Hub's `main`.
+    """
+    from huggingface_hub import DatasetCard
+
+    card = DatasetCard(readme)
+    configs = []
+    for config in card.data.configs or []:
+        config = dict(config)
+        files = config.get("data_files")
+        if isinstance(files, list):
+            config["data_files"] = [{**f, "path": prefix + f["path"]} if isinstance(f, dict) else prefix + f
+                                    for f in files]
+        elif isinstance(files, str):
+            config["data_files"] = prefix + files
+        configs.append(config)
+    card.data.configs = configs
+    return str(card)
 
 
 @contextlib.contextmanager
