@@ -130,6 +130,7 @@ def world(tiny_model_dir, tmp_path_factory):
     result = _invoke(data_cli, ["distill", "--recipe", "alpaca", "--source", source, "--model", tiny_model_dir,
                                 "--out", run, "--max-new-tokens", "4", "--temperature", "0"])
     assert result.exit_code == 0, result.output
+    distill_output = result.output
     files = root / "files"
     files.mkdir()
     (files / "empty.jsonl").write_bytes(b"")
@@ -143,7 +144,8 @@ def world(tiny_model_dir, tmp_path_factory):
     (files / "not_a_model").mkdir()
     (files / "not_a_model" / "readme.md").write_text("hello")
     (files / "token").write_text(SECRET)
-    return {"root": root, "source": source, "run": run, "model": tiny_model_dir, "files": files}
+    return {"root": root, "source": source, "run": run, "model": tiny_model_dir, "files": files,
+            "distill_output": distill_output}
 
 
 @dataclass
@@ -352,8 +354,6 @@ CASES = [
          "invalid repo name 'just-a-name'"),
     Case("push-bad-tag", push(lambda c: c.copy_run(), "--tag", "latest", "--allow-no-rewrites"), 1,
          "invalid version tag 'latest'"),
-    Case("push-bad-license", push(lambda c: c.copy_run(), "--license", "free-ish", "--allow-no-rewrites"), 1,
-         "unknown license 'free-ish'"),
     Case("push-not-a-run", push(lambda c: c.files), 1, "has no manifest.json"),
     # ---- versions, pull
     Case("versions-unknown-local-repo", lambda c: ["versions", "org/unknown", "--local", c.files], 1,
@@ -418,3 +418,159 @@ def test_bad_input(case: Case, world, tmp_path):
 
 def test_there_are_enough_rows():
     assert len(CASES) >= 60 and len({c.id for c in CASES}) == len(CASES)
+
+
+# ---------------------------------------------------------------- hangs: bounded in time
+
+
+def _tgi_distill(c: Ctx, url: str, *extra) -> list:
+    return ["distill", "--recipe", "alpaca", "--source", c.source, "--backend", "tgi", "--endpoint", url,
+            "--out", c.out, "--max-new-tokens", "4", *extra]
+
+
+def _invoke_bounded(args: list, seconds: float):
+    """_invoke in a thread, failing the test (not hanging it) when the command outlives `seconds`."""
+    box = {}
+    thread = threading.Thread(target=lambda: box.update(result=_invoke(data_cli, args)), daemon=True)
+    t = time.monotonic()
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), f"still running after {seconds} s: {args}"
+    return box["result"], time.monotonic() - t
+
+
+def test_a_server_that_takes_connections_and_never_answers_is_refused_within_the_request_timeout(world, tmp_path):
+    c = Ctx(world, tmp_path)
+    with StallServer() as server:
+        result, elapsed = _invoke_bounded(_tgi_distill(c, server.url, "--request-timeout", "1"), 20)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"Error: no answer from {server.url}/info within 1 s" in result.output
+    assert elapsed < 10
+    assert not c.out.exists()
+
+
+def test_a_generate_that_never_answers_ends_the_run_within_timeout_and_budget(world, tmp_path):
+    c = Ctx(world, tmp_path)
+    with FakeTGI(world["model"], "stall") as server:
+        result, elapsed = _invoke_bounded(
+            _tgi_distill(c, server.url, "--request-timeout", "0.5", "--retry-budget", "1"), 30)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    error = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(error) == 1 and "endpoint down" in error[0] and "no answer within 0.5 s" in error[0]
+    assert "run the same command again to resume" in error[0]
+    assert elapsed < 15  # 0.5 s requests, 1 s budget, backoff: a few seconds
+    manifest = json.loads((c.out / "manifest.json").read_text())
+    assert manifest["status"] == "interrupted" and manifest["counts"]["pending"] == len(ALPACA_ROWS)
+
+
+@pytest.mark.slow
+def test_ctrl_c_says_that_running_again_resumes(world, tmp_path):
+    """A real SIGINT, so a real process: while every request stalls."""
+    c = Ctx(world, tmp_path)
+    with FakeTGI(world["model"], "stall") as server:
+        proc = subprocess.Popen([sys.executable, "-m", "sdft_data.cli",
+                                 *map(str, _tgi_distill(c, server.url, "--request-timeout", "60"))],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and proc.poll() is None:
+                manifest = c.out / "manifest.json"
+                if manifest.is_file() and json.loads(manifest.read_text()).get("status") == "generating":
+                    break
+                time.sleep(0.1)
+            time.sleep(0.5)  # requests in flight, all stalled
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=30)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "Aborted!" not in err
+    assert "Error: interrupted: what finished is saved; run the same command again to resume" in err
+    assert json.loads((c.out / "manifest.json").read_text())["status"] == "interrupted"
+
+
+# ---------------------------------------------------------------- wrong answers, long prompts, full disks
+
+
+def test_answers_with_wrong_types_fail_rows_not_the_process(world, tmp_path):
+    from sdft_data.backends import Request
+    from sdft_data.backends.openai import parse_completion
+    from sdft_data.backends.tgi import parse_generate
+
+    req = Request(0, "p", 1)
+    for data in [{"generated_text": 5}, {"generated_text": "x", "details": "oops"}, ["oops"], [],
+                 {"generated_text": "x", "details": {"generated_tokens": "many"}}, None]:
+        with pytest.raises(ValueError):
+            parse_generate(req, data, {})
+    for data in [{"choices": "x"}, {"choices": [{"text": 1}]}, {"choices": []}, "oops",
+                 {"choices": [{"text": "x"}], "usage": {"completion_tokens": "3"}}]:
+        with pytest.raises(ValueError):
+            parse_completion(req, data, {})
+
+    # Through the CLI: retried, and the run stops with the reason once the budget is spent.
+    c = Ctx(world, tmp_path)
+    with FakeTGI(world["model"], "badtypes") as server:
+        result = _invoke(data_cli, _tgi_distill(c, server.url, "--retry-budget", "1"))
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "malformed answer (ValueError: generated_text is int, not a string)" in result.output
+    manifest = json.loads((c.out / "manifest.json").read_text())
+    assert manifest["counts"]["pending"] == len(ALPACA_ROWS)
+
+
+def test_prompts_too_long_for_the_model_fail_their_row_with_the_reason(world, tmp_path):
+    rows = [dict(r) for r in ALPACA_ROWS]
+    rows[1]["instruction"] = "word " * 100_000  # 500k characters, far over the 2,048-token context
+    source = tmp_path / "long.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    t = time.monotonic()
+    result = _invoke(data_cli, ["distill", "--recipe", "alpaca", "--source", source, "--model", world["model"],
+                                "--out", out, "--max-new-tokens", "4", "--batch-size", "16"])
+    assert result.exit_code == 0, result.output
+    assert time.monotonic() - t < 30
+    gen = pl.read_parquet(out / "generations" / "*.parquet").sort("row_id")
+    assert gen["status"].to_list() == ["ok", "failed", "ok", "ok"]
+    error = gen["error"][1]
+    assert error.startswith("prompt too long: ") and "the model's context of 2048 tokens less --max-new-tokens 4" in error
+
+    # --max-prompt-tokens: every prompt here is longer than 5 tokens; a run of failed rows, not a crash.
+    out2 = tmp_path / "run2"
+    result = _invoke(data_cli, ["distill", "--recipe", "alpaca", "--source", world["source"], "--model",
+                                world["model"], "--out", out2, "--max-new-tokens", "4", "--max-prompt-tokens", "5"])
+    assert result.exit_code == 0, result.output
+    assert f"failed {len(ALPACA_ROWS)}" in result.output
+    errors = pl.read_parquet(out2 / "generations" / "*.parquet")["error"].to_list()
+    assert all(e.endswith("more than 5 (--max-prompt-tokens 5)") for e in errors)
+
+
+def test_a_full_disk_says_so_and_running_again_finishes(world, tmp_path):
+    c = Ctx(world, tmp_path)
+    run = c.unfinished_run()
+    # The next shard's temporary file is /dev/full: every write to it fails with ENOSPC.
+    (run / "generations" / ".000002.parquet.tmp").symlink_to("/dev/full")
+    again = resume_into(lambda c: run)(c)
+    result = _invoke(data_cli, again)
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output
+    assert f"Error: disk full writing {run / 'generations' / '000002.parquet'} (No space left on device): free " \
+           "space on that disk and run the same command again" in result.output
+    assert not (run / "generations" / "000002.parquet").exists()
+
+    result = _invoke(data_cli, again)
+    assert result.exit_code == 0, result.output
+    gen = pl.read_parquet(run / "generations" / "*.parquet")
+    assert sorted(gen["row_id"].to_list()) == list(range(len(ALPACA_ROWS))), "every row once"
+
+    # check's output file on a full disk: one line, the old distilled.parquet untouched.
+    before = (run / "distilled.parquet").read_bytes()
+    (run / ".distilled.parquet.tmp").symlink_to("/dev/full")
+    result = _invoke(data_cli, ["check", run])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "Error: disk full" in result.output and "run the same command again" in result.output
+    assert (run / "distilled.parquet").read_bytes() == before
+
+
+def test_distill_warns_when_the_rewrites_were_cut_short(world):
+    assert "warning: 4 of 4 rewrites (100%) were cut off at --max-new-tokens 4 and fell back to the original: " \
+           "raise --max-new-tokens" in world["distill_output"]

@@ -522,7 +522,7 @@ class _Run:
                 if consumed:
                     self._notify_consumed(consumed)
                     consumed = 0
-                item = self.out.get()
+                item = self._wait()
             if item is _DONE:
                 return
             if isinstance(item, BaseException):
@@ -532,6 +532,15 @@ class _Run:
                 self._notify_consumed(consumed)
                 consumed = 0
             yield item
+
+    def _wait(self):
+        """The next item, blocking. In slices: a blocking get() without a timeout is not
+        interrupted by Ctrl-C (the main thread would sit there while every request stalls)."""
+        while True:
+            try:
+                return self.out.get(timeout=0.25)
+            except queue.Empty:
+                continue
 
     def _notify_consumed(self, n: int) -> None:
         try:
