@@ -194,6 +194,7 @@ def evaluate(
         seed_results = Path(seed_results)
         if not (seed_results / RESULTS_FILE).is_file():
             raise ValueError(f"--seed-results {seed_results} has no {RESULTS_FILE}: evaluate the seed model there first")
+    previous = None
     if out.is_dir() and (out / RESULTS_FILE).is_file():
         previous = json.loads((out / RESULTS_FILE).read_text())
         if previous.get("model", {}).get("given") not in (None, str(model)) or \
@@ -261,6 +262,12 @@ def evaluate(
         if owns_engine:
             engine.close()
 
+    decoding_record = {"mode": decoding, "samples": samples, "seed": seed, "format": fmt,
+                       "max_new_tokens": max_new_tokens}
+    if previous and previous.get("decoding") == decoding_record and previous.get("limit") == limit:
+        # Tasks evaluated earlier into this folder, the same way, stay in the results.
+        results_tasks = {**{k: v for k, v in previous.get("tasks", {}).items() if k not in results_tasks},
+                         **results_tasks}
     results = {
         "results_version": 1,
         "sdft_version": __version__,
@@ -269,9 +276,8 @@ def evaluate(
         "arm": arm_of(train),
         "dataset": dataset_of(train),
         "train": train,
-        "decoding": {"mode": decoding, "samples": samples, "seed": seed, "format": fmt,
-                     "max_new_tokens": max_new_tokens},
-        "suite": suite,
+        "decoding": decoding_record,
+        "suite": suite if not previous or previous.get("suite") in (None, suite) else None,
         "limit": limit,
         "tasks": results_tasks,
         "notes": notes,

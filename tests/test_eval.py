@@ -277,3 +277,14 @@ def test_similarity_against_the_seed_models_answers(engine, tiny_model_dir, tmp_
                   embedding_model=str(tmp_path / "emb"))
     assert -1.0 <= other["tasks"]["similarity"]["score"] < 1.0
     assert (tmp_path / "seed" / "runs" / "advbench").is_dir() and not (tmp_path / "seed" / "runs" / "similarity").exists()
+
+
+def test_tasks_evaluated_in_two_calls_share_one_results_file(engine, tmp_path):
+    _eval(engine, tmp_path / "m", tasks="gsm8k", limit=2)
+    both = _eval(engine, tmp_path / "m", tasks="advbench", limit=2)
+    assert set(both["tasks"]) == {"gsm8k", "advbench"}
+    # Made another way (another limit): the earlier task is not carried over.
+    with pytest.raises(ValueError, match="holds a different run"):
+        _eval(engine, tmp_path / "m", tasks="advbench", limit=3)
+    only = _eval(engine, tmp_path / "m", tasks="advbench-jailbreak", limit=3)
+    assert set(only["tasks"]) == {"advbench-jailbreak"}

@@ -28,12 +28,16 @@ def seed_answers(ctx, rows) -> list[str | None]:
     with open(path) as f:
         for line in f:
             record = json.loads(line)
-            by_id[record["id"]] = record["predictions"][0]
+            by_id[record["id"]] = record
     missing = [r["id"] for r in rows if r["id"] not in by_id]
     if missing:
         raise ValueError(f"similarity: the seed results in {ctx.seed_results} lack {len(missing)} of these rows "
                          f"(first: {missing[0]}); evaluate both on the same data and --limit")
-    return [by_id[r["id"]] for r in rows]
+    other = [r["id"] for r in rows if by_id[r["id"]]["input"] != r["input"]]
+    if other:
+        raise ValueError(f"similarity: the seed results in {ctx.seed_results} answer other instructions "
+                         f"(row {other[0]} differs): evaluate both on the same data")
+    return [by_id[r["id"]]["predictions"][0] for r in rows]
 
 
 def score(rows, predictions, ctx):
