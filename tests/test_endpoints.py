@@ -253,6 +253,41 @@ def test_an_endpoint_that_stays_down_fails_the_run_after_what_finished(tiny_mode
     assert len(seen) == len(set(seen)) and 4 <= len(seen) < len(prompts)
 
 
+def test_the_retry_budget_stops_a_run_however_many_attempts_are_left(tiny_model_dir, prompts):
+    # Attempts alone would allow minutes of retries; the budget ends it after about a second of failing.
+    policy = RetryPolicy(max_attempts=1000, backoff_base=0.05, backoff_cap=0.2, request_timeout=5, retry_budget=1)
+    with _echo_server(tiny_model_dir, faults=Faults(down=True)) as s:
+        t = time.monotonic()
+        with pytest.raises(EndpointDown, match=r"--retry-budget 1 s\). Rows finished so far are kept"):
+            _collect(TGIBackend([s.url], concurrency=2, policy=policy).generate(_requests(prompts), GREEDY))
+        assert 1 <= time.monotonic() - t < 5
+
+
+def test_max_prompt_tokens_fails_long_rows_unsent(server, prompts):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(server.model_id)
+    lengths = [len(tok(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    limit = sorted(lengths)[len(lengths) // 2]
+    for backend in (TGIBackend([server.url], policy=FAST, max_prompt_tokens=limit),
+                    OpenAIBackend([server.url], model=server.served_name, policy=FAST, max_prompt_tokens=limit)):
+        server.reset_stats()
+        got = _collect(backend.generate(_requests(prompts), GREEDY))
+        long = {i for i, n in enumerate(lengths) if n > limit}
+        assert long and {i for i, r in got.items() if r.status == "failed"} == long
+        for i in long:
+            assert got[i].error == f"prompt too long: {lengths[i]} tokens, more than --max-prompt-tokens {limit}"
+            assert got[i].attempts == 0
+        assert server.stats["requests"] == len(prompts) - len(long), "long prompts are never sent"
+
+
+def test_credentials_in_an_endpoint_url_are_refused_and_never_shown():
+    for url in ("http://user:s3cret-pass@gpu1:8080", "https://s3cret-pass@gpu1"):
+        with pytest.raises(ValueError, match="has a user:password in it") as e:
+            TGIBackend([url])
+        assert "s3cret-pass" not in str(e.value)
+
+
 def test_the_other_endpoints_carry_a_run_when_one_goes_down(tiny_model_dir, prompts):
     with _echo_server(tiny_model_dir) as a, _echo_server(tiny_model_dir) as b:
         backend = TGIBackend([a.url, b.url], concurrency=2, policy=FAST)

@@ -101,3 +101,42 @@ def test_falls_back_to_the_default_cache_where_static_is_refused(backend):
     refusing.__dict__.update(backend.__dict__, cache_implementation="no-such-cache")
     assert [r.text for r in refusing.generate(_requests(PROMPTS[:2]), GREEDY)] == expected
     assert refusing.cache_implementation is None
+
+
+def test_a_prompt_over_the_context_fails_its_row_and_the_rest_generate(backend):
+    prompts = [PROMPTS[0], "fox " * 3000, PROMPTS[2]]
+    got = {r.row_id: r for r in backend.generate(_requests(prompts), GREEDY)}
+    assert [got[i].status for i in range(3)] == ["ok", "failed", "ok"]
+    assert got[1].error.startswith("prompt too long: ") and got[1].text is None
+    assert "more than 2036 (the model's context of 2048 tokens less --max-new-tokens 12)" in got[1].error
+    with pytest.raises(ValueError, match="--max-new-tokens 2048 does not fit the model's context of 2048"):
+        list(backend.generate(_requests(prompts[:1]), GenerationParams(max_new_tokens=2048)))
+
+
+def test_long_prompts_go_in_smaller_batches(tiny_model_dir, monkeypatch):
+    small = LocalBackend(str(tiny_model_dir), batch_size=4, batch_tokens=4 * 64)
+    sizes = []
+    real = small._batch
+    monkeypatch.setattr(small, "_batch", lambda reqs, ids, params: sizes.append(len(reqs)) or real(reqs, ids, params))
+    prompts = ["word " * 100, "word " * 90] + PROMPTS[2:]  # two long prompts, three short
+    got = list(small.generate(_requests(prompts), GREEDY))
+    assert len(got) == len(prompts) and {r.status for r in got} == {"ok"}
+    assert sizes[0] == 1 and sum(sizes) == len(prompts) and max(sizes) <= 4
+
+
+def test_running_out_of_memory_splits_the_batch_and_fails_only_the_row_that_does_not_fit(backend, monkeypatch):
+    import torch
+
+    real = backend._batch
+
+    def batch(reqs, ids, params):
+        # What a GPU does when one row's cache does not fit: the whole batch fails.
+        if any("HUGE" in r.prompt for r in reqs):
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 176.00 GiB")
+        return real(reqs, ids, params)
+
+    monkeypatch.setattr(backend, "_batch", batch)
+    prompts = [PROMPTS[0], PROMPTS[1] + " HUGE", PROMPTS[2], PROMPTS[4]]
+    got = {r.row_id: r for r in backend.generate(_requests(prompts), GREEDY)}
+    assert [got[i].status for i in range(4)] == ["ok", "failed", "ok", "ok"]
+    assert got[1].error.startswith("out of memory generating this row") and "--max-new-tokens" in got[1].error
