@@ -7,7 +7,8 @@ BIN      := $(VENV)/bin
 # torch first: pinned so pip does not pull a different (multi-GB) build; override to taste.
 TORCH    ?= torch==2.13.0
 RECIPE   ?= gsm8k
-SOURCE   ?=
+# The tiny default distills the shipped GSM8K sample (offline); name a Hub id or file for real runs.
+SOURCE   ?= $(if $(and $(filter $(TINY),$(MODEL)),$(filter gsm8k,$(RECIPE))),sdft_data/samples/gsm8k_sample.jsonl)
 BACKEND  ?= local
 ENDPOINT ?=
 TINY     := models/tiny
@@ -21,12 +22,20 @@ HUB_DIR  ?= hub
 DATA     ?= $(REPO)@v1
 BASE_MODEL ?= $(if $(MODEL),$(MODEL),$(TINY))
 CKPT     ?= ckpt/$(RECIPE)
-TASK     ?= $(RECIPE)
-EVAL_DATA ?=
+# Evaluation: the seed model and each trained model or adapter (a train_manifest.json in $(CKPT), $(CKPT)-*
+# or $(CKPT)/*: both arms), then the table.
+SUITE    ?= paper
+EVAL_DIR ?= eval/$(RECIPE)
+# The tiny default reads the shipped made-up test rows (offline); real runs: DATA_DIR=the paper's data folder or empty (Hub).
+DATA_DIR ?= $(if $(filter $(TINY),$(BASE_MODEL)),tests/fixtures/eval_data)
+EVAL_ARGS ?= $(if $(filter $(TINY),$(BASE_MODEL)),--limit 4 --max-new-tokens 16)
+EVAL_FLAGS = --suite $(SUITE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --quiet $(EVAL_ARGS)
+# A push of the tiny model's noise has no accepted rewrite to publish.
+PUSH_ARGS ?= $(if $(filter $(TINY),$(MODEL)),--allow-no-rewrites)
 # The paper's data folder (a clone of github sail-sg/sdft beside this one), for two benchmarks.
 PAPER_DATA ?= ../sdft/data
 
-.PHONY: setup demo test distill check diff push train eval bench clean
+.PHONY: setup demo test distill check diff push train eval compare bench clean
 
 setup: $(VENV)/.installed
 
@@ -62,6 +71,8 @@ distill: setup $(if $(filter $(TINY),$(MODEL)),$(TINY)/config.json)
 	$(BIN)/sdft-data distill --recipe $(RECIPE) $(if $(SOURCE),--source $(SOURCE)) --backend $(BACKEND) \
 		$(foreach e,$(ENDPOINT),--endpoint $(e)) $(if $(MODEL),--model $(MODEL)) --out $(OUT) \
 		$(if $(LIMIT),--limit $(LIMIT)) $(ARGS)
+	@# The chain (make distill train eval) trains on the published version: publish v1 to a local hub folder once.
+	$(if $(HUB_DIR),test -d $(HUB_DIR)/$(REPO) || $(BIN)/sdft-data push $(OUT) --repo $(REPO) --local $(HUB_DIR) $(PUSH_ARGS))
 
 check: setup
 	$(BIN)/sdft-data check $(OUT)
@@ -75,9 +86,21 @@ push: setup
 train: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json)
 	$(BIN)/sdft-train train --data $(DATA) $(if $(HUB_DIR),--local $(HUB_DIR)) --model $(BASE_MODEL) --out $(CKPT) $(ARGS)
 
-eval: setup
-	@test -n "$(EVAL_DATA)" || { echo "set EVAL_DATA to the task's test file (e.g. gsm8k_test.json)"; exit 2; }
-	$(BIN)/sdft-train eval --model $(CKPT) --task $(TASK) --data $(EVAL_DATA) --out $(CKPT)/eval
+eval: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json)
+	$(BIN)/sdft-train eval --model $(BASE_MODEL) --backend $(BACKEND) $(foreach e,$(ENDPOINT),--endpoint $(e)) \
+		$(EVAL_FLAGS) --out $(EVAL_DIR)/seed
+	@for ck in $(CKPT) $(CKPT)-* $(CKPT)/*; do \
+		test -f $$ck/train_manifest.json || continue; \
+		if test -f $$ck/adapter_config.json; then model="--model $(BASE_MODEL) --adapter $$ck"; else model="--model $$ck"; fi; \
+		echo "$(BIN)/sdft-train eval $$model ... --out $(EVAL_DIR)/$$(basename $$ck)"; \
+		$(BIN)/sdft-train eval $$model $(EVAL_FLAGS) --seed-results $(EVAL_DIR)/seed --out $(EVAL_DIR)/$$(basename $$ck) \
+			|| exit 1; \
+	done
+	$(MAKE) --no-print-directory compare
+
+compare: setup
+	$(BIN)/sdft-train compare $$(dirname $(EVAL_DIR)/*/results.json) --seed $(EVAL_DIR)/seed --out $(EVAL_DIR)/table
+	@echo "table: $(EVAL_DIR)/table/table.md (.tex, .csv, .png)"
 
 bench: setup
 	$(BIN)/python benchmarks/bench_local_generate.py --data $(PAPER_DATA)
