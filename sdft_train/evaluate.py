@@ -39,18 +39,11 @@ DECODINGS = ("paper", "greedy")
 
 
 def decoding_params(mode: str, *, max_new_tokens: int | None = None, stop: tuple[str, ...] = ()) -> GenerationParams:
-    """The generation parameters of a task's decoding: "sample" (the paper's) or "greedy"."""
-    fields = {f.name for f in dataclasses.fields(GenerationParams)}
-    try:
-        from sdft_data import paper
+    """The generation parameters of a task's decoding: "sample" (the paper's, sdft_data.paper) or "greedy"."""
+    from sdft_data import paper
 
-        sampled = dict(temperature=paper.TEMPERATURE, top_p=paper.TOP_P, top_k=paper.TOP_K)
-        tokens = paper.MAX_NEW_TOKENS
-    except (ImportError, AttributeError):
-        sampled, tokens = dict(temperature=0.95, top_p=0.7, top_k=50), 512
-    kwargs = dict(sampled) if mode == "sample" else dict(temperature=0.0)
-    kwargs = {k: v for k, v in kwargs.items() if k in fields}  # top_k where the backends take it
-    return GenerationParams(max_new_tokens=max_new_tokens or tokens, stop=tuple(stop), **kwargs)
+    base = paper.DECODING if mode == "sample" else dataclasses.replace(paper.DECODING, temperature=0.0)
+    return dataclasses.replace(base, max_new_tokens=max_new_tokens or base.max_new_tokens, stop=tuple(stop))
 
 
 def task_decoding(task: Task, decoding: str) -> str:
@@ -177,6 +170,8 @@ def evaluate(
         raise ValueError(f"--limit must be at least 1 (got {limit}); leave it out to evaluate every row")
     if samples < 1:
         raise ValueError(f"--samples must be at least 1 (got {samples})")
+    if batch_size < 1:  # before any data is read or model loaded
+        raise ValueError(f"--batch-size must be at least 1 (got {batch_size})")
     if samples > 1 and decoding == "greedy":
         raise ValueError("--samples > 1 needs --decoding paper: greedy decoding gives the same answer every time")
     if max_new_tokens is not None and max_new_tokens < 1:

@@ -174,12 +174,7 @@ def recipe_scorer(recipe_name: str) -> Callable[[str, str], bool]:
     """The recipe's own answer check, `is_correct(reference, prediction)`: the distillation check's code."""
     from sdft_data.recipes import get_recipe
 
-    check = get_recipe(recipe_name).check
-    if isinstance(check, str):  # recipes that name their check: the shared functions in sdft_data.check
-        from sdft_data.check import authors_check_math, authors_check_openfunction
-
-        return {"math": authors_check_math, "function_call": authors_check_openfunction}[check]
-    return check.is_correct
+    return get_recipe(recipe_name).check.is_correct
 
 
 def hit_rows(rows: list[dict], predictions: list[str | None], is_hit: Callable[[dict, str], bool]) -> list[dict]:
