@@ -72,7 +72,7 @@ from .recipes.openfunctions import (  # noqa: F401
     standardize_call_expr,
     standardize_function_call,
 )
-from .run import generations, read_manifest, write_manifest
+from .rundir import DISTILLED_COLUMNS, generations, read_manifest, write_distilled, write_manifest
 
 _WS = PY_WS_RE
 
@@ -289,9 +289,6 @@ def _generations(run: Path) -> pl.LazyFrame:
     return generations(run).select("row_id", "text", "status", "finish_reason")
 
 
-DISTILLED_COLUMNS = ("row_id", "original_response", "rewrite", "accepted", "reason")
-
-
 def build_distilled(
     run_dir: str | os.PathLike, *, rules: str | None = None, strict: bool = False, recipe: Recipe | None = None
 ) -> tuple[pl.DataFrame, dict]:
@@ -384,8 +381,6 @@ def check_run(
             "yet; run the same `sdft-data distill` command again to finish it (nothing written)"
         )
     manifest["check"] = {"checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **summary}
-    tmp = run / ".distilled.parquet.tmp"
-    distilled.write_parquet(tmp)
-    os.replace(tmp, run / "distilled.parquet")
+    write_distilled(run, distilled)
     write_manifest(run, manifest)
     return distilled

@@ -160,7 +160,7 @@ def import_pair(
     again is a no-op; anything else already in `out` is refused.
     """
     from .check import check_run
-    from .run import GENERATION_SCHEMA, fingerprint, write_manifest
+    from .rundir import GENERATION_SCHEMA, fingerprint, library_versions, write_manifest
     from .source import write_source_parquet
 
     rec = get_recipe(recipe) if isinstance(recipe, str) else recipe
@@ -225,7 +225,7 @@ def import_pair(
                         "the rewrites of rows whose distilled response equals the original"],
         },
         "status": "imported",
-        "library_versions": _library_versions(),
+        "library_versions": library_versions(),
         "created_at": now,
         "counts": {"rows": orig_frame.height, "ok": n_rewritten, "failed": 0,
                    "absent": orig_frame.height - n_rewritten, "pending": 0},
@@ -247,8 +247,3 @@ def import_pair(
     by_reason = json.loads((out / "manifest.json").read_text())["check"]["by_reason"]
     return ImportSummary(out, fp, checked.height, n_rewritten, int(checked["accepted"].sum()), aligned_by, by_reason)
 
-
-def _library_versions() -> dict:
-    from .run import _library_versions as versions
-
-    return versions()

@@ -44,7 +44,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .card import CardInput, VersionRow, dataset_info, latest_card, model_label, render_card, validate_on_hub
-from .run import read_manifest
+from .rundir import read_manifest
 from .source import file_sha256
 
 # The Hub's rule for a repo id: namespace/name, letters, digits, "-", "_", "." (no "--" or "..", at most 96 chars).
