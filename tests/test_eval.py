@@ -66,13 +66,16 @@ def test_refusal_keywords_are_the_authors():
     assert [s["score"] for s in advbench.score(rows, preds, None)] == [1.0, 0.0, 0.0]
 
 
-def test_jailbreak_prompt_is_the_authors_alpaca_gcg(engine):
+def test_prompts_are_the_authors_alpaca_gcg_alpaca_and_gsm8k_infer(engine):
     golden = [json.loads(line) for line in GOLDEN.read_text().splitlines() if '"alpaca_gcg"' in line]
     assert golden
     for case in golden:
         assert advbench_jailbreak.prompt({"input": case["instruction"]}, engine.tokenizer, "paper") == case["prompt"]
     raw = [json.loads(line) for line in GOLDEN.read_text().splitlines() if '"template": "alpaca"' in line][0]
     assert advbench.prompt({"input": raw["instruction"]}, engine.tokenizer, "paper") == raw["prompt"]
+    infer = [json.loads(line) for line in GOLDEN.read_text().splitlines() if '"template": "gsm8k_infer"' in line][0]
+    for name in ("gsm8k", "multiarith"):
+        assert get_task(name).prompt({"input": infer["instruction"]}, engine.tokenizer, "paper") == infer["prompt"]
 
 
 def test_humaneval_cut_instruction_and_sandboxed_score():
