@@ -54,45 +54,33 @@ def open_source(spec: SourceSpec, *, required: list[str], limit: int | None = No
     looks_like_file = path.suffix.lower() in FILE_BUILDERS or spec.id.startswith((".", "/", "~"))
     is_file = path.exists() or looks_like_file
     if is_file:
-        check_local_file(path, spec.id)
+        check_local_file(path, f"source {spec.id}")
         builder = FILE_BUILDERS[path.suffix.lower()]
         # A file is one table: options that pick a part of a Hub dataset would be ignored, and not recorded.
         given = [f"--{k}" for k, v in (("split", spec.split), ("config", spec.config), ("revision", spec.revision)) if v]
         if given:
             raise ValueError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for Hub datasets: "
                              f"the local file {spec.id} is read whole; leave {' and '.join(given)} out")
-    datasets.disable_progress_bars()
-    # datasets logs its builders' failures at ERROR level before raising; the
-    # error we raise says it in one line, so the log line would only repeat it.
-    ds_logger = logging.getLogger("datasets")
-    level = ds_logger.level
-    ds_logger.setLevel(logging.CRITICAL)
-    try:
-        if is_file:
-            ds = datasets.load_dataset(builder, data_files=str(path), split="train")
-            description = {"kind": "file", "id": path.name, "sha256": file_sha256(path), "format": builder}
-        else:
-            split = spec.split or "train"
-            ds = datasets.load_dataset(spec.id, spec.config, split=split, revision=spec.revision)
-            description = {
-                "kind": "hub",
-                "id": spec.id,
-                "config": spec.config,
-                "split": split,
-                "revision": _resolve_revision(spec) or spec.revision,
-            }
-    except Exception as e:  # datasets raises many types for unreadable input
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        if is_file:
-            # datasets' own message rarely says what is wrong with the file: find it.
-            why = diagnose_file(path, builder)
-            raise ValueError(f"cannot read source {spec.id}: {why or first}") from None
-        if "corresponds to no data" in first:  # datasets' words for an empty file
-            raise ValueError(f"source {spec.id} is empty: no rows to distill") from None
-        raise ValueError(f"cannot read source {spec.id}: {first}") from None
-    finally:
-        ds_logger.setLevel(level)
-        datasets.enable_progress_bars()
+    if is_file:
+        ds = read_local_file(path, f"source {spec.id}")
+        description = {"kind": "file", "id": path.name, "sha256": file_sha256(path), "format": builder}
+    else:
+        split = spec.split or "train"
+        with _quiet_datasets():
+            try:
+                ds = datasets.load_dataset(spec.id, spec.config, split=split, revision=spec.revision)
+            except Exception as e:  # datasets raises many types for unreadable input
+                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                if "corresponds to no data" in first:  # datasets' words for an empty file
+                    raise ValueError(f"source {spec.id} is empty: no rows to distill") from None
+                raise ValueError(f"cannot read source {spec.id}: {first}") from None
+        description = {
+            "kind": "hub",
+            "id": spec.id,
+            "config": spec.config,
+            "split": split,
+            "revision": _resolve_revision(spec) or spec.revision,
+        }
 
     if len(ds) == 0:
         raise ValueError(f"source {spec.id} is empty: no rows to distill")
@@ -109,15 +97,62 @@ def open_source(spec: SourceSpec, *, required: list[str], limit: int | None = No
     return ds, description
 
 
+class _quiet_datasets:
+    """No progress bars, and no ERROR log lines: datasets logs a builder's failure
+    before raising it, and the one line we raise says it already."""
+
+    def __enter__(self):
+        import datasets
+
+        datasets.disable_progress_bars()
+        self.logger = logging.getLogger("datasets")
+        self.level = self.logger.level
+        self.logger.setLevel(logging.CRITICAL)
+
+    def __exit__(self, *exc):
+        import datasets
+
+        self.logger.setLevel(self.level)
+        datasets.enable_progress_bars()
+
+
+def read_local_file(path: str | Path, name: str | None = None):
+    """A .json/.jsonl/.parquet/.csv file as a datasets.Dataset; ValueError (one line) naming the file and the cause.
+
+    The one reader of local data files (sources, training files), so each gets
+    the same clear refusals: missing, a folder, 0 bytes, broken JSON or CSV
+    (with the line), no rows.
+    """
+    import datasets
+
+    path = Path(path).expanduser()
+    name = name or str(path)
+    check_local_file(path, name)
+    builder = FILE_BUILDERS[path.suffix.lower()]
+    with _quiet_datasets():
+        try:
+            ds = datasets.load_dataset(builder, data_files=str(path), split="train")
+        except Exception as e:  # datasets raises many types for unreadable input
+            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            # datasets' own message rarely says what is wrong with the file: find it.
+            why = diagnose_file(path, builder)
+            if why is None and "corresponds to no data" in first:
+                why = "it holds no rows"
+            raise ValueError(f"cannot read {name}: {why or first}") from None
+    if len(ds) == 0:
+        raise ValueError(f"{name} holds no rows")
+    return ds
+
+
 def check_local_file(path: Path, name: str | None = None) -> None:
-    """ValueError (one line) unless `path` is a non-empty file of a readable type."""
+    """ValueError (one line) unless `path` is a non-empty file of a readable type. `name`: how to call it."""
     name = name or str(path)
     if path.is_dir():
-        raise ValueError(f"source {name} is a folder, not a file: give one .json, .jsonl, .parquet or .csv file")
+        raise ValueError(f"{name} is a folder, not a file: give one .json, .jsonl, .parquet or .csv file")
     if not path.exists():
-        raise ValueError(f"source file {name} does not exist")
+        raise ValueError(f"{name} does not exist")
     if not path.is_file():
-        raise ValueError(f"source {name} is not a regular file")
+        raise ValueError(f"{name} is not a regular file")
     if path.suffix.lower() not in FILE_BUILDERS:
         raise ValueError(
             f"cannot read {name}: unsupported file type {path.suffix!r} (use .json, .jsonl, .parquet or .csv)"
@@ -127,9 +162,9 @@ def check_local_file(path: Path, name: str | None = None) -> None:
         with open(path, "rb"):
             pass
     except OSError as e:
-        raise ValueError(f"cannot open source {name}: {e.strerror or e}") from None
+        raise ValueError(f"cannot open {name}: {e.strerror or e}") from None
     if size == 0:
-        raise ValueError(f"source {name} is empty (0 bytes): no rows to distill")
+        raise ValueError(f"{name} is empty (0 bytes): no rows")
 
 
 def diagnose_file(path: Path, builder: str) -> str | None:
