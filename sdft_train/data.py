@@ -68,8 +68,10 @@ def open_data(data: str, *, local: str | None = None) -> TrainData:
         kind = FILE_BUILDERS.get(path.suffix.lower())
         if kind is None:
             raise ValueError(f"cannot read {data}: use a .parquet, .json, .jsonl or .csv file")
-        return TrainData(data, "file", datasets.load_dataset(kind, data_files=str(path), split="train"), None,
-                         revision="sha256:" + file_sha256(path))
+        from sdft_data.source import read_local_file
+
+        # One line naming the file and the cause for a 0-byte, broken or empty file.
+        return TrainData(data, "file", read_local_file(path, data), None, revision="sha256:" + file_sha256(path))
     if "@" in data or data.count("/") == 1:
         from sdft_data.publish import load, parse_spec, read_version_manifest
 

@@ -117,6 +117,10 @@ def model_identity(model: str, revision: str | None = None) -> dict:
         from sdft_data.backends.local import folder_revision
 
         return {"model_id": path.name, "revision": folder_revision(path)}
+    from sdft_data.backends.local import looks_like_path
+
+    if looks_like_path(model):  # not a Hub id: say so, rather than the Hub client's repo-id error
+        raise ValueError(f"model folder {model} does not exist (a Hub model id is ORG/NAME)")
     from transformers import AutoConfig
 
     try:

@@ -84,7 +84,7 @@ class LocalBackend:
                 raise ValueError(f"{model} is not a model folder (no config.json); build one with `sdft-data tiny-model DIR`")
             model_id, rev = path.name, folder_revision(path)
             model = str(path)
-        elif _looks_like_path(model):
+        elif looks_like_path(model):
             raise ValueError(f"model folder {model} does not exist (a Hub model id is ORG/NAME)")
         else:
             model_id, rev = model, revision
@@ -250,7 +250,7 @@ def _first_line(e: BaseException) -> str:
     return text.splitlines()[0][:300] if text else type(e).__name__
 
 
-def _looks_like_path(model: str) -> bool:
+def looks_like_path(model: str) -> bool:
     """A --model that can only be a folder on this machine, never a Hub id (ORG/NAME or NAME)."""
     return model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model
 
