@@ -32,7 +32,7 @@ from click.testing import CliRunner
 
 from sdft_data.cli import main as data_cli
 
-from conftest import ALPACA_ROWS
+from conftest import ALPACA_ROWS, GSM8K_ROWS
 
 SECRET = "hunter2-TopSecret"
 
@@ -144,6 +144,12 @@ def world(tiny_model_dir, tmp_path_factory):
     (files / "not_a_model").mkdir()
     (files / "not_a_model" / "readme.md").write_text("hello")
     (files / "token").write_text(SECRET)
+    (files / "question_answer.jsonl").write_text('{"question": "a", "answer": "b"}\n')
+    (files / "no_rows.json").write_text("[]")
+    (files / "evaldata" / "gsm8k").mkdir(parents=True)
+    (files / "evaldata" / "gsm8k" / "gsm8k_test.json").write_text(json.dumps(GSM8K_ROWS[:2]))
+    (files / "evaldata_empty" / "gsm8k").mkdir(parents=True)
+    (files / "evaldata_empty" / "gsm8k" / "gsm8k_test.json").write_bytes(b"")
     return {"root": root, "source": source, "run": run, "model": tiny_model_dir, "files": files,
             "distill_output": distill_output}
 
@@ -382,6 +388,80 @@ CASES = [
     Case("tiny-model-small-hidden", lambda c: ["tiny-model", c.out, "--hidden-size", "2"], 2,
          "'--hidden-size': 2 is not in the range x>=8"),
 ]
+
+
+def train(*extra, data=None, model=None) -> Callable[[Ctx], list]:
+    """sdft-train train on the shared run (or `data(ctx)`) and model, into a fresh --out, plus `extra`."""
+    def args(c: Ctx) -> list:
+        return ["train", "--data", data(c) if data else c.run, "--model", model(c) if model else c.model,
+                "--out", c.out, "--max-steps", "1", "--quiet", *[x(c) if callable(x) else x for x in extra]]
+    return args
+
+
+def evaluate(*extra, model=None, tasks="gsm8k", data_dir=None) -> Callable[[Ctx], list]:
+    """sdft-train eval of the tiny model on a 2-row GSM8K file (or `data_dir(ctx)`), into a fresh --out."""
+    def args(c: Ctx) -> list:
+        return ["eval", "--model", model(c) if model else c.model, "--tasks", tasks, "--data-dir",
+                data_dir(c) if data_dir else c.f("evaldata"), "--out", c.out, "--quiet",
+                *[x(c) if callable(x) else x for x in extra]]
+    return args
+
+
+TRAIN_CASES = [
+    Case("train-batch-size-zero", train("--batch-size", "0"), 1, "--batch-size must be at least 1 (got 0)"),
+    Case("train-max-steps-zero", train("--max-steps", "0"), 1, "--max-steps must be at least 1 (got 0)"),
+    Case("train-max-length-one", train("--max-length", "1"), 1, "--max-length must be at least 2 (got 1)"),
+    Case("train-lr-negative", train("--lr", "-1"), 1, "--lr must be above 0"),
+    Case("train-epochs-zero", train("--epochs", "0"), 1, "--epochs must be above 0"),
+    Case("train-grad-accum-zero", train("--grad-accum", "0"), 1, "--grad-accum must be at least 1 (got 0)"),
+    Case("train-lora-rank-zero", train("--lora-rank", "0"), 1, "--lora-rank must be at least 1 (got 0)"),
+    Case("train-responses-unknown", train("--responses", "both"), 2, "'both' is not one of 'sdft', 'original'"),
+    Case("train-missing-columns-with-recipe", train("--recipe", "alpaca", data=lambda c: c.f("question_answer.jsonl")),
+         1, "lacks column(s) instruction, output that recipe alpaca needs; columns found: question, answer"),
+    Case("train-empty-file", train("--recipe", "alpaca", data=lambda c: c.f("empty.jsonl")), 1,
+         "empty.jsonl is empty (0 bytes)"),
+    Case("train-no-rows", train("--recipe", "alpaca", data=lambda c: c.f("no_rows.json")), 1,
+         "no_rows.json: the list is empty: no rows"),
+    Case("train-broken-jsonl", train("--recipe", "alpaca", data=lambda c: c.f("broken.jsonl")), 1,
+         "broken.jsonl: invalid JSON on line 2"),
+    Case("train-missing-data", train(data=lambda c: c.tmp / "nope.parquet"), 1,
+         "is neither a file, a run directory nor org/name@version"),
+    Case("train-unfinished-run", train(data=lambda c: c.unfinished_run()), 1,
+         "is not generated yet (2 of 4 rows pending)", unchanged=lambda c: c.unfinished_run()),
+    Case("train-not-a-model-folder", train(model=lambda c: c.f("not_a_model")), 1,
+         "is not a model folder (no config.json)"),
+    Case("train-missing-model-folder", train(model=lambda c: c.tmp / "models" / "nope"), 1,
+         "model folder", ),
+    Case("train-unknown-recipe", train("--recipe", "nope"), 1, "unknown recipe 'nope'"),
+]
+for case in TRAIN_CASES:
+    case.cli = "train"
+
+EVAL_CASES = [
+    Case("eval-limit-zero", evaluate("--limit", "0"), 1, "--limit must be at least 1 (got 0)"),
+    Case("eval-unknown-task", evaluate(tasks="nope"), 1, "unknown task 'nope'"),
+    Case("eval-no-task", lambda c: ["eval", "--model", c.model, "--out", c.out], 1, "pass either --tasks"),
+    Case("eval-batch-size-zero", evaluate("--batch-size", "0"), 1, "--batch-size must be at least 1 (got 0)"),
+    Case("eval-max-new-tokens-zero", evaluate("--max-new-tokens", "0"), 1, "--max-new-tokens must be at least 1"),
+    Case("eval-samples-zero", evaluate("--samples", "0"), 1, "--samples must be at least 1 (got 0)"),
+    Case("eval-missing-data-dir", evaluate(data_dir=lambda c: c.tmp / "nodir"), 2,
+         "nodir' does not exist"),
+    Case("eval-data-file-missing", evaluate(data_dir=lambda c: c.files), 1,
+         "gsm8k: no data file"),
+    Case("eval-empty-data-file", evaluate(data_dir=lambda c: c.f("evaldata_empty")), 1,
+         "gsm8k_test.json is empty (0 bytes)"),
+    Case("eval-not-a-model-folder", evaluate(model=lambda c: c.f("not_a_model")), 1,
+         "is not a model folder (no config.json)"),
+    Case("eval-missing-model-folder", evaluate(model=lambda c: c.tmp / "models" / "nope"), 1,
+         "nope does not exist (a Hub model id is ORG/NAME)"),
+    Case("eval-tgi-without-endpoint", evaluate("--backend", "tgi"), 1, "--backend tgi needs at least one --endpoint"),
+    Case("eval-endpoint-with-password", evaluate("--backend", "tgi", "--endpoint", f"http://me:{SECRET}@127.0.0.1:9"),
+         1, "has a user:password in it", absent=(SECRET,)),
+]
+for case in EVAL_CASES:
+    case.cli = "train"
+
+CASES += TRAIN_CASES + EVAL_CASES
 
 
 def _ids(cases):
