@@ -31,9 +31,13 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from sdft_data.backends import GenerationParams, Request
 from sdft_data.backends.tgi import TGIBackend
+
+# The loopback servers live with the tests (they are not part of the package).
+HELPERS = Path(__file__).resolve().parents[1] / "tests" / "helpers"
 
 QUESTION = "A baker makes 24 muffins in the morning and 18 in the afternoon. " \
            "How many muffins does she make in a day?"
@@ -43,7 +47,7 @@ PARAMS = GenerationParams(max_new_tokens=64, temperature=0)
 def start_server(model_dir: str, latency: float) -> tuple[subprocess.Popen, str]:
     """The loopback server in its own process; returns it and its URL."""
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sdft_data.testing.engine_server", "--echo", "--model-id", model_dir,
+        [sys.executable, str(HELPERS / "engine_server.py"), "--echo", "--model-id", model_dir,
          "--latency", str(latency), "--port", "0", "--max-concurrent", "100000"],
         stdout=subprocess.PIPE, text=True,
     )

@@ -29,6 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+# The loopback servers live with the tests (they are not part of the package).
+HELPERS = Path(__file__).resolve().parents[1] / "tests" / "helpers"
+
 TOKEN = "hf_bench_token"
 
 
@@ -143,7 +146,7 @@ def main() -> int:
         results: dict[str, list[dict]] = {"sdft": [], "baseline": []}
         for i in range(args.repeats):
             # A fresh Hub each round: it dedupes uploads by sha256, and identical shards must not be skipped.
-            server = subprocess.Popen([sys.executable, "-m", "sdft_data.testing.hub_server",
+            server = subprocess.Popen([sys.executable, str(HELPERS / "hub_server.py"),
                                        "--root", str(work / f"hub-{i}"), "--token", TOKEN],
                                       stdout=subprocess.PIPE, text=True)
             url = json.loads(server.stdout.readline())["url"]

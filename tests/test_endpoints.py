@@ -1,6 +1,6 @@
 """The tgi and openai backends against the loopback engine server: equal to local, and through faults.
 
-Everything goes over real HTTP to sdft_data.testing.engine_server, running in
+Everything goes over real HTTP to tests/helpers/engine_server.py, running in
 its own thread (or, for the killed run, the client runs in its own process).
 """
 
@@ -24,7 +24,7 @@ from sdft_data.backends._http import EndpointDown, EndpointError, RetryPolicy, e
 from sdft_data.backends.local import LocalBackend
 from sdft_data.backends.openai import OpenAIBackend
 from sdft_data.backends.tgi import TGIBackend
-from sdft_data.testing.engine_server import EngineServer, Faults
+from helpers.engine_server import EngineServer, Faults
 
 from conftest import GSM8K_ROWS
 

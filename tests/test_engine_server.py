@@ -2,12 +2,13 @@
 
 import subprocess
 import sys
+from pathlib import Path
 import time
 
 import httpx
 import pytest
 
-from sdft_data.testing.engine_server import EngineServer, Faults
+from helpers.engine_server import EngineServer, Faults
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +175,7 @@ def test_token_is_required_when_set(tiny_model_dir, prompt):
 
 def test_runs_as_a_separate_process_and_prints_its_url(tmp_path):
     proc = subprocess.Popen(
-        [sys.executable, "-m", "sdft_data.testing.engine_server", "--echo", "--port", "0", "--latency", "0.05",
+        [sys.executable, str(Path(__file__).parent / "helpers" / "engine_server.py"), "--echo", "--port", "0", "--latency", "0.05",
          "--rate-429", "1", "--retry-after", "1"],
         stdout=subprocess.PIPE, text=True,
     )

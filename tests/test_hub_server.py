@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from huggingface_hub import CommitOperationAdd, CommitOperationDelete, DatasetCard, HfApi, HfFileSystem
@@ -15,7 +16,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 
-from sdft_data.testing import LoopbackHub, hub_env
+from helpers.hub_server import LoopbackHub, hub_env
 
 WRITE, READ = "hf_test_write", "hf_test_read"
 
@@ -159,7 +160,7 @@ def test_range_reads_through_hffilesystem(api, hub):
 
 
 def test_standalone_server_prints_its_url(tmp_path):
-    proc = subprocess.Popen([sys.executable, "-m", "sdft_data.testing.hub_server", "--root", str(tmp_path),
+    proc = subprocess.Popen([sys.executable, str(Path(__file__).parent / "helpers" / "hub_server.py"), "--root", str(tmp_path),
                              "--token", "t"], stdout=subprocess.PIPE, text=True)
     try:
         url = json.loads(proc.stdout.readline())["url"]

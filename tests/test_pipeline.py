@@ -7,7 +7,7 @@ import polars as pl
 from click.testing import CliRunner
 
 from sdft_data.cli import main as sdft_data
-from sdft_data.testing import LoopbackHub, hub_env
+from helpers.hub_server import LoopbackHub, hub_env
 from sdft_train.cli import main as sdft_train
 
 TOKEN = "hf_pipeline_secret_token"

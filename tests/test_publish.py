@@ -15,7 +15,7 @@ from polars.testing import assert_frame_equal
 from sdft_data.card import read_metadata, reproduce_commands, size_category
 from sdft_data.cli import main as cli
 from sdft_data.publish import PublishError, load, parse_spec, push, read_version_manifest, verify_version, versions
-from sdft_data.testing import LoopbackHub, hub_env
+from helpers.hub_server import LoopbackHub, hub_env
 
 TOKEN = "hf_test_write_token_0123456789"
 REPO = "sdft-org/gsm8k-sdft"

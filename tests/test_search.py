@@ -10,7 +10,7 @@ from test_publish import TOKEN, make_run
 from sdft_data.cli import main as cli
 from sdft_data.publish import push
 from sdft_data.search import search
-from sdft_data.testing import LoopbackHub, hub_env
+from helpers.hub_server import LoopbackHub, hub_env
 
 
 @pytest.fixture

@@ -171,7 +171,7 @@ def test_unknown_format_and_template():
 
 
 def _recording_server(tiny_model_dir):
-    from sdft_data.testing.engine_server import EngineServer
+    from helpers.engine_server import EngineServer
 
     class RecordingServer(EngineServer):
         """The loopback TGI server, keeping every /generate body it receives."""

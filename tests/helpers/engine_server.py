@@ -38,8 +38,8 @@ In a test, as a context manager (its own thread and event loop):
 
 As a process:
 
-    python -m sdft_data.testing.engine_server --model models/tiny --port 8080 --rate-429 0.1
-    python -m sdft_data.testing.engine_server --echo --latency 0.2 --port 0   # prints its URL
+    python tests/helpers/engine_server.py --model models/tiny --port 8080 --rate-429 0.1
+    python tests/helpers/engine_server.py --echo --latency 0.2 --port 0   # prints its URL
 """
 
 from __future__ import annotations
@@ -548,7 +548,7 @@ def _error(status: int, message: str, error_type: str, headers: dict | None = No
 
 
 def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(prog="python -m sdft_data.testing.engine_server", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python tests/helpers/engine_server.py", description=__doc__.split("\n")[0])
     ap.add_argument("--model", help="model folder (e.g. from `sdft-data tiny-model`); not needed with --echo")
     ap.add_argument("--model-id", help="the id /info reports (default: --model as given)")
     ap.add_argument("--model-sha", help="the sha /info reports")

@@ -22,7 +22,7 @@ Faults for tests: `hub.fail("tag", status=500)` makes the next request to that
 route fail, so a push that breaks half way can be exercised for real.
 
 Run standalone (benchmarks use this, so that the server's memory is not counted
-against the client): `python -m sdft_data.testing.hub_server --root DIR --token T`
+against the client): `python tests/helpers/hub_server.py --root DIR --token T`
 prints `{"url": ..., "env": {...}}` on its first line and serves until killed; a
 client process needs that env (HF_ENDPOINT, and HF_HUB_DISABLE_XET=1: this Hub
 speaks plain LFS, not Xet).
