@@ -68,22 +68,15 @@ class ImportSummary:
                 f" {self.accepted:,} pass the recipe's checks")
 
 
-def _open(spec: str, role: str, required: list[str], split: str):
-    """(datasets.Dataset, Polars frame, description) of a file or a Hub id (`org/name[@revision]`), read by source.open_source."""
-    from .source import SourceSpec, open_source
+def _open(spec: str, role: str, required: list[str], split: str | None):
+    """(Polars frame, description) of a file or a Hub id, read by the package's one reader (diff.load_table)."""
+    from .diff.stats import load_table
 
-    if Path(spec).exists():  # a file is one split, read whole
-        source = SourceSpec(spec)
-    else:
-        name, _, revision = spec.partition("@")
-        source = SourceSpec(name, split=split, revision=revision or None)
     try:
-        ds, desc = open_source(source, required=required)
+        return load_table(spec, required=required, split=split, describe=True)
     except ValueError as e:
-        # open_source speaks of "source" and "distill"; say which side of the pair it is.
+        # The reader speaks of a "source"; say which side of the pair it is.
         raise ValueError(f"--{role}: {str(e).splitlines()[0]}") from None
-    desc = {k: v for k, v in desc.items() if k not in ("format", "limit")}
-    return ds, pl.from_arrow(ds.with_format("arrow")[:]), desc
 
 
 def _snippet(text) -> str:
@@ -161,14 +154,13 @@ def import_pair(
     """
     from .check import check_run
     from .rundir import GENERATION_SCHEMA, fingerprint, library_versions, write_manifest
-    from .source import write_source_parquet
 
     rec = get_recipe(recipe) if isinstance(recipe, str) else recipe
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
-    orig_ds, orig_frame, orig_desc = _open(original, "original", [rec.prompt_column, rec.response_column], split)
-    _, dist_frame, dist_desc = _open(distilled, "distilled", [rec.response_column], split)
+    orig_frame, orig_desc = _open(original, "original", [rec.prompt_column, rec.response_column], split)
+    dist_frame, dist_desc = _open(distilled, "distilled", [rec.response_column], split)
 
     inputs = {
         "source": orig_desc,
@@ -234,7 +226,8 @@ def import_pair(
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=out.parent))
     try:
-        write_source_parquet(orig_ds, stage / "source.parquet")
+        orig_frame.with_columns(pl.int_range(0, orig_frame.height, dtype=pl.Int64).alias("row_id")).write_parquet(
+            stage / "source.parquet")
         (stage / "generations").mkdir()
         generations.write_parquet(stage / "generations" / "000001.parquet")
         write_manifest(stage, manifest)

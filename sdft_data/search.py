@@ -74,7 +74,7 @@ def search(query: str | None = None, *, local: str | os.PathLike | None = None, 
 
 
 def _search_local(root: Path, query: str | None, limit: int) -> list[Found]:
-    from huggingface_hub import DatasetCard
+    from .card import read_metadata
 
     if not root.is_dir():
         raise ValueError(f"--local {root} is not a folder")
@@ -83,7 +83,7 @@ def _search_local(root: Path, query: str | None, limit: int) -> list[Found]:
         repo = f"{readme.parent.parent.name}/{readme.parent.name}"
         if query and query.lower() not in repo.lower():
             continue
-        card = DatasetCard.load(readme, ignore_metadata_errors=True).data.to_dict()
+        card = read_metadata(readme.read_text(encoding="utf-8"))
         if SDFT_TAG not in (card.get("tags") or []):
             continue
         found.append(_from_card(repo, card))

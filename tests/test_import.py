@@ -125,4 +125,4 @@ def test_cli_import_then_check_diff_push_and_load(pair, tmp_path):
     assert ds["reason"] == ["accepted", "no_rewrite", "banned_phrase", "no_rewrite"]
     bad = runner.invoke(cli, ["import", "--original", str(original), "--distilled", str(tmp_path / "nope.json"),
                               "--recipe", "alpaca", "--out", str(tmp_path / "run2")])
-    assert bad.exit_code == 1 and "--distilled: source file" in bad.output and "does not exist" in bad.output
+    assert bad.exit_code == 1 and "--distilled: source" in bad.output and "does not exist" in bad.output

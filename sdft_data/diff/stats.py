@@ -20,55 +20,42 @@ from .wording import wording_stats
 
 SCHEMA_VERSION = 1
 TOOLKIT_COLUMNS = ("original_response", "rewrite", "accepted", "reason")
-READERS = {".json": "json", ".jsonl": "ndjson", ".ndjson": "ndjson", ".parquet": "parquet", ".csv": "csv"}
 
 
 # --------------------------------------------------------------------------
 # Loading
 
 
-def load_table(spec: str | os.PathLike) -> pl.DataFrame:
-    """A dataset as a Polars frame: a .json/.jsonl/.parquet/.csv file, or a Hub id (`org/name[@revision]`)."""
+def load_table(spec: str | os.PathLike, *, required: list[str] | tuple = (), split: str | None = None,
+               describe: bool = False):
+    """A dataset as a Polars frame: a .json/.jsonl/.parquet/.csv file, a Hub id (`org/name[@revision]`), or a
+    folder of parquet files (a published version: its data/).
+
+    Files and Hub ids are read by source.open_source, the one reader of datasets
+    in this package (datasets' memory-mapped Arrow, the same rows distill sees).
+    With `describe`, returns (frame, description): the file's name and sha256, or
+    the Hub id and resolved revision.
+    """
+    from ..source import SourceSpec, open_source
+
     spec = str(spec)
     path = Path(spec)
     if path.is_dir():
         files = sorted(path.glob("data/*.parquet")) or sorted(path.glob("*.parquet"))
         if not files:
             raise ValueError(f"folder {spec} holds no parquet files (looked in data/ and the folder itself)")
-        return pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
-    kind = READERS.get(path.suffix.lower())
-    if path.is_file():
-        if kind is None:
-            raise ValueError(f"cannot read {spec}: unsupported file type {path.suffix!r} (use .json, .jsonl, .parquet or .csv)")
-        try:
-            if kind == "json":
-                return pl.read_json(path, infer_schema_length=None)
-            if kind == "ndjson":
-                return pl.read_ndjson(path, infer_schema_length=None)
-            if kind == "parquet":
-                return pl.read_parquet(path)
-            return pl.read_csv(path, infer_schema_length=None)
-        except Exception as e:  # polars raises several types for malformed files
-            raise ValueError(f"cannot read {spec}: {_first_line(e)}") from None
-    if kind is not None or spec.startswith((".", "/", "~")):
-        raise ValueError(f"file {spec} does not exist")
-    return _load_hub(spec)
-
-
-def _load_hub(spec: str) -> pl.DataFrame:
-    import datasets
-
-    repo, _, revision = spec.partition("@")
-    if repo.count("/") != 1:
-        raise ValueError(f"{spec} is neither an existing file nor a Hub dataset id (org/name[@revision])")
-    datasets.disable_progress_bars()
-    try:
-        ds = datasets.load_dataset(repo, revision=revision or None, split="train")
-    except Exception as e:  # datasets raises many types for unreachable or missing repos
-        raise ValueError(f"cannot load {spec} from the Hub: {_first_line(e)}") from None
-    finally:
-        datasets.enable_progress_bars()
-    return pl.from_arrow(ds.with_format("arrow")[:])
+        frame = pl.concat([pl.read_parquet(f) for f in files], how="diagonal_relaxed")
+        return (frame, {"kind": "folder", "id": path.name}) if describe else frame
+    if path.exists():  # a file is one split, read whole
+        source = SourceSpec(spec)
+    else:
+        repo, _, revision = spec.partition("@")
+        source = SourceSpec(repo, split=split, revision=revision or None)
+    ds, desc = open_source(source, required=list(required))
+    frame = pl.from_arrow(ds.with_format("arrow")[:])
+    if describe:
+        return frame, {k: v for k, v in desc.items() if k not in ("format", "limit")}
+    return frame
 
 
 def load_distilled(spec: str | os.PathLike) -> pl.DataFrame:
@@ -97,12 +84,10 @@ def is_toolkit_layout(frame: pl.DataFrame | pl.LazyFrame) -> bool:
 
 
 def load_tokenizer(name_or_path: str):
-    try:
-        from transformers import AutoTokenizer
+    """The tokenizer to count tokens with (the seed model's): the package's one loader, remote code off."""
+    from ..backends._http import load_tokenizer as load
 
-        return AutoTokenizer.from_pretrained(name_or_path)
-    except Exception as e:  # transformers raises OSError, ValueError, HTTP errors...
-        raise ValueError(f"cannot load tokenizer {name_or_path}: {_first_line(e)}") from None
+    return load(name_or_path)
 
 
 def _token_counter(tokenizer):
