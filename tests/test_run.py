@@ -139,7 +139,7 @@ def _cli(*args):
         (lambda p: p.write_text(json.dumps([{"q": "x", "a": "y"}])), [], "missing column(s) question, answer; columns found: q, a"),
         (lambda p: p.write_text("[]"), [], "is empty"),
         (lambda p: p.write_text("{not json"), [], "cannot read source"),
-        (lambda p: p.write_text(json.dumps(GSM8K_ROWS)), ["--limit", "0"], "--limit must be at least 1"),
+        (lambda p: p.write_bytes(b""), [], "is empty (0 bytes)"),  # --limit 0 is click's range check now
         (lambda p: None, [], "does not exist"),
     ],
 )
