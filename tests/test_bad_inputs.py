@@ -382,6 +382,8 @@ CASES = [
     Case("diff-examples-negative", lambda c: ["diff", c.copy_run(), "--examples", "-1"], 2,
          "'--examples': -1 is not in the range x>=0"),
     Case("diff-missing-run", lambda c: ["diff", c.tmp / "nope"], 1, "does not exist"),
+    Case("diff-tokenizer-not-a-model", lambda c: ["diff", c.copy_run(), "--tokenizer", c.f("not_a_model")], 1,
+         "not_a_model holds no tokenizer (no tokenizer.json", unchanged=lambda c: c.copy_run()),
     # ---- tiny-model
     Case("tiny-model-zero-layers", lambda c: ["tiny-model", c.out, "--layers", "0"], 2,
          "'--layers': 0 is not in the range x>=1"),

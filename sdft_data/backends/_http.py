@@ -316,6 +316,11 @@ def load_tokenizer(name: str, *, revision: str | None = None):
 
     # A commit sha only makes sense for a Hub id, not for a folder on this machine.
     rev = None if os.path.isdir(name) else revision
+    files = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
+    if os.path.isdir(name) and not any(os.path.isfile(os.path.join(name, f)) for f in files):
+        # transformers' own words here are cut mid-sentence ("Couldn't instantiate the backend tokenizer from one of:").
+        raise ValueError(f"{name} holds no tokenizer (no {', '.join(files)}); pass --tokenizer with a model folder "
+                         "or Hub id that has one")
     try:
         return AutoTokenizer.from_pretrained(name, revision=rev, trust_remote_code=False)
     except Exception as e:  # noqa: BLE001 - any load failure means the same to the user
