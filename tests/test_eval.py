@@ -291,3 +291,21 @@ def test_tasks_evaluated_in_two_calls_share_one_results_file(engine, tmp_path):
         _eval(engine, tmp_path / "m", tasks="advbench", limit=3)
     only = _eval(engine, tmp_path / "m", tasks="advbench-jailbreak", limit=3)
     assert set(only["tasks"]) == {"advbench-jailbreak"}
+
+
+def test_eval_through_a_served_model_matches_the_local_backend(engine, tiny_model_dir, tmp_path):
+    """--backend openai against a loopback OpenAI-compatible server: the same greedy answers as in process."""
+    from helpers.engine_server import EngineServer
+
+    local = _eval(engine, tmp_path / "local", tasks="gsm8k,advbench-jailbreak", decoding="greedy", limit=3)
+    with EngineServer(tiny_model_dir, served_name="tiny-served") as server:
+        served = evaluate(model="tiny-served", backend="openai", endpoints=(server.url,), tokenizer=str(tiny_model_dir),
+                          tasks=resolve("gsm8k,advbench-jailbreak", None), out=tmp_path / "served",
+                          data_dir=str(DATA), decoding="greedy", limit=3, max_new_tokens=6, progress=False,
+                          echo=lambda *_: None)
+    assert served["model"]["backend"] == "openai" and served["model"]["model_id"] == "tiny-served"
+    for task in ("gsm8k", "advbench-jailbreak"):
+        ours = [json.loads(x)["predictions"] for x in (tmp_path / "local" / "predictions" / f"{task}.jsonl").open()]
+        theirs = [json.loads(x)["predictions"] for x in (tmp_path / "served" / "predictions" / f"{task}.jsonl").open()]
+        assert ours == theirs and all(p[0] for p in ours)
+        assert served["tasks"][task]["score"] == local["tasks"][task]["score"]
