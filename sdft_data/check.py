@@ -192,7 +192,12 @@ def check_frame(
     )
     rw, ref = pl.col("_rw"), pl.col("_ref")
     check = recipe.check
-    reason = _first_failure(shared_failures(rw, rules) + check.rule_failures(ref, rw, rules))
+    failures = shared_failures(rw, rules) + check.rule_failures(ref, rw, rules)
+    # Each condition becomes a column in one context, so Polars computes a shared
+    # part (the reference's last integer, say) once; the reason chain then reads flags.
+    flags = [f"_fail{i}" for i in range(len(failures))]
+    frame = frame.with_columns(failed.alias(flag) for flag, (_, failed) in zip(flags, failures))
+    reason = _first_failure([(name, pl.col(flag)) for flag, (name, _) in zip(flags, failures)])
     if rules == "strict" and check.strict_check:
         # A Python check (ast.parse, say) runs only on rows that passed everything
         # else (map_elements skips the nulls). Opt-in, so off the hot path.
@@ -207,7 +212,7 @@ def check_frame(
             check.answer(ref).alias("reference_answer"),
             pl.when(rw.is_not_null()).then(check.agrees(ref, rw).fill_null(False)).alias("rewrite_agrees"),
         )
-    return frame.drop("_rw", "_ref").select(pl.exclude("accepted", "reason"), "accepted", "reason")
+    return frame.drop("_rw", "_ref", *flags).select(pl.exclude("accepted", "reason"), "accepted", "reason")
 
 
 def _first_failure(failures: list[tuple[str, pl.Expr]]) -> pl.Expr:
