@@ -141,3 +141,41 @@ def test_custom_recipe_rejects_unknown_template_and_check():
         "Refer to the reference answer and write your own response."
     )
     assert custom_recipe(prompt_column="q", response_column="a", check="math").check is get_recipe("gsm8k").check
+
+
+def test_magicoder_keeps_python_rows_unless_told(tiny_model_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from sdft_data.cli import main
+    from helpers.engine_server import EngineServer
+
+    rows = [{"problem": f"Task {i}.", "solution": "```\nx\n```", "lang": lang}
+            for i, lang in enumerate(["python", "rust", "python", "go", "python"])]
+    hub = tmp_path / "oss.json"
+    hub.write_text(json.dumps(rows))
+    authors = tmp_path / "magicoder_train.json"
+    authors.write_text(json.dumps([{"instruction": r["problem"], "output": r["solution"]} for r in rows]))
+
+    def distill(source, out, *extra):
+        result = CliRunner().invoke(main, ["distill", "--recipe", "magicoder", "--source", str(source), "--backend", "tgi",
+                                           "--endpoint", server.url, "--out", str(tmp_path / out), *extra])
+        assert result.exit_code == 0, result.output
+        manifest = json.loads((tmp_path / out / "manifest.json").read_text())
+        kept = pl.read_parquet(tmp_path / out / "source.parquet")["problem" if source == hub else "instruction"].to_list()
+        return manifest["fingerprint_inputs"], kept
+
+    with EngineServer(echo=True, model_id=str(tiny_model_dir)) as server:
+        inputs, kept = distill(hub, "python", "--limit", "2")
+        assert kept == ["Task 0.", "Task 2."]  # the first two Python rows
+        assert inputs["recipe"]["row_filter"] == {"lang": "python"} and inputs["source"]["rows"] == 2
+        inputs, kept = distill(hub, "rust", "--lang", "rust")
+        assert kept == ["Task 1."]
+        inputs, kept = distill(hub, "all", "--lang", "all")
+        assert len(kept) == 5 and inputs["recipe"]["row_filter"] is None
+        # The authors' layout has no `lang` column: read whole, and recorded as unfiltered.
+        inputs, kept = distill(authors, "authors")
+        assert len(kept) == 5 and inputs["recipe"]["row_filter"] is None
+        assert inputs["recipe"]["column_layout"] == "authors"
+        refused = CliRunner().invoke(main, ["distill", "--recipe", "alpaca", "--source", str(hub), "--lang", "go",
+                                            "--backend", "tgi", "--endpoint", server.url, "--out", str(tmp_path / "x")])
+    assert refused.exit_code == 1 and "--lang is for recipes that select rows by language" in refused.output
