@@ -92,7 +92,8 @@ LAYOUT_FIXTURES = {
 
 
 def test_every_recipe_has_layout_fixtures():
-    assert set(LAYOUT_FIXTURES) == set(recipe_names())
+    # The paper's recipes (other built-in recipes, like the toy world's, bring their own tests).
+    assert set(LAYOUT_FIXTURES) == {"alpaca", "dolly", "gsm8k", "magicoder", "openfunctions"} <= set(recipe_names())
     for name, layouts in LAYOUT_FIXTURES.items():
         assert set(layouts) == {lay.name for lay in get_recipe(name).layouts}, name
 
