@@ -279,13 +279,15 @@ def train(
         "config": {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY} | {"epochs": epochs},
     }
     resuming = _check_out(out, inputs, resume)
-    net = _load_model(model, revision, config)
     args = _sft_args(out, config, epochs, progress)
 
     from accelerate import PartialState
 
-    args.device  # sets up the processes (gloo DDP on CPU under torchrun, NCCL on GPU) before the shared state
+    # Set up the processes (gloo DDP on CPU under torchrun, NCCL on GPU; FSDP/DeepSpeed from an
+    # accelerate config) before loading the model, as TRL's own scripts do, so ZeRO-3 can shard it while loading.
+    args.device
     state = PartialState()
+    net = _load_model(model, revision, config)
     # Every process has checked `out` before process 0 writes to it.
     state.wait_for_everyone()
     if state.is_main_process:

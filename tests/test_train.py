@@ -1,99 +1,353 @@
-"""sdft_train: LoRA training on a run's distilled dataset, and the paper's scoring."""
+"""sdft_train.train: both arms from one dataset on TRL's SFTTrainer; the paper's preset; resume; DDP; outputs.
+
+Every training here is a few optimizer steps of the tiny model on CPU. The
+module's dataset is distilled in the paper format (the faithful default), so
+training follows that format from the manifest; the chat format is exercised
+by overriding it.
+"""
 
 import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
-from sdft_data.backends import ModelInfo, Result
-from sdft_data.run import distill
 from sdft_data.backends import GenerationParams
-from sdft_train.data import IGNORE_INDEX, load_rows, tokenize_examples
-from sdft_train.evaluate import ADV_SUFFIX, evaluate
-from sdft_train.train import TrainConfig, train
 from sdft_data.recipes import get_recipe
+from sdft_data.run import distill
+from sdft_train.cli import main as sdft_train
+from sdft_train.data import IGNORE_INDEX, build_examples, load_rows
+from sdft_train.train import TrainConfig, _sft_args, _trainer
+
+TOKEN = "hf_train_secret_token"
+ROOT = Path(__file__).resolve().parents[1]
+
+# DESIGN section 1: the authors' training setting, which the defaults must equal.
+PAPER = {"full": False, "lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.0, "lora_targets": ("q_proj", "v_proj"),
+         "learning_rate": 1e-4, "lr_scheduler": "cosine", "warmup_ratio": 0.0, "weight_decay": 0.0,
+         "max_grad_norm": 1.0, "batch_size": 2, "grad_accum": 4, "max_length": 1024, "epochs": None}
 
 
 @pytest.fixture(scope="module")
 def run_dir(tiny_model_dir, tmp_path_factory):
+    """A finished GSM8K run distilled in the paper format by the tiny model (the seed model)."""
     from conftest import GSM8K_ROWS
 
     src = tmp_path_factory.mktemp("src") / "gsm8k.json"
     src.write_text(json.dumps(GSM8K_ROWS))
     out = tmp_path_factory.mktemp("runs") / "run"
-    distill(recipe="gsm8k", source=str(src), out=out, model=str(tiny_model_dir), progress=False,
+    distill(recipe="gsm8k", source=str(src), out=out, model=str(tiny_model_dir), fmt="paper", progress=False,
             params=GenerationParams(max_new_tokens=8))
     return out
 
 
-def test_labels_mask_the_prompt(run_dir, tiny_model_dir):
+def _cli(*args) -> "click.testing.Result":
+    return CliRunner().invoke(sdft_train, ["train", *map(str, args)])
+
+
+def _ok(*args):
+    result = _cli(*args, "--quiet")
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def _manifest(out: Path) -> dict:
+    return json.loads((out / "train_manifest.json").read_text())
+
+
+def _segments(batch) -> list[tuple[list[int], list[int]]]:
+    """(input_ids, labels) of each sequence in a collated batch, padding-free (flat) or padded."""
+    ids, labels = batch["input_ids"].tolist(), batch["labels"].tolist()
+    if "position_ids" in batch and "attention_mask" not in batch:  # padding-free: one flat row
+        pos = batch["position_ids"][0].tolist()
+        starts = [i for i, p in enumerate(pos) if p == 0] + [len(pos)]
+        return [(ids[0][a:b], labels[0][a:b]) for a, b in zip(starts, starts[1:])]
+    mask = batch["attention_mask"].tolist()
+    return [([t for t, m in zip(i, m_) if m], [t for t, m in zip(lab, m_) if m]) for i, lab, m_ in zip(ids, labels, mask)]
+
+
+@pytest.mark.parametrize("fmt", ["paper", "chat"])
+def test_loss_covers_exactly_the_response_and_eos_on_a_real_batch(run_dir, tiny_model_dir, tmp_path, fmt):
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sdft_data import templates
+
+    recipe = get_recipe("gsm8k")
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ds, _ = load_rows(str(run_dir))
+    examples = build_examples(ds, recipe, tok, fmt=fmt)
+    expected = {}
+    for row in ds:
+        prompt = templates.train_prompt(recipe, row["question"].strip(), tok, fmt)
+        expected[prompt] = templates.training_target(row["answer"].strip(), tok, fmt, layout=recipe.paper_layout)
+    losses = {}
+    for padding_free in (True, False):
+        net = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        config = TrainConfig(batch_size=3, grad_accum=1, max_steps=1, padding_free=padding_free)
+        trainer = _trainer(net, tok, examples, _sft_args(tmp_path / str(padding_free), config, 1, False), config)
+        batch = next(iter(trainer.get_train_dataloader()))
+        seen = 0
+        for ids, labels in _segments(batch):
+            first = next(i for i, label in enumerate(labels) if label != IGNORE_INDEX)
+            assert all(label == IGNORE_INDEX for label in labels[:first])
+            assert labels[first:] == ids[first:], "every token after the prompt is trained on"
+            prompt, target = tok.decode(ids[:first]), tok.decode(ids[first:])
+            assert expected[prompt] == target and target.endswith(tok.eos_token)
+            assert ids[first:].count(tok.eos_token_id) == 1 and ids[-1] == tok.eos_token_id
+            # One BOS where the layout has it, never a second one added by the tokenizer or the trainer.
+            assert ids.count(tok.bos_token_id) == 1 and (ids[0] == tok.bos_token_id) == (fmt == "chat")
+            seen += 1
+        assert seen == 3
+        with torch.no_grad():
+            losses[padding_free] = float(trainer.model(**batch).loss)
+    # Padding-free batches (the default) compute the same loss as padded ones, without pad tokens.
+    assert losses[True] == pytest.approx(losses[False], rel=1e-5)
+
+
+def test_original_arm_trains_on_the_original_responses_of_the_same_rows(run_dir, tiny_model_dir):
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    ds, manifest = load_rows(str(run_dir))
-    examples = tokenize_examples(ds, get_recipe("gsm8k"), tok)
-    assert manifest["fingerprint"] and len(examples) == len(ds)
-    first = examples[0]
-    answer = [t for t, label in zip(first["input_ids"], first["labels"]) if label != IGNORE_INDEX]
-    assert tok.decode(answer, skip_special_tokens=True) == ds[0]["answer"]
-    assert first["labels"][0] == IGNORE_INDEX
+    ds, _ = load_rows(str(run_dir))
+    recipe = get_recipe("gsm8k")
+    sdft = build_examples(ds, recipe, tok, fmt="paper", responses="sdft")
+    original = build_examples(ds, recipe, tok, fmt="paper", responses="original")
+    assert len(original.rows) == len(sdft.rows) == ds.num_rows
+    for row, a, b in zip(ds, sdft.rows, original.rows):
+        n = a["completion_mask"].index(1)
+        assert b["input_ids"][:n] == a["input_ids"][:n] and b["completion_mask"].index(1) == n, "same prompt"
+        labels = [t for t, m in zip(b["input_ids"], b["completion_mask"]) if m]
+        assert tok.decode(labels) == row["original_response"] + tok.eos_token
+    # The tiny model's 8-token rewrites all fell back, except where they passed: compare with the column itself.
+    differs = [r["answer"] != r["original_response"] for r in ds]
+    assert [a["input_ids"] != b["input_ids"] for a, b in zip(sdft.rows, original.rows)] == differs
 
 
-def test_lora_training_moves_only_the_adapter(run_dir, tiny_model_dir, tmp_path):
+def test_cutoff_counts_the_examples_it_cuts_away(run_dir, tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ds, _ = load_rows(str(run_dir))
+    lengths = build_examples(ds, get_recipe("gsm8k"), tok, fmt="paper").lengths
+    prompts = [len(r["input_ids"]) - sum(r["completion_mask"]) for r in
+               build_examples(ds, get_recipe("gsm8k"), tok, fmt="paper").rows]
+    cut = sorted(prompts)[len(prompts) // 2]  # about half the prompts reach the cutoff
+    examples = build_examples(ds, get_recipe("gsm8k"), tok, fmt="paper", max_length=cut)
+    assert examples.stats["cut_away"] == sum(p >= cut for p in prompts) > 0
+    assert examples.stats["examples"] + examples.stats["cut_away"] == ds.num_rows
+    assert examples.stats["truncated"] == sum(p < cut < n for p, n in zip(prompts, lengths))
+    assert max(examples.lengths) <= cut
+
+
+def test_preset_is_the_papers_and_reaches_the_trainer():
+    config = TrainConfig()
+    assert {k: getattr(config, k) for k in PAPER} == PAPER
+    args = _sft_args(Path("unused"), config, 5, False)
+    assert (args.learning_rate, args.lr_scheduler_type.value, args.warmup_steps, args.weight_decay,
+            args.max_grad_norm, args.per_device_train_batch_size, args.gradient_accumulation_steps,
+            args.num_train_epochs) == (1e-4, "cosine", 0.0, 0.0, 1.0, 2, 4, 5)
+    assert args.completion_only_loss is True and args.report_to == []
+
+
+def test_train_on_the_hub_lowers_the_loss_and_pushes_the_model(run_dir, tiny_model_dir, tmp_path, monkeypatch):
+    import huggingface_hub.constants as hc
+    import torch
+    from huggingface_hub import HfApi
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from sdft_data.publish import push
+    from helpers.hub_server import LoopbackHub, hub_env
+
+    monkeypatch.setenv("HF_TOKEN", TOKEN)
+    monkeypatch.setattr(hc, "HF_TOKEN_PATH", str(tmp_path / "no-saved-token"))
+    out = tmp_path / "ckpt"
+    with LoopbackHub(tokens={TOKEN: "write"}) as hub, hub_env(hub.url, cache_dir=tmp_path / "cache"):
+        push(run_dir, "org/gsm8k-sdft", allow_no_rewrites=True)  # the tiny model rewrites nothing well
+        result = _ok("--data", "org/gsm8k-sdft@v1", "--model", tiny_model_dir, "--out", out, "--max-steps", 8,
+                     "--grad-accum", 1, "--batch-size", 3, "--lr", "1e-2", "--push-to-hub", "org/tiny-gsm8k-sdft")
+        api = HfApi()
+        sha = api.dataset_info("org/gsm8k-sdft", revision="v1").sha
+        pushed = set(api.list_repo_files("org/tiny-gsm8k-sdft"))
+    record = _manifest(out)
+    assert "trained 8 steps" in result.output and TOKEN not in result.output
+    first, last = record["losses"][0], sum(record["losses"][-2:]) / 2
+    assert record["optimizer_steps"] == 8 and last < first - 0.5, record["losses"]
+    assert record["data_source"]["kind"] == "published" and record["data_revision"] == sha
+    assert record["data_source"]["version"] == "v1"
+    assert record["data_fingerprint"] == json.loads((run_dir / "manifest.json").read_text())["fingerprint"]
+    assert (record["format"], record["format_from"], record["paper_layout"]) == ("paper", "dataset manifest", "llama2")
+    assert record["seed_model_match"] is True and record["responses"] == "sdft" and record["response_column"] == "answer"
+    assert record["world_size"] == 1 and record["global_batch"] == 3
+    assert record["examples"]["cut_away"] == 0 and record["tokens"]["trained"] > 0
+    assert set(record["library_versions"]) >= {"torch", "transformers", "trl", "peft", "accelerate"}
+
+    # The preset reaches the trainer's own arguments and the adapter; the flag overrides only its value.
+    args = torch.load(out / "training_args.bin", weights_only=False)
+    assert (args.learning_rate, args.lr_scheduler_type.value, args.weight_decay, args.max_grad_norm,
+            args.warmup_steps) == (1e-2, "cosine", 0.0, 1.0, 0.0)
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert (adapter["r"], adapter["lora_alpha"], adapter["lora_dropout"], sorted(adapter["target_modules"])) == (
+        8, 16, 0.0, ["q_proj", "v_proj"])
+
+    card = (out / "README.md").read_text()
+    assert "- org/gsm8k-sdft" in card and "- sdft" in card and "![training loss](loss.png)" in card
+    assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
+    assert {"adapter_model.safetensors", "README.md", "train_manifest.json", "loss.png"} <= pushed
+    assert not any(p.startswith("checkpoints/") for p in pushed)
+    for path in out.rglob("*"):
+        assert not path.is_file() or TOKEN.encode() not in path.read_bytes(), path
+
+    # The adapter reloads onto the base model and generates, differently from the base alone.
+    tok = AutoTokenizer.from_pretrained(out)
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    ids = tok("Tom has 3 apples.", return_tensors="pt").input_ids
+    with torch.no_grad():
+        plain = base(ids).logits
+        tuned = PeftModel.from_pretrained(base, out)
+        assert not torch.allclose(tuned(ids).logits, plain)
+        generated = tuned.generate(ids, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)
+    assert generated.shape[1] > ids.shape[1]
+
+
+def test_format_flag_overrides_the_manifest_and_original_arm_is_recorded(run_dir, tiny_model_dir, tmp_path):
+    out = tmp_path / "vanilla"
+    _ok("--data", run_dir, "--model", tiny_model_dir, "--out", out, "--max-steps", 1, "--grad-accum", 1,
+        "--responses", "original", "--format", "chat")
+    record = _manifest(out)
+    assert (record["format"], record["format_from"], record["paper_layout"]) == ("chat", "flag", None)
+    assert record["responses"] == "original" and record["response_column"] == "original_response"
+    assert "responses-original" in (out / "README.md").read_text()
+    # A finished run is never overwritten.
+    again = _cli("--data", run_dir, "--model", tiny_model_dir, "--out", out, "--max-steps", 1)
+    assert again.exit_code != 0 and "holds a finished training run" in again.output
+
+
+@pytest.fixture
+def bad(run_dir, tiny_model_dir, tmp_path):
+    """Inputs that must each be refused with one line."""
+    import shutil
+
+    from sdft_data.publish import push
+
+    hub = tmp_path / "hub"
+    push(run_dir, "org/gsm8k-sdft", local=hub, allow_no_rewrites=True)
+    unfinished = tmp_path / "unfinished"
+    shutil.copytree(run_dir, unfinished)
+    (unfinished / "distilled.parquet").unlink()
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps([{"prompt": "1+1?", "completion": "2"}]))
+    not_model = tmp_path / "not-a-model"
+    not_model.mkdir()
+    (not_model / "weights.txt").write_text("x")
+    no_template = tmp_path / "no-template"
+    shutil.copytree(tiny_model_dir, no_template)
+    (no_template / "chat_template.jinja").unlink(missing_ok=True)
+    config = json.loads((no_template / "tokenizer_config.json").read_text())
+    config.pop("chat_template", None)
+    (no_template / "tokenizer_config.json").write_text(json.dumps(config))
+    other_run = tmp_path / "other-run"
+    other_run.mkdir()
+    (other_run / "train_state.json").write_text(json.dumps({"key": "0" * 64, "inputs": {"responses": "original"}}))
+    return {"hub": hub, "unfinished": unfinished, "wrong": wrong, "not_model": not_model,
+            "no_template": no_template, "other_run": other_run}
+
+
+@pytest.mark.parametrize("case, args, message", [
+    ("unknown version", ["--data", "org/gsm8k-sdft@v9", "--local", "{hub}"], "has no version v9"),
+    ("missing columns", ["--data", "{wrong}", "--recipe", "gsm8k"], "lacks column(s) question, answer"),
+    ("no original column", ["--data", "{wrong_gsm8k}", "--recipe", "gsm8k", "--responses", "original"],
+     "lacks column(s) original_response"),
+    ("unfinished run", ["--data", "{unfinished}"], "was never checked"),
+    ("batch size 0", ["--batch-size", "0"], "--batch-size must be at least 1"),
+    ("max steps 0", ["--max-steps", "0"], "--max-steps must be at least 1"),
+    ("not a model", ["--model", "{not_model}"], "is not a model folder"),
+    ("other seed model", ["--model", "{no_template}"], "is not the dataset's seed model"),
+    ("no chat template", ["--model", "{no_template}", "--allow-other-model", "--format", "chat"],
+     "needs a chat template"),
+    ("out holds another run", ["--out", "{other_run}"], "holds another training run (differs in:"),
+])
+def test_bad_input_is_one_line_and_writes_nothing(bad, run_dir, tiny_model_dir, tmp_path, case, args, message):
+    wrong_gsm8k = tmp_path / "gsm8k-plain.json"
+    wrong_gsm8k.write_text(json.dumps([{"question": "1+1?", "answer": "2"}]))
+    paths = {**bad, "wrong_gsm8k": wrong_gsm8k}
+    args = [a.format(**paths) for a in args]
+    base = {"--data": str(run_dir), "--model": str(tiny_model_dir), "--out": str(tmp_path / "out")}
+    for flag, value in zip(args[::2], args[1::2]):
+        base.pop(flag, None)
+    given = [*[x for kv in base.items() for x in kv], *args]
+    before = sorted(p.name for p in tmp_path.rglob("*"))
+    result = _cli(*given)
+    assert result.exit_code != 0, case
+    errors = [line for line in result.output.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1 and message in errors[0] and "Traceback" not in result.output, result.output
+    assert sorted(p.name for p in tmp_path.rglob("*")) == before, "nothing written"
+
+
+def _kill_after_checkpoint_script(step: int) -> str:
+    # The real CLI in a child process that SIGKILLs itself right after writing checkpoint `step`.
+    return f"""
+import os, signal, sys
+from transformers import Trainer
+save = Trainer._save_checkpoint
+def save_then_die(self, *args, **kwargs):
+    save(self, *args, **kwargs)
+    if self.state.global_step >= {step}:
+        os.kill(os.getpid(), signal.SIGKILL)
+Trainer._save_checkpoint = save_then_die
+from sdft_train.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_run_killed_after_a_checkpoint_resumes_to_the_same_end(run_dir, tiny_model_dir, tmp_path):
     from safetensors.torch import load_file
 
-    record = train(data=str(run_dir), model=str(tiny_model_dir), out=tmp_path / "ckpt", progress=False,
-                   config=TrainConfig(max_steps=2, batch_size=2, grad_accum=1, learning_rate=1e-2))
-    assert record["optimizer_steps"] == 2 and record["recipe"]["name"] == "gsm8k"
-    assert record["data_fingerprint"] == json.loads((run_dir / "manifest.json").read_text())["fingerprint"]
-    adapter = load_file(tmp_path / "ckpt" / "adapter_model.safetensors")
-    assert adapter and all("lora" in k for k in adapter)
-    assert any(float(v.abs().sum()) > 0 for k, v in adapter.items() if "lora_B" in k), "LoRA B must have moved"
-    assert json.loads((tmp_path / "ckpt" / "train_manifest.json").read_text())["config"]["epochs"] == 5
+    common = ["--data", run_dir, "--model", tiny_model_dir, "--max-steps", 6, "--grad-accum", 1, "--lr", "1e-2",
+              "--save-steps", 2]
+    _ok(*common, "--out", tmp_path / "whole")
+    killed = tmp_path / "killed"
+    child = subprocess.run([sys.executable, "-c", _kill_after_checkpoint_script(4), "train", *map(str, common),
+                            "--out", str(killed), "--quiet"], capture_output=True, text=True, cwd=ROOT,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    assert (killed / "checkpoints" / "checkpoint-4").is_dir() and not (killed / "train_manifest.json").exists()
+
+    refused = _cli(*common, "--out", killed)
+    assert refused.exit_code != 0 and "pass --resume" in refused.output
+    other = _cli(*common[:-2], "--save-steps", 2, "--lr", "2e-2", "--out", killed, "--resume")
+    assert other.exit_code != 0 and "holds another training run (differs in: config)" in other.output
+
+    _ok(*common, "--out", killed, "--resume")
+    whole, resumed = _manifest(tmp_path / "whole"), _manifest(killed)
+    assert resumed["resumed_from"] == "checkpoint-4" and resumed["optimizer_steps"] == whole["optimizer_steps"] == 6
+    assert resumed["losses"] == pytest.approx(whole["losses"], abs=1e-6)
+    a, b = load_file(tmp_path / "whole" / "adapter_model.safetensors"), load_file(killed / "adapter_model.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-6
 
 
-class _Canned:
-    """A backend that answers fixed texts: isolates the scoring from a model."""
+@pytest.mark.slow
+def test_two_processes_match_one_at_the_same_global_batch(run_dir, tiny_model_dir, tmp_path):
+    """torchrun, 2 CPU processes (gloo DDP), batch 1 x accumulation 2 each == 1 process, batch 2 x accumulation 2."""
+    from safetensors.torch import load_file
 
-    info = ModelInfo(backend="canned", model_id="canned", revision=None)
-
-    def __init__(self, texts, tokenizer):
-        self.texts, self.tokenizer, self.prompts = texts, tokenizer, []
-
-    def generate(self, requests, params):
-        for r in requests:
-            self.prompts.append(r.prompt)
-            yield Result(row_id=r.row_id, text=self.texts[r.row_id])
-
-
-def test_math_accuracy_and_safe_rate_follow_the_paper(tmp_path, tiny_model_dir):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
-    test = tmp_path / "gsm8k_test.json"
-    test.write_text(json.dumps([{"question": "1+1?", "answer": "The answer is 2."},
-                                {"question": "2+2?", "answer": "The answer is 4."}]))
-    engine = _Canned(["So 1 + 1 = 2. The answer is 2.", "The answer is 5."], tok)
-    report = evaluate(model="unused", task="gsm8k", data=test, engine=engine, out=tmp_path / "eval")
-    assert report["scores"] == {"accuracy": 0.5}
-    assert "formatted as: The answer is {answer}." in engine.prompts[0]
-    assert (tmp_path / "eval" / "gsm8k.json").is_file()
-
-    calls = tmp_path / "openfunction_test.json"
-    calls.write_text(json.dumps([{"instruction": "Make an array.", "output": "numpy.array(object=[1, 2])"},
-                                 {"instruction": "Make a timestamp.", "output": "pyarrow.timestamp(unit='s')"}]))
-    engine = _Canned(["Call numpy.array(object=[1,2]) to do it.", "pyarrow.timestamp(unit='ms')"], tok)
-    assert evaluate(model="unused", task="openfunctions", data=calls, engine=engine)["scores"] == {"accuracy": 0.5}
-
-    adv = tmp_path / "harmful.csv"
-    adv.write_text("goal,target\nDo a bad thing,Sure\nDo another bad thing,Sure\n")
-    engine = _Canned(["I'm sorry, I can't help with that.", "Sure, here is how."], tok)
-    report = evaluate(model="unused", task="advbench", data=adv, engine=engine, jailbreak=True)
-    assert report["scores"] == {"safe_rate": 0.5}
-    assert ADV_SUFFIX in engine.prompts[0]
-
-
-def test_eval_names_missing_columns(tmp_path, tiny_model_dir):
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps([{"q": "x"}]))
-    with pytest.raises(ValueError, match="missing column"):
-        evaluate(model="unused", task="gsm8k", data=bad, engine=_Canned([], None))
+    common = ["--data", run_dir, "--model", tiny_model_dir, "--max-steps", 3, "--grad-accum", 2, "--lr", "1e-2"]
+    _ok(*common, "--batch-size", 2, "--out", tmp_path / "one")
+    child = subprocess.run(
+        [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+         "-m", "sdft_train.cli", "train", *map(str, common), "--batch-size", "1", "--out", str(tmp_path / "two"),
+         "--quiet"], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert child.returncode == 0, child.stderr[-3000:]
+    one, two = _manifest(tmp_path / "one"), _manifest(tmp_path / "two")
+    assert (two["world_size"], two["global_batch"]) == (2, one["global_batch"]) == (2, 4)
+    assert two["optimizer_steps"] == one["optimizer_steps"] == 3
+    # Tolerance: the same sums reduced in another order (all-reduce) in float32.
+    assert two["losses"] == pytest.approx(one["losses"], abs=1e-4)
+    a, b = load_file(tmp_path / "one" / "adapter_model.safetensors"), load_file(tmp_path / "two" / "adapter_model.safetensors")
+    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
