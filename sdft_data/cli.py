@@ -119,6 +119,50 @@ def tiny_model(out_dir, hidden_size, layers, seed):
     click.echo(f"tiny model written to {path}")
 
 
+@main.command("toy-world")
+@click.argument("out_dir", type=click.Path(file_okay=False))
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="The world: same seed, same files and model.")
+@click.option("--steps", type=click.IntRange(min=1), default=None, help="Pretraining steps of the seed model.  [default: 1500]")
+@click.option("--hidden-size", type=click.IntRange(min=8), default=None, help="[default: 128]")
+@click.option("--layers", type=click.IntRange(min=1), default=None, help="[default: 3]")
+@click.option("--train-rows", type=click.IntRange(min=1), default=120, show_default=True, help="Target training rows.")
+@click.option("--test-rows", type=click.IntRange(min=1), default=80, show_default=True, help="Target test rows.")
+@click.option("--eval-rows", type=click.IntRange(min=1), default=48, show_default=True, help="Rows per kept ability.")
+@click.option("--cache-dir", type=click.Path(file_okay=False), default=None,
+              help="Where seed models are cached.  [default: $SDFT_CACHE/toyworld or ~/.cache/sdft/toyworld]")
+@click.option("--no-cache", is_flag=True, help="Pretrain even if a cached seed model exists (and cache nothing).")
+@user_errors
+def toy_world(out_dir, seed, steps, hidden_size, layers, train_rows, test_rows, eval_rows, cache_dir, no_cache):
+    """Build a toy world into OUT_DIR: a small pretrained seed chat model and its datasets (offline, CPU).
+
+    The seed model (OUT_DIR/model) answers in its own voice, refuses harmful
+    requests and can rewrite a reference in its own style; the target task
+    (OUT_DIR/data/target_train.jsonl, recipe `toy`) has references in a foreign
+    style. Pretraining takes about 3 minutes of one CPU core and is cached.
+    Then run the usual chain on it (see `make demo`).
+
+    \b
+    sdft-data toy-world toy --seed 0
+    sdft-data distill --recipe toy --source toy/data/target_train.jsonl --model toy/model --out runs/toy --temperature 0
+    sdft-train eval --model toy/model --suite toy --data-dir toy/data --decoding greedy --out eval/seed
+    """
+    from dataclasses import replace
+
+    from .toyworld.build import build_world
+    from .toyworld.model import SeedConfig
+
+    sizes = {"steps": steps, "hidden_size": hidden_size, "layers": layers}
+    config = replace(SeedConfig(), **{k: v for k, v in sizes.items() if v is not None})
+    manifest = build_world(out_dir, seed, config=config, n_eval=eval_rows, n_target_train=train_rows,
+                           n_target_test=test_rows, cache_dir=cache_dir, use_cache=not no_cache, progress=click.echo)
+    gate = manifest["gate"]
+    click.echo(f"toy world {seed} written to {out_dir} (model sha256 {manifest['model']['sha256'][:12]},"
+               f" {manifest['seconds']:.0f}s)")
+    if not gate["passed"]:
+        click.echo(f"warning: the seed model is below its sanity gate on: {', '.join(gate['failed'])}"
+                   f" (thresholds in {out_dir}/world.json)", err=True)
+
+
 @main.command()
 @click.option("--recipe", "recipe_name", required=True, help="Recipe name (see `sdft-data recipes`) or `custom`.")
 @click.option("--source", default=None, help="Hub dataset id, or a local .json/.jsonl/.parquet/.csv file.  [default: the recipe's Hub source]")

@@ -226,9 +226,9 @@ def _text(column: str) -> pl.Expr:
 
 def _all() -> list[Recipe]:
     # Imported here so each recipe module can import the constants above.
-    from . import alpaca, dolly, gsm8k, magicoder, openfunctions
+    from . import alpaca, dolly, gsm8k, magicoder, openfunctions, toy
 
-    return [alpaca.RECIPE, dolly.RECIPE, gsm8k.RECIPE, magicoder.RECIPE, openfunctions.RECIPE]
+    return [alpaca.RECIPE, dolly.RECIPE, gsm8k.RECIPE, magicoder.RECIPE, openfunctions.RECIPE, toy.RECIPE]
 
 
 def recipe_names() -> list[str]:

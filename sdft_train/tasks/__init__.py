@@ -29,6 +29,8 @@ SUITES = {
     "paper": ("gsm8k", "multiarith", "openfunctions", "humaneval", "advbench", "advbench-jailbreak", "alpacaeval",
               "similarity"),
     "quick": ("gsm8k", "advbench", "advbench-jailbreak"),
+    # The toy world (sdft-data toy-world): its target task and the six abilities to keep.
+    "toy": ("toy-target", "toy-helpful", "toy-refusal", "toy-refusal-adv", "toy-benign", "toy-arithmetic", "toy-tools"),
 }
 
 
@@ -83,10 +85,10 @@ class Task:
 
 
 def _all() -> list[Task]:
-    from . import advbench, advbench_jailbreak, alpacaeval, gsm8k, humaneval, multiarith, openfunctions, similarity
+    from . import advbench, advbench_jailbreak, alpacaeval, gsm8k, humaneval, multiarith, openfunctions, similarity, toy
 
     return [gsm8k.TASK, multiarith.TASK, openfunctions.TASK, humaneval.TASK, advbench.TASK, advbench_jailbreak.TASK,
-            alpacaeval.TASK, similarity.TASK]
+            alpacaeval.TASK, similarity.TASK, *toy.TASKS]
 
 
 def task_names() -> list[str]:
