@@ -22,6 +22,7 @@ HUB_DIR  ?= hub
 DATA     ?= $(REPO)@v1
 BASE_MODEL ?= $(if $(MODEL),$(MODEL),$(TINY))
 CKPT     ?= ckpt/$(RECIPE)
+RESPONSES ?= sdft
 # Evaluation: the seed model and each trained model or adapter (a train_manifest.json in $(CKPT), $(CKPT)-*
 # or $(CKPT)/*: both arms), then the table.
 SUITE    ?= paper
@@ -83,8 +84,11 @@ diff: setup
 push: setup
 	$(BIN)/sdft-data push $(OUT) --repo $(REPO) $(if $(HUB_DIR),--local $(HUB_DIR))
 
+# One arm per run, from the same published rows: RESPONSES=sdft (the distilled responses) or
+# RESPONSES=original (vanilla fine-tuning); each goes to $(CKPT)-$(RESPONSES).
 train: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json)
-	$(BIN)/sdft-train train --data $(DATA) $(if $(HUB_DIR),--local $(HUB_DIR)) --model $(BASE_MODEL) --out $(CKPT) $(ARGS)
+	$(BIN)/sdft-train train --data $(DATA) $(if $(HUB_DIR),--local $(HUB_DIR)) --model $(BASE_MODEL) \
+		--responses $(RESPONSES) --out $(CKPT)-$(RESPONSES) $(ARGS)
 
 eval: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json)
 	$(BIN)/sdft-train eval --model $(BASE_MODEL) --backend $(BACKEND) $(foreach e,$(ENDPOINT),--endpoint $(e)) \
@@ -107,6 +111,7 @@ bench: setup
 	$(BIN)/python benchmarks/bench_check_diff.py --data $(PAPER_DATA)
 	$(BIN)/python benchmarks/bench_push.py
 	$(BIN)/python benchmarks/bench_endpoint.py
+	$(BIN)/python benchmarks/bench_train.py --data $(PAPER_DATA)
 
 clean:
 	rm -rf runs/demo runs/demo-ckpt $(HUB_DIR)/demo

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from sdft_data import templates
+from sdft_data import paper, templates
 from sdft_data.recipes import Recipe, get_recipe
 
 from .data import RESPONSES, Examples, TrainData, build_examples, open_data, read_json, response_column
@@ -35,31 +35,30 @@ from .data import RESPONSES, Examples, TrainData, build_examples, open_data, rea
 STATE = "train_state.json"
 MANIFEST = "train_manifest.json"
 CHECKPOINTS = "checkpoints"
-# The paper trains GSM8K and OpenFunctions for 5 epochs and everything else for 2.
-PAPER_EPOCHS = {"gsm8k": 5, "openfunctions": 5}
-DEFAULT_EPOCHS = 2
+# The authors' settings (sdft_data.paper): the defaults below, and 5 epochs for GSM8K and OpenFunctions, 2 otherwise.
+PRESET = paper.TrainingPreset()
 
 
 @dataclass
 class TrainConfig:
-    """Every knob of a training run. The defaults are the paper's preset (DESIGN section 1, the authors' scripts)."""
+    """Every knob of a training run. The defaults are the paper's preset (sdft_data.paper.TrainingPreset)."""
 
     responses: str = "sdft"  # "sdft": the SDFT responses; "original": the dataset's original ones (vanilla arm)
     full: bool = False  # full fine-tuning instead of LoRA
-    lora_rank: int = 8
-    lora_alpha: int = 16
-    lora_dropout: float = 0.0
-    lora_targets: tuple[str, ...] = ("q_proj", "v_proj")
-    learning_rate: float = 1e-4
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.0
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0
-    batch_size: int = 2  # per device
-    grad_accum: int = 4
-    epochs: float | None = None  # None: the paper's for the recipe (5 for gsm8k and openfunctions, else 2)
+    lora_rank: int = PRESET.lora_r
+    lora_alpha: int = PRESET.lora_alpha
+    lora_dropout: float = PRESET.lora_dropout
+    lora_targets: tuple[str, ...] = PRESET.lora_target
+    learning_rate: float = PRESET.learning_rate
+    lr_scheduler: str = PRESET.lr_scheduler_type
+    warmup_ratio: float = 0.0  # the paper: no warmup (PRESET.warmup_steps == 0)
+    weight_decay: float = PRESET.weight_decay
+    max_grad_norm: float = PRESET.max_grad_norm
+    batch_size: int = PRESET.per_device_train_batch_size  # per device
+    grad_accum: int = PRESET.gradient_accumulation_steps
+    epochs: float | None = None  # None: the paper's for the recipe (paper.training_preset)
     max_steps: int | None = None  # optimizer steps; overrides epochs when set
-    max_length: int = 1024  # the paper's cutoff, prompt and response together
+    max_length: int = PRESET.cutoff_len  # the paper's cutoff, prompt and response together
     format: str | None = None  # None: the format the dataset was distilled in (its manifest), else "chat"
     paper_layout: str | None = None  # llama2/llama3 for a Llama-family recipe in paper format; None: the dataset's
     seed: int = 42  # the trainer's default, as in the authors' runs
@@ -67,7 +66,7 @@ class TrainConfig:
     save_total_limit: int | None = 2
     bf16: bool | None = None  # None: on a GPU that has it
     gradient_checkpointing: bool | None = None  # None: on GPU
-    padding_free: bool = True  # one flat sequence per batch: same batches and loss as padding, no pad tokens
+    padding_free: bool = True  # one flat sequence per micro-batch: same rows and loss as padding, no pad tokens
     merge: bool = False  # also save the LoRA-merged model under out/merged
 
     def check(self) -> None:
@@ -105,7 +104,7 @@ _NOT_IN_KEY = {"save_steps", "save_total_limit", "merge"}
 
 
 def paper_epochs(recipe: str) -> float:
-    return PAPER_EPOCHS.get(recipe, DEFAULT_EPOCHS)
+    return paper.training_preset(recipe).num_train_epochs
 
 
 def model_identity(model: str, revision: str | None = None) -> dict:

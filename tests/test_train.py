@@ -21,7 +21,7 @@ from sdft_data.recipes import get_recipe
 from sdft_data.run import distill
 from sdft_train.cli import main as sdft_train
 from sdft_train.data import IGNORE_INDEX, build_examples, load_rows
-from sdft_train.train import TrainConfig, _sft_args, _trainer
+from sdft_train.train import TrainConfig, _sft_args, _trainer, paper_epochs
 
 TOKEN = "hf_train_secret_token"
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,6 +147,8 @@ def test_cutoff_counts_the_examples_it_cuts_away(run_dir, tiny_model_dir):
 def test_preset_is_the_papers_and_reaches_the_trainer():
     config = TrainConfig()
     assert {k: getattr(config, k) for k in PAPER} == PAPER
+    assert (paper_epochs("gsm8k"), paper_epochs("openfunctions"), paper_epochs("alpaca"), paper_epochs("dolly")) == (
+        5, 5, 2, 2)
     args = _sft_args(Path("unused"), config, 5, False)
     assert (args.learning_rate, args.lr_scheduler_type.value, args.warmup_steps, args.weight_decay,
             args.max_grad_norm, args.per_device_train_batch_size, args.gradient_accumulation_steps,
