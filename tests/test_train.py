@@ -219,8 +219,8 @@ def test_train_on_the_hub_lowers_the_loss_and_pushes_the_model(run_dir, tiny_mod
 
 def test_format_flag_overrides_the_manifest_and_original_arm_is_recorded(run_dir, tiny_model_dir, tmp_path):
     out = tmp_path / "vanilla"
-    _ok("--data", run_dir, "--model", tiny_model_dir, "--out", out, "--max-steps", 1, "--grad-accum", 1,
-        "--responses", "original", "--format", "chat")
+    _ok("--data", run_dir, "--model", tiny_model_dir, "--out", out, "--max-steps", 2, "--grad-accum", 1,
+        "--lr", "1e-2", "--responses", "original", "--format", "chat", "--merge")
     record = _manifest(out)
     assert (record["format"], record["format_from"], record["paper_layout"]) == ("chat", "flag", None)
     assert record["responses"] == "original" and record["response_column"] == "original_response"
@@ -228,6 +228,27 @@ def test_format_flag_overrides_the_manifest_and_original_arm_is_recorded(run_dir
     # A finished run is never overwritten.
     again = _cli("--data", run_dir, "--model", tiny_model_dir, "--out", out, "--max-steps", 1)
     assert again.exit_code != 0 and "holds a finished training run" in again.output
+
+    # --merge: the merged model computes what base + adapter compute.
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    ids = torch.tensor([[5, 6, 7, 8]])
+    with torch.no_grad():
+        merged = AutoModelForCausalLM.from_pretrained(out / "merged")(ids).logits
+        adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), out)(ids).logits
+    assert torch.allclose(merged, adapted, atol=1e-5)
+
+
+def test_full_fine_tuning_saves_the_whole_model(run_dir, tiny_model_dir, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    out = tmp_path / "full"
+    _ok("--data", run_dir, "--model", tiny_model_dir, "--out", out, "--max-steps", 1, "--grad-accum", 1, "--full")
+    assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").is_file()
+    assert _manifest(out)["config"]["full"] is True
+    assert AutoModelForCausalLM.from_pretrained(out).config.hidden_size > 0
 
 
 @pytest.fixture
