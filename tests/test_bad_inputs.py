@@ -273,6 +273,7 @@ CASES = [
     Case("limit-negative", distill("--limit", "-3"), 2, "'--limit': -3 is not in the range x>=1"),
     Case("concurrency-zero", distill("--concurrency", "0"), 2, "'--concurrency': 0 is not in the range x>=1"),
     Case("seed-negative", distill("--seed", "-1"), 2, "'--seed': -1 is not in the range x>=0"),
+    Case("top-k-negative", distill("--top-k", "-1"), 2, "'--top-k': -1 is not in the range x>=0"),
     Case("max-prompt-tokens-zero", distill("--max-prompt-tokens", "0"), 2, "'--max-prompt-tokens': 0 is not in the range"),
     Case("request-timeout-zero", distill("--request-timeout", "0"), 2, "'--request-timeout': 0.0 is not in the range x>0"),
     Case("retry-budget-negative", distill("--retry-budget", "-5"), 2, "'--retry-budget': -5.0 is not in the range x>0"),
