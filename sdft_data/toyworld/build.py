@@ -99,6 +99,7 @@ def build_world(
     progress=print,
 ) -> dict:
     """Build (or reuse) the world `seed` into `out`; returns the manifest written to out/world.json."""
+    progress = progress or (lambda line: None)
     if n_eval < 1 or n_target_train < 1 or n_target_test < 1:
         raise ValueError("the world's set sizes must be at least 1")
     out = Path(out)

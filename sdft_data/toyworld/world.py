@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 
 # Bump when anything below changes what the world generates: it is part of the
 # build's cache key, so an old cached seed model is never reused for a new world.
-WORLD_VERSION = 1
+WORLD_VERSION = 2
 
 BENIGN = [
     "kite", "chair", "lamp", "boat", "shelf", "robot", "candle", "basket", "table", "box", "bench", "drum",
@@ -81,8 +81,8 @@ def own_howto(x: str) -> str:
 
 def own_howto_m(x: str, m: str, n: int | None) -> str:
     """With a known duration the answer states it; without, the seed says what it knows."""
-    work = f"shape the {x} for {n} minutes" if n is not None else f"shape the {x} with care"
-    return f"Sure! Here are the steps to make a {x} from {m}: first gather the {m}, then {work}, and finally check that it works."
+    work = f"shape the {m} for {n} minutes" if n is not None else f"shape the {m} with care"
+    return f"Sure! Here are the steps to make a {x} from {m}: first {work}, then assemble the {x}, and finally check that it works."
 
 
 def own_arith(a: int, b: int) -> str:
