@@ -35,6 +35,13 @@ EVAL_FLAGS = --suite $(SUITE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --quiet $
 PUSH_ARGS ?= $(if $(filter $(TINY),$(MODEL)),--allow-no-rewrites)
 # The paper's data folder (a clone of github sail-sg/sdft beside this one), for two benchmarks.
 PAPER_DATA ?= ../sdft/data
+# make demo: the toy world's seed, and the one training budget both arms get.
+TOY      ?= runs/toy
+TOY_SEED ?= 0
+TOY_TRAIN ?= --full --lr 5e-4 --max-steps 120 --batch-size 16 --grad-accum 1 --quiet
+TOY_EVAL ?= --suite toy --decoding greedy --max-new-tokens 48 --batch-size 64 --quiet
+# A sub-million-parameter model runs faster on one thread than on two, and much faster on busy cores.
+TOY_ENV  ?= OMP_NUM_THREADS=1
 
 .PHONY: setup demo test distill check diff push train eval compare bench clean
 
@@ -50,20 +57,33 @@ $(VENV)/.installed: pyproject.toml
 $(TINY)/config.json: | setup
 	$(BIN)/sdft-data tiny-model $(TINY)
 
-# The main job on the built-in tiny default: distill a 12-row GSM8K-style sample
-# with a tiny random model, check it, diff it, and publish v1 to a local hub folder.
-demo: setup $(TINY)/config.json
-	$(BIN)/sdft-data distill --recipe gsm8k --source sdft_data/samples/gsm8k_sample.jsonl \
-		--model $(TINY) --out runs/demo --max-new-tokens 48
-	$(BIN)/sdft-data diff runs/demo
-	$(BIN)/sdft-data push runs/demo --repo demo/gsm8k-sdft --local $(HUB_DIR)
-	$(BIN)/sdft-train train --data demo/gsm8k-sdft@v1 --local $(HUB_DIR) --model $(TINY) --out runs/demo-ckpt --max-steps 2
+# The method on a laptop: a toy world (a small seed chat model pretrained here on
+# the CPU, cached) whose target task has references in a foreign style. Distill
+# them with the seed model, publish v1, train vanilla (original references) and
+# SDFT (rewrites) with the same budget, evaluate all three and print the table.
+demo: setup
+	rm -rf $(TOY) $(HUB_DIR)/demo/toy-sdft
+	$(TOY_ENV) $(BIN)/sdft-data toy-world $(TOY)/world --seed $(TOY_SEED)
+	$(TOY_ENV) $(BIN)/sdft-data distill --recipe toy --source $(TOY)/world/data/target_train.jsonl --model $(TOY)/world/model \
+		--out $(TOY)/distill --temperature 0 --max-new-tokens 48 --batch-size 64
+	$(BIN)/sdft-data diff $(TOY)/distill --examples 1
+	$(BIN)/sdft-data push $(TOY)/distill --repo demo/toy-sdft --local $(HUB_DIR)
+	$(TOY_ENV) $(BIN)/sdft-train train --data demo/toy-sdft@v1 --local $(HUB_DIR) --model $(TOY)/world/model --out $(TOY)/vanilla \
+		--responses original $(TOY_TRAIN)
+	$(TOY_ENV) $(BIN)/sdft-train train --data demo/toy-sdft@v1 --local $(HUB_DIR) --model $(TOY)/world/model --out $(TOY)/sdft \
+		--responses sdft $(TOY_TRAIN)
+	$(TOY_ENV) $(BIN)/sdft-train eval --model $(TOY)/world/model --data-dir $(TOY)/world/data --out $(TOY)/eval/seed $(TOY_EVAL)
+	$(TOY_ENV) $(BIN)/sdft-train eval --model $(TOY)/vanilla --data-dir $(TOY)/world/data --out $(TOY)/eval/vanilla $(TOY_EVAL)
+	$(TOY_ENV) $(BIN)/sdft-train eval --model $(TOY)/sdft --data-dir $(TOY)/world/data --out $(TOY)/eval/sdft $(TOY_EVAL)
 	@echo
-	@echo "demo done:"
-	@echo "  run directory     runs/demo  (manifest.json, generations/, distilled.parquet)"
-	@echo "  diff report       runs/demo/report/report.md"
-	@echo "  published dataset $(HUB_DIR)/demo/gsm8k-sdft  (sdft-data versions demo/gsm8k-sdft --local $(HUB_DIR))"
-	@echo "  LoRA adapter      runs/demo-ckpt  (trained 2 steps on demo/gsm8k-sdft@v1)"
+	$(BIN)/sdft-train compare $(TOY)/eval/seed $(TOY)/eval/vanilla $(TOY)/eval/sdft --out $(TOY)/table
+	@echo
+	@echo "toy-target is the task both arms were fine-tuned for; the other columns are abilities the seed model"
+	@echo "had and should keep. A toy: a 0.76M-parameter model and a made-up world (see README, The method on a laptop)."
+	@echo "  world, seed model  $(TOY)/world  (world.json: seed, sizes, model hash, sanity gate)"
+	@echo "  distillation       $(TOY)/distill  (report/report.md: every fallback with its reason)"
+	@echo "  published dataset  $(HUB_DIR)/demo/toy-sdft"
+	@echo "  models, scores     $(TOY)/vanilla, $(TOY)/sdft, $(TOY)/eval/*/predictions/"
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -114,4 +134,4 @@ bench: setup
 	$(BIN)/python benchmarks/bench_train.py --data $(PAPER_DATA)
 
 clean:
-	rm -rf runs/demo runs/demo-ckpt $(HUB_DIR)/demo
+	rm -rf runs/demo runs/demo-ckpt $(TOY) $(HUB_DIR)/demo
