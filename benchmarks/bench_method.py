@@ -34,7 +34,8 @@ from pathlib import Path
 
 KEPT_TASKS = ("toy-helpful", "toy-refusal", "toy-refusal-adv", "toy-benign", "toy-arithmetic", "toy-tools")
 TARGET_TASK = "toy-target"
-# Both arms get exactly this budget (full fine-tuning: the seed model is tiny).
+# Both arms get exactly this budget, with --max-steps and --lr (defaults 120 and 5e-4, the demo's):
+# full fine-tuning, since the seed model is tiny.
 TRAIN_ARGS = ["--full", "--batch-size", "16", "--grad-accum", "1", "--quiet"]
 EVAL_ARGS = ["--suite", "toy", "--decoding", "greedy", "--max-new-tokens", "48", "--batch-size", "64", "--quiet"]
 
@@ -49,7 +50,7 @@ def _cli(main, args: list[str]) -> None:
                 raise RuntimeError(f"command failed ({e.code}): {' '.join(args)}") from None
 
 
-def run_seed(seed: int, work: Path, *, world_args: list[str] = (), train_steps: int = 60, lr: float = 5e-4) -> dict:
+def run_seed(seed: int, work: Path, *, world_args: list[str] = (), train_steps: int = 120, lr: float = 5e-4) -> dict:
     from sdft_data.cli import main as data
     from sdft_train.cli import main as train
 
@@ -118,7 +119,7 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=0, help="Seeds first-seed .. first-seed+seeds-1.")
     ap.add_argument("--work", default=None, help="Working folder (kept); default: a temporary one (removed).")
     ap.add_argument("--steps", type=int, default=None, help="Seed-model pretraining steps (default: the world's).")
-    ap.add_argument("--train-steps", type=int, default=60, help="Fine-tuning steps of each arm.")
+    ap.add_argument("--train-steps", type=int, default=120, help="Fine-tuning steps of each arm.")
     ap.add_argument("--lr", type=float, default=5e-4, help="Fine-tuning learning rate of each arm.")
     args = ap.parse_args()
     if args.seeds < 1:
