@@ -172,8 +172,6 @@ def evaluate(
         raise ValueError(f"--samples must be at least 1 (got {samples})")
     if batch_size < 1:  # before any data is read or model loaded
         raise ValueError(f"--batch-size must be at least 1 (got {batch_size})")
-    if batch_size < 1:  # before any data is read or model loaded
-        raise ValueError(f"--batch-size must be at least 1 (got {batch_size})")
     if samples > 1 and decoding == "greedy":
         raise ValueError("--samples > 1 needs --decoding paper: greedy decoding gives the same answer every time")
     if max_new_tokens is not None and max_new_tokens < 1:
