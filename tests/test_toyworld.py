@@ -113,8 +113,19 @@ def test_seed_model_passes_its_gate(small_world):
     assert gate["passed"], gate["scores"]
 
 
+@pytest.fixture
+def one_thread():
+    """Tiny models run faster on one thread, and far faster when other jobs share the cores."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.mark.slow
-def test_whole_chain_on_the_toy_world(small_world, tmp_path):
+def test_whole_chain_on_the_toy_world(small_world, tmp_path, one_thread):
     from sdft_data.cli import main as sdft_data
     from sdft_train.cli import main as sdft_train
 
