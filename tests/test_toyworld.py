@@ -53,6 +53,18 @@ def test_build_refuses_a_folder_that_is_not_a_world(tmp_path):
     assert (tmp_path / "x" / "notes.txt").read_text() == "mine"
 
 
+def test_bad_sizes_are_one_line_and_write_nothing(tmp_path):
+    from sdft_data.cli import main as sdft_data
+
+    for args, message in [(["--hidden-size", "10"], "multiple of 4"),
+                          (["--train-rows", "1400", "--test-rows", "100"], "1440 target requests"),
+                          (["--eval-rows", "0"], "x>=1")]:
+        result = CliRunner().invoke(sdft_data, ["toy-world", str(tmp_path / "w"), *args])
+        assert result.exit_code != 0 and message in result.output, result.output
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "w").exists()
+
+
 def test_world_keeps_its_promises():
     rows = world_rows(7, n_eval=48)
     world = W.make_world(7)

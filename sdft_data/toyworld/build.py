@@ -26,6 +26,7 @@ from pathlib import Path
 
 from .model import SeedConfig, pretrain, render_example
 from .skills import KEPT, SCORERS
+from . import world as W
 from .world import WORLD_VERSION, ability_rows, make_world, target_rows
 
 # The seed model must show each skill at least this well before anything is
@@ -102,6 +103,11 @@ def build_world(
     progress = progress or (lambda line: None)
     if n_eval < 1 or n_target_train < 1 or n_target_test < 1:
         raise ValueError("the world's set sizes must be at least 1")
+    if n_target_train + n_target_test > len(W.HOWTO_M) * len(W.BENIGN) * len(W.MATERIALS):
+        raise ValueError(f"the world has {len(W.HOWTO_M) * len(W.BENIGN) * len(W.MATERIALS)} target requests in all:"
+                         " ask for fewer --train-rows and --test-rows")
+    if config.hidden_size % config.heads:
+        raise ValueError(f"--hidden-size must be a multiple of {config.heads} (the attention heads)")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"{out} exists and is not a directory")
