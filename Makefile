@@ -22,7 +22,8 @@ HUB_DIR  ?= hub
 DATA     ?= $(REPO)@v1
 BASE_MODEL ?= $(if $(MODEL),$(MODEL),$(TINY))
 CKPT     ?= ckpt/$(RECIPE)
-RESPONSES ?= sdft
+# Both arms by default (the chain's table needs both); RESPONSES=sdft or RESPONSES=original trains one.
+RESPONSES ?= sdft original
 # Evaluation: the seed model and each trained model or adapter (a train_manifest.json in $(CKPT), $(CKPT)-*
 # or $(CKPT)/*: both arms), then the table.
 SUITE    ?= paper
@@ -104,11 +105,14 @@ diff: setup
 push: setup
 	$(BIN)/sdft-data push $(OUT) --repo $(REPO) $(if $(HUB_DIR),--local $(HUB_DIR))
 
-# One arm per run, from the same published rows: RESPONSES=sdft (the distilled responses) or
-# RESPONSES=original (vanilla fine-tuning); each goes to $(CKPT)-$(RESPONSES).
+# Each arm from the same published rows: sdft (the distilled responses) and original (vanilla
+# fine-tuning); arm X goes to $(CKPT)-X.
 train: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json)
-	$(BIN)/sdft-train train --data $(DATA) $(if $(HUB_DIR),--local $(HUB_DIR)) --model $(BASE_MODEL) \
-		--responses $(RESPONSES) --out $(CKPT)-$(RESPONSES) $(ARGS)
+	@for arm in $(RESPONSES); do \
+		echo "$(BIN)/sdft-train train --data $(DATA) --responses $$arm --out $(CKPT)-$$arm ..."; \
+		$(BIN)/sdft-train train --data $(DATA) $(if $(HUB_DIR),--local $(HUB_DIR)) --model $(BASE_MODEL) \
+			--responses $$arm --out $(CKPT)-$$arm $(ARGS) || exit 1; \
+	done
 
 eval: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json)
 	$(BIN)/sdft-train eval --model $(BASE_MODEL) --backend $(BACKEND) $(foreach e,$(ENDPOINT),--endpoint $(e)) \
@@ -132,6 +136,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_push.py
 	$(BIN)/python benchmarks/bench_endpoint.py
 	$(BIN)/python benchmarks/bench_train.py --data $(PAPER_DATA)
+	$(BIN)/python benchmarks/bench_eval.py --data $(PAPER_DATA)
+	$(BIN)/python benchmarks/bench_method.py --seeds 8
 
 clean:
 	rm -rf runs/demo runs/demo-ckpt $(TOY) $(HUB_DIR)/demo
