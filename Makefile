@@ -16,6 +16,8 @@ MODEL    ?= $(if $(filter local,$(BACKEND)),$(TINY),)
 OUT      ?= runs/$(RECIPE)
 LIMIT    ?=
 ARGS     ?=
+# The tiny default's rewrites are noise: 48 new tokens instead of the paper's 512 keep the chain at minutes.
+DISTILL_ARGS ?= $(if $(filter $(TINY),$(MODEL)),--max-new-tokens 48)
 REPO     ?= my-org/$(RECIPE)-sdft
 # Publishing target: a local folder by default; HUB_DIR= (empty) pushes to the Hub.
 HUB_DIR  ?= hub
@@ -26,7 +28,8 @@ CKPT     ?= ckpt/$(RECIPE)
 RESPONSES ?= sdft original
 # Evaluation: the seed model and each trained model or adapter (a train_manifest.json in $(CKPT), $(CKPT)-*
 # or $(CKPT)/*: both arms), then the table.
-SUITE    ?= paper
+# The tiny default runs the quick suite (the paper suite's similarity needs an embedding model from the Hub).
+SUITE    ?= $(if $(filter $(TINY),$(BASE_MODEL)),quick,paper)
 EVAL_DIR ?= eval/$(RECIPE)
 # The tiny default reads the shipped made-up test rows (offline); real runs: DATA_DIR=the paper's data folder or empty (Hub).
 DATA_DIR ?= $(if $(filter $(TINY),$(BASE_MODEL)),tests/fixtures/eval_data)
@@ -92,7 +95,7 @@ test: setup
 distill: setup $(if $(filter $(TINY),$(MODEL)),$(TINY)/config.json)
 	$(BIN)/sdft-data distill --recipe $(RECIPE) $(if $(SOURCE),--source $(SOURCE)) --backend $(BACKEND) \
 		$(foreach e,$(ENDPOINT),--endpoint $(e)) $(if $(MODEL),--model $(MODEL)) --out $(OUT) \
-		$(if $(LIMIT),--limit $(LIMIT)) $(ARGS)
+		$(if $(LIMIT),--limit $(LIMIT)) $(DISTILL_ARGS) $(ARGS)
 	@# The chain (make distill train eval) trains on the published version: publish v1 to a local hub folder once.
 	$(if $(HUB_DIR),test -d $(HUB_DIR)/$(REPO) || $(BIN)/sdft-data push $(OUT) --repo $(REPO) --local $(HUB_DIR) $(PUSH_ARGS))
 

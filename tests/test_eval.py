@@ -282,6 +282,16 @@ def test_similarity_against_the_seed_models_answers(engine, tiny_model_dir, tmp_
     assert (tmp_path / "seed" / "runs" / "advbench").is_dir() and not (tmp_path / "seed" / "runs" / "similarity").exists()
 
 
+def test_similarity_without_a_loadable_embedding_model_is_one_line(engine, tmp_path):
+    _eval(engine, tmp_path / "seed", tasks="advbench", limit=2)
+    not_a_model = tmp_path / "empty"
+    not_a_model.mkdir()
+    with pytest.raises(ValueError, match=r"^similarity: cannot load the embedding model .*--embedding-model") as e:
+        _eval(engine, tmp_path / "tuned", tasks="similarity", limit=2, seed_results=tmp_path / "seed",
+              embedding_model=str(not_a_model))
+    assert "\n" not in str(e.value)
+
+
 def test_tasks_evaluated_in_two_calls_share_one_results_file(engine, tmp_path):
     _eval(engine, tmp_path / "m", tasks="gsm8k", limit=2)
     both = _eval(engine, tmp_path / "m", tasks="advbench", limit=2)

@@ -48,7 +48,13 @@ def score(rows, predictions, ctx):
     from sentence_transformers import SentenceTransformer
 
     seed = seed_answers(ctx, rows)
-    encoder = SentenceTransformer(ctx.embedding_model or DEFAULT_EMBEDDING_MODEL, device="cpu")
+    name = ctx.embedding_model or DEFAULT_EMBEDDING_MODEL
+    try:
+        encoder = SentenceTransformer(name, device="cpu")
+    except (OSError, ValueError) as e:  # offline, or not a model: transformers' message runs over many lines
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ValueError(f"similarity: cannot load the embedding model {name!r} ({first}); pass --embedding-model "
+                         "with a local sentence-transformers folder, or leave out the similarity task") from None
     ours = encoder.encode([p or "" for p in predictions], convert_to_tensor=True, normalize_embeddings=True)
     theirs = encoder.encode([s or "" for s in seed], convert_to_tensor=True, normalize_embeddings=True)
     cosine = (ours * theirs).sum(dim=-1).tolist()
