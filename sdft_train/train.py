@@ -23,6 +23,7 @@ import hashlib
 import json
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -435,7 +436,27 @@ def _trainer(net, tokenizer, examples: Examples, args, config: TrainConfig):
     # Already tokenized (input_ids + completion_mask): the trainer builds the labels from the
     # mask and adds no special token of its own.
     rows = datasets.Dataset.from_list(examples.rows)
-    return SFTTrainer(model=net, args=args, train_dataset=rows, processing_class=tokenizer, peft_config=peft_config)
+    # transformers warns about its own deprecated call inside the trainer: nothing a user can act on.
+    warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+    trainer = SFTTrainer(model=net, args=args, train_dataset=rows, processing_class=tokenizer, peft_config=peft_config)
+    if not args.disable_tqdm:
+        # Every step is logged (the manifest keeps each loss); show the latest on the bar instead of a dict a line.
+        from transformers.trainer_callback import ProgressCallback
+
+        trainer.remove_callback(ProgressCallback)
+        trainer.add_callback(_loss_on_the_bar())
+    return trainer
+
+
+def _loss_on_the_bar():
+    from transformers.trainer_callback import ProgressCallback
+
+    class LossOnTheBar(ProgressCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if self.training_bar is not None and logs and "loss" in logs:
+                self.training_bar.set_postfix(loss=f"{float(logs['loss']):.4f}", refresh=False)
+
+    return LossOnTheBar()
 
 
 def _last_checkpoint(out: Path) -> str | None:
