@@ -880,7 +880,6 @@ visual-document-retrieval any-to-any video-to-video other
 _LANGUAGE = re.compile(r"^([a-z]{2,3}([-_][A-Za-z0-9]{2,8})*|code|multilingual)$")
 
 
-
 def _yaml_block(readme: str) -> str | None:
     m = re.match(r"^---[ \t]*\r?\n(.*?)\r?\n---[ \t]*(\r?\n|$)", readme, re.S)
     return m.group(1) if m else None
@@ -971,30 +970,6 @@ def _configs_errors(configs) -> list[str]:
     except Exception as e:
         errors.append(f'"configs" is invalid: {str(e).splitlines()[0]}')
     return errors
-
-
-def latest_card(readme: str, prefix: str) -> str:
-    """The card with every `configs` data file path moved under `prefix` (e.g. "versions/v2/").
-
-    A local publishing folder keeps each version in versions/vN/; its top-level
-    README.md is the latest version's card pointed there, so the folder loads
-    like the Hub's `main`.
-    """
-    from huggingface_hub import DatasetCard
-
-    card = DatasetCard(readme)
-    configs = []
-    for config in card.data.configs or []:
-        config = dict(config)
-        files = config.get("data_files")
-        if isinstance(files, list):
-            config["data_files"] = [{**f, "path": prefix + f["path"]} if isinstance(f, dict) else prefix + f
-                                    for f in files]
-        elif isinstance(files, str):
-            config["data_files"] = prefix + files
-        configs.append(config)
-    card.data.configs = configs
-    return str(card)
 
 
 @contextlib.contextmanager
