@@ -32,6 +32,9 @@ def main():
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where to save the adapter or model.")
 @click.option("--responses", type=click.Choice(["sdft", "original"]), default="sdft", show_default=True,
               help="Which arm: the SDFT responses, or the original ones of the same rows (vanilla fine-tuning).")
+@click.option("--paper", "paper_mode", is_flag=True,
+              help="Reproduce the paper: its prompt format (--format paper) and its training preset; any option "
+                   "that changes them is refused. Recorded in the train manifest and the model card.")
 @click.option("--recipe", default=None, help="Recipe whose train template to use (default: the dataset's).")
 @click.option("--format", "fmt", type=click.Choice(["chat", "paper"]), default=None,
               help="Prompt format (default: the one the dataset was distilled in).")
@@ -66,8 +69,8 @@ def main():
 @click.option("--private", is_flag=True, help="With --push-to-hub: create the repo private.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def train(data, local, model, revision, out, recipe, fmt, resume, allow_other_model, push_to_hub, private, quiet,
-          **knobs):
+def train(data, local, model, revision, out, recipe, fmt, paper_mode, resume, allow_other_model, push_to_hub, private,
+          quiet, **knobs):
     """Fine-tune MODEL on one arm of a distilled dataset; the loss on the response and EOS only.
 
     The defaults are the paper's preset; every flag in [brackets] overrides one
@@ -77,19 +80,24 @@ def train(data, local, model, revision, out, recipe, fmt, resume, allow_other_mo
     sdft-train train --data my-org/gsm8k-sdft@v1 --model meta-llama/Llama-2-7b-chat-hf --out ckpt/gsm8k-sdft
     sdft-train train --data my-org/gsm8k-sdft@v1 --model meta-llama/Llama-2-7b-chat-hf --out ckpt/gsm8k-vanilla \\
         --responses original
+    sdft-train train --data my-org/gsm8k-sdft@v1 --model meta-llama/Llama-2-7b-chat-hf --out ckpt/gsm8k-sdft --paper
     accelerate launch --config_file configs/ddp_8gpu.yaml -m sdft_train.cli train --data ... --out ...
     """
     import os
 
     from .train import TrainConfig, train as run_train
 
+    if paper_mode:
+        if fmt not in (None, "paper"):
+            raise click.UsageError(f"--paper sets --format paper: drop --format {fmt}, or drop --paper")
+        fmt = "paper"
     knobs = {k: v for k, v in knobs.items() if v is not None}
     if "lora_targets" in knobs:
         knobs["lora_targets"] = tuple(t.strip() for t in knobs["lora_targets"].split(",") if t.strip())
     config = TrainConfig(format=fmt, **knobs)
     record = run_train(data=data, model=model, revision=revision, out=out, recipe=recipe, local=local, config=config,
                        resume=resume, allow_other_model=allow_other_model, push_to_hub=push_to_hub, private=private,
-                       progress=not quiet)
+                       progress=not quiet, paper_mode=paper_mode)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     ex = record["examples"]
@@ -118,6 +126,9 @@ def train(data, local, model, revision, out, recipe, fmt, resume, allow_other_mo
 @click.option("--endpoint", "endpoints", multiple=True, help="Server URL (tgi/openai); repeat for several.")
 @click.option("--tokenizer", default=None, help="Tokenizer for prompt rendering with a server (default: --model).")
 @click.option("--concurrency", type=int, default=None, help="Requests in flight per endpoint.")
+@click.option("--paper", "paper_mode", is_flag=True,
+              help="Evaluate as the paper: its prompt format (--format paper) and decoding (--decoding paper, 512 "
+                   "new tokens); an option that changes them is refused. Recorded in results.json.")
 @click.option("--decoding", type=click.Choice(["paper", "greedy"]), default="paper", show_default=True,
               help="paper: sampling as the authors (T 0.95, top-p 0.7, top-k 50, per-row seeds); greedy.")
 @click.option("--samples", type=int, default=1, show_default=True, help="Generations per row (paper decoding): "
@@ -135,9 +146,9 @@ def train(data, local, model, revision, out, recipe, fmt, resume, allow_other_mo
               "(default: all-MiniLM-L6-v2, as the authors).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @user_errors
-def evaluate(model, adapter, task_list, suite, out, data_dir, backend, endpoints, tokenizer, concurrency, decoding,
-             samples, seed, limit, fmt, max_new_tokens, batch_size, judge_endpoint, judge_model, seed_results,
-             embedding_model, quiet):
+def evaluate(model, adapter, task_list, suite, out, data_dir, backend, endpoints, tokenizer, concurrency, paper_mode,
+             decoding, samples, seed, limit, fmt, max_new_tokens, batch_size, judge_endpoint, judge_model,
+             seed_results, embedding_model, quiet):
     """Evaluate a model as the paper does; writes OUT/results.json and per-row predictions.
 
     Each task's generation is a resumable run (OUT/runs/): run the same command
@@ -150,6 +161,7 @@ def evaluate(model, adapter, task_list, suite, out, data_dir, backend, endpoints
         --data-dir data --seed-results eval/seed --out eval/gsm8k-sdft
     sdft-train eval --backend openai --endpoint http://gpu:8000 --model gsm8k-sdft \\
         --tokenizer meta-llama/Llama-2-7b-chat-hf --tasks gsm8k,humaneval --out eval/gsm8k-sdft
+    sdft-train eval --model meta-llama/Llama-2-7b-chat-hf --paper --suite paper --data-dir data --out eval/seed
     sdft-train eval --model models/tiny --suite quick --limit 8 --max-new-tokens 16 --out eval/tiny
     """
     import os
@@ -157,6 +169,14 @@ def evaluate(model, adapter, task_list, suite, out, data_dir, backend, endpoints
     from .evaluate import evaluate as run_eval
     from .tasks import resolve
 
+    if paper_mode:
+        from sdft_data import paper
+
+        for flag, ours, theirs in (("--format", fmt, paper.FORMAT), ("--decoding", decoding, "paper"),
+                                   ("--max-new-tokens", max_new_tokens, paper.DECODING.max_new_tokens)):
+            if ours is not None and ours != theirs and _given(flag):
+                raise click.UsageError(f"--paper sets {flag} {theirs}: drop {flag} {ours}, or drop --paper")
+        fmt, decoding = paper.FORMAT, "paper"
     tasks = resolve(task_list, suite)
     judge = None
     if bool(judge_endpoint) != bool(judge_model):
@@ -175,6 +195,15 @@ def evaluate(model, adapter, task_list, suite, out, data_dir, backend, endpoints
         click.echo(f"note: {note}")
     click.echo(f"results: {Path(out) / 'results.json'} ({results['arm']}"
                f"{', ' + results['dataset'] if results['dataset'] else ''})")
+
+
+def _given(flag: str) -> bool:
+    """Whether the option `flag` of the running command was given on the command line."""
+    from click.core import ParameterSource
+
+    ctx = click.get_current_context()
+    name = next(p.name for p in ctx.command.params if flag in getattr(p, "opts", ()))
+    return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
 
 @main.command()

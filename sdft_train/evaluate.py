@@ -46,6 +46,21 @@ def decoding_params(mode: str, *, max_new_tokens: int | None = None, stop: tuple
     return dataclasses.replace(base, max_new_tokens=max_new_tokens or base.max_new_tokens, stop=tuple(stop))
 
 
+def paper_differences(fmt: str, decoding: str, max_new_tokens: int | None) -> list[str]:
+    """How an eval's settings differ from the paper's (its prompt format and decoding), one phrase each."""
+    from sdft_data import paper
+
+    out = []
+    if fmt != paper.FORMAT:
+        out.append(f"format {fmt} (paper: {paper.FORMAT})")
+    if decoding != "paper":
+        out.append(f"decoding {decoding} (paper: sampling, temperature {paper.DECODING.temperature}, "
+                   f"top-p {paper.DECODING.top_p}, top-k {paper.DECODING.top_k})")
+    if max_new_tokens not in (None, paper.DECODING.max_new_tokens):
+        out.append(f"max_new_tokens {max_new_tokens} (paper: {paper.DECODING.max_new_tokens})")
+    return out
+
+
 def task_decoding(task: Task, decoding: str) -> str:
     return "greedy" if decoding == "greedy" or task.paper_decoding == "greedy" else "sample"
 
@@ -263,6 +278,7 @@ def evaluate(
         # Tasks evaluated earlier into this folder, the same way, stay in the results.
         results_tasks = {**{k: v for k, v in previous.get("tasks", {}).items() if k not in results_tasks},
                          **results_tasks}
+    paper_diffs = paper_differences(fmt, decoding, max_new_tokens)
     results = {
         "results_version": 1,
         "sdft_version": __version__,
@@ -272,6 +288,7 @@ def evaluate(
         "dataset": dataset_of(train),
         "train": train,
         "decoding": decoding_record,
+        "paper": {"matches": not paper_diffs, "differences": paper_diffs},
         "suite": suite if not previous or previous.get("suite") in (None, suite) else None,
         "limit": limit,
         "tasks": results_tasks,

@@ -108,6 +108,30 @@ def paper_epochs(recipe: str) -> float:
     return paper.training_preset(recipe).num_train_epochs
 
 
+def paper_differences(config: TrainConfig, recipe: str, fmt: str, epochs: float) -> list[str]:
+    """How a training run's settings differ from the paper's (sdft_data.paper), one phrase each ([]: none)."""
+    preset = paper.training_preset(recipe)
+    settings = [
+        ("format", fmt, paper.FORMAT),
+        ("full fine-tuning", config.full, False),
+        ("lora rank", config.lora_rank, preset.lora_r),
+        ("lora alpha", config.lora_alpha, preset.lora_alpha),
+        ("lora dropout", config.lora_dropout, preset.lora_dropout),
+        ("lora targets", ",".join(config.lora_targets), ",".join(preset.lora_target)),
+        ("lr", config.learning_rate, preset.learning_rate),
+        ("lr scheduler", config.lr_scheduler, preset.lr_scheduler_type),
+        ("warmup ratio", config.warmup_ratio, 0.0),
+        ("weight decay", config.weight_decay, preset.weight_decay),
+        ("max grad norm", config.max_grad_norm, preset.max_grad_norm),
+        ("batch size", config.batch_size, preset.per_device_train_batch_size),
+        ("grad accum", config.grad_accum, preset.gradient_accumulation_steps),
+        ("epochs", epochs, preset.num_train_epochs),
+        ("max steps", config.max_steps, None),
+        ("max length", config.max_length, preset.cutoff_len),
+    ]
+    return [f"{name} {ours} (paper: {theirs})" for name, ours, theirs in settings if ours != theirs]
+
+
 def model_identity(model: str, revision: str | None = None) -> dict:
     """{"model_id", "revision"} as the distillation run records its seed model (sdft_data.backends.local)."""
     path = Path(model)
@@ -224,8 +248,12 @@ def train(
     push_to_hub: str | None = None,
     private: bool = False,
     progress: bool = True,
+    paper_mode: bool = False,
 ) -> dict:
     """Fine-tune `model` on `data` (one arm, `config.responses`) into `out`. Returns the train manifest.
+
+    `paper_mode` (--paper) refuses any setting that is not the paper's (format and preset);
+    every run records how its settings differ from the paper's.
 
     Every check that can refuse the run (the config, the dataset and its
     columns, the model and its tokenizer, the seed model, `out`) runs before
@@ -268,6 +296,10 @@ def train(
     if fmt == "paper":
         layout = templates.resolve_layout(rec.paper_layout, tokenizer, layout)
     epochs = config.epochs if config.epochs is not None else paper_epochs(rec.name)
+    differences = paper_differences(config, rec.name, fmt, epochs)
+    if paper_mode and differences:
+        raise ValueError(f"--paper trains with the paper's settings, and these are not: {'; '.join(differences)}."
+                         " Drop those options, or drop --paper")
 
     inputs = {
         "data": {k: v for k, v in opened.describe().items() if k != "spec"},
@@ -327,6 +359,7 @@ def train(
         "seed_model": seed,
         "seed_model_match": matches,
         "allow_other_model": allow_other_model,
+        "paper": {"mode": paper_mode, "matches": not differences, "differences": differences},
         "config": config.to_dict() | {"epochs": epochs, "format": fmt, "paper_layout": layout,
                                       "bf16": bool(trainer.args.bf16),
                                       "gradient_checkpointing": bool(trainer.args.activation_checkpointing)},
@@ -539,12 +572,13 @@ def model_card(record: dict) -> str:
 # {record['recipe']['name']}: {record['responses']} arm
 
 {"A LoRA adapter for" if lora else "A full fine-tune of"} `{base['name']}` (revision `{base.get('revision')}`),
-trained with [sdft](https://github.com/sail-sg/sdft)'s trainer on the **{arm}** of
+trained with the sdft toolkit's trainer on the **{arm}** of
 `{source['spec']}` (revision `{source.get('revision')}`, fingerprint `{source.get('fingerprint')}`).
 The other arm of the comparison trains on the same rows and prompts with `--responses
 {"original" if record["responses"] == "sdft" else "sdft"}`.
 
 - Prompt format: `{record['format']}` (from the {record['format_from']}); loss on the response and EOS only.
+- The paper's settings (format and training preset): {_paper_line(record.get('paper') or {})}.
 - Examples: {ex['examples']} of {ex['rows']} rows ({ex['truncated']} truncated, {ex['cut_away']} whose response
   the {cfg['max_length']}-token cutoff removed entirely).
 - {record['optimizer_steps']} optimizer steps, {record['world_size']} process(es), global batch
@@ -562,6 +596,12 @@ The other arm of the comparison trains on the same rows and prompts with `--resp
 
 `train_manifest.json` records everything above, plus library versions and timings.
 """
+
+
+def _paper_line(entry: dict) -> str:
+    if entry.get("matches"):
+        return "yes" + (" (--paper)" if entry.get("mode") else "")
+    return "no: " + "; ".join(entry.get("differences") or ["not recorded"])
 
 
 def _push(out: Path, repo: str, *, private: bool) -> str:

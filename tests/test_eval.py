@@ -166,6 +166,9 @@ def test_greedy_is_repeatable_and_samples_need_sampling(engine, tmp_path):
         (["--tasks", "gsm8k", "--data-dir", "."], "no data file gsm8k/gsm8k_test.json"),
         (["--tasks", "gsm8k", "--samples", "2", "--decoding", "greedy"], "--samples > 1 needs --decoding paper"),
         (["--tasks", "gsm8k", "--backend", "tgi", "--data-dir", str(DATA)], "--backend tgi needs at least one --endpoint"),
+        (["--tasks", "gsm8k", "--paper", "--decoding", "greedy"], "--paper sets --decoding paper: drop --decoding greedy"),
+        (["--tasks", "gsm8k", "--paper", "--format", "chat"], "--paper sets --format paper: drop --format chat"),
+        (["--tasks", "gsm8k", "--paper", "--max-new-tokens", "8"], "--paper sets --max-new-tokens 512"),
     ],
 )
 def test_bad_input_is_one_line_and_writes_nothing(tiny_model_dir, tmp_path, args, message):
@@ -174,6 +177,28 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_model_dir, tmp_path, args
     assert result.exit_code != 0
     assert message in result.output, result.output
     assert "Traceback" not in result.output and not out.exists()
+
+
+def test_paper_switch_evaluates_in_the_papers_format_and_decoding(tiny_model_dir, tmp_path):
+    out = tmp_path / "paper"
+    result = CliRunner().invoke(main, ["eval", "--model", str(tiny_model_dir), "--out", str(out), "--tasks", "gsm8k",
+                                       "--limit", "1", "--data-dir", str(DATA), "--paper", "--quiet"])
+    assert result.exit_code == 0, result.output
+    results = json.loads((out / "results.json").read_text())
+    assert results["paper"] == {"matches": True, "differences": []}
+    assert (results["decoding"]["format"], results["decoding"]["mode"]) == ("paper", "paper")
+    assert results["tasks"]["gsm8k"]["prompt_example"].startswith("<<SYS>>\nYou are an expert in math.")
+    # Without it, the results say where they left the paper.
+    plain = _eval_cli_greedy(tiny_model_dir, tmp_path / "plain")
+    assert plain["paper"]["differences"][0] == "format chat (paper: paper)"
+
+
+def _eval_cli_greedy(tiny_model_dir, out):
+    result = CliRunner().invoke(main, ["eval", "--model", str(tiny_model_dir), "--out", str(out), "--tasks", "gsm8k",
+                                       "--limit", "1", "--data-dir", str(DATA), "--decoding", "greedy",
+                                       "--max-new-tokens", "4", "--quiet"])
+    assert result.exit_code == 0, result.output
+    return json.loads((out / "results.json").read_text())
 
 
 def test_eval_cli_with_an_adapter_reads_its_train_record(tiny_model_dir, tmp_path):

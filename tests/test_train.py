@@ -241,6 +241,33 @@ def test_format_flag_overrides_the_manifest_and_original_arm_is_recorded(run_dir
     assert torch.allclose(merged, adapted, atol=1e-5)
 
 
+def test_paper_switch_trains_with_the_papers_settings_and_says_so(run_dir, tiny_model_dir, tmp_path):
+    out = tmp_path / "paper"
+    _ok("--data", run_dir, "--model", tiny_model_dir, "--out", out, "--paper")
+    record = _manifest(out)
+    assert record["paper"] == {"mode": True, "matches": True, "differences": []}
+    assert record["format"] == "paper" and record["config"]["epochs"] == paper_epochs("gsm8k") == 5
+    assert "The paper's settings (format and training preset): yes (--paper)" in (out / "README.md").read_text()
+    # Without the switch, a run records where it left the paper.
+    other = tmp_path / "other"
+    _ok("--data", run_dir, "--model", tiny_model_dir, "--out", other, "--max-steps", 1, "--lr", "3e-4")
+    diffs = _manifest(other)["paper"]["differences"]
+    assert diffs == ["lr 0.0003 (paper: 0.0001)", "max steps 1 (paper: None)"]
+    assert "no: lr 0.0003 (paper: 0.0001); max steps 1" in (other / "README.md").read_text()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--lr", "2e-4"], "--paper trains with the paper's settings, and these are not: lr 0.0002 (paper: 0.0001)"),
+    (["--max-steps", "3", "--full"], "full fine-tuning True (paper: False); max steps 3 (paper: None)"),
+    (["--format", "chat"], "--paper sets --format paper: drop --format chat"),
+])
+def test_paper_switch_refuses_settings_that_are_not_the_papers(run_dir, tiny_model_dir, tmp_path, args, message):
+    out = tmp_path / "refused"
+    result = _cli("--data", run_dir, "--model", tiny_model_dir, "--out", out, "--paper", *args)
+    assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
+    assert not out.exists()
+
+
 def test_full_fine_tuning_saves_the_whole_model(run_dir, tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
