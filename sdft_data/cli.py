@@ -271,19 +271,23 @@ def distill(recipe_name, source, config, split, revision, model, backend, endpoi
     _warn_useless(summary, max_new_tokens)
 
 
-def _paper_settings(*, fmt, rules, params):
-    """--paper: the paper's format, rules and decoding. An option given explicitly with another value is an error."""
+def option_given(name: str) -> bool:
+    """Whether the running command's parameter `name` came from the command line (or its environment variable)."""
     from click.core import ParameterSource
 
+    source = click.get_current_context().get_parameter_source(name)
+    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
+
+
+def _paper_settings(*, fmt, rules, params):
+    """--paper: the paper's format, rules and decoding. An option given explicitly with another value is an error."""
     from . import paper
 
-    ctx = click.get_current_context()
     wanted = {"fmt": ("--format", fmt, paper.FORMAT), "rules": ("--rules", rules, paper.RULES)}
     for name in ("max_new_tokens", "temperature", "top_p", "top_k"):
         wanted[name] = ("--" + name.replace("_", "-"), getattr(params, name), getattr(paper.DECODING, name))
     for name, (flag, ours, theirs) in wanted.items():
-        given = ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-        if given and ours != theirs:
+        if option_given(name) and ours != theirs:
             raise UserError(f"--paper sets {flag} {theirs}: drop {flag} {ours}, or drop --paper to choose your own")
     return paper.FORMAT, paper.RULES, paper.DECODING
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from sdft_data.cli import user_errors
+from sdft_data.cli import option_given, user_errors
 
 from . import __version__
 
@@ -172,9 +172,11 @@ def evaluate(model, adapter, task_list, suite, out, data_dir, backend, endpoints
     if paper_mode:
         from sdft_data import paper
 
-        for flag, ours, theirs in (("--format", fmt, paper.FORMAT), ("--decoding", decoding, "paper"),
-                                   ("--max-new-tokens", max_new_tokens, paper.DECODING.max_new_tokens)):
-            if ours is not None and ours != theirs and _given(flag):
+        for flag, name, ours, theirs in (("--format", "fmt", fmt, paper.FORMAT),
+                                         ("--decoding", "decoding", decoding, "paper"),
+                                         ("--max-new-tokens", "max_new_tokens", max_new_tokens,
+                                          paper.DECODING.max_new_tokens)):
+            if ours is not None and ours != theirs and option_given(name):
                 raise click.UsageError(f"--paper sets {flag} {theirs}: drop {flag} {ours}, or drop --paper")
         fmt, decoding = paper.FORMAT, "paper"
     tasks = resolve(task_list, suite)
@@ -195,15 +197,6 @@ def evaluate(model, adapter, task_list, suite, out, data_dir, backend, endpoints
         click.echo(f"note: {note}")
     click.echo(f"results: {Path(out) / 'results.json'} ({results['arm']}"
                f"{', ' + results['dataset'] if results['dataset'] else ''})")
-
-
-def _given(flag: str) -> bool:
-    """Whether the option `flag` of the running command was given on the command line."""
-    from click.core import ParameterSource
-
-    ctx = click.get_current_context()
-    name = next(p.name for p in ctx.command.params if flag in getattr(p, "opts", ()))
-    return ctx.get_parameter_source(name) in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
 
 
 @main.command()

@@ -74,7 +74,8 @@ class Judge:
 
 
 def load(data_dir: str | None, limit: int | None) -> Data:
-    if data_dir is None:
+    from_hub = data_dir is None
+    if from_hub:
         # The Hub repo holds a loading script; its data file is read directly.
         from huggingface_hub import HfApi, hf_hub_download
 
@@ -84,14 +85,13 @@ def load(data_dir: str | None, limit: int | None) -> Data:
         except Exception as e:
             raise ValueError(f"alpacaeval: cannot read tatsu-lab/alpaca_eval (alpaca_eval.json) from the Hub: "
                              f"{str(e).splitlines()[0] if str(e) else type(e).__name__}; or pass --data-dir") from None
-        data = load_table("alpacaeval", data_dir=str(Path(path).parent), data_file="alpaca_eval.json",
-                          file_columns=("instruction", "output"), hub=None, hub_columns=("instruction", "output"),
-                          limit=limit)
-        data.source.update(kind="hub", id="tatsu-lab/alpaca_eval/alpaca_eval.json", revision=revision)
-        return data
-    return load_table("alpacaeval", data_dir=data_dir, data_file="alpaca_eval.json",
+        data_dir = str(Path(path).parent)
+    data = load_table("alpacaeval", data_dir=data_dir, data_file="alpaca_eval.json",
                       file_columns=("instruction", "output"), hub=None, hub_columns=("instruction", "output"),
                       limit=limit)
+    if from_hub:
+        data.source.update(kind="hub", id="tatsu-lab/alpaca_eval/alpaca_eval.json", revision=revision)
+    return data
 
 
 def prompt(row: dict, tokenizer, fmt: str) -> str:

@@ -6,7 +6,7 @@ does she have?", "output": "The answer is 9"}. On the Hub (ChilleD/MultiArith) t
 last-integer rule as GSM8K.
 """
 
-from . import Data, Task, hit_rows, load_table, recipe_prompt, recipe_scorer
+from . import Data, Task, gsm8k, load_table
 
 
 def load(data_dir: str | None, limit: int | None) -> Data:
@@ -15,14 +15,5 @@ def load(data_dir: str | None, limit: int | None) -> Data:
                       hub_columns=("question", "final_ans"), limit=limit)
 
 
-def prompt(row: dict, tokenizer, fmt: str) -> str:
-    return recipe_prompt("gsm8k", row["input"], tokenizer, fmt)
-
-
-def score(rows, predictions, ctx):
-    is_correct = recipe_scorer("gsm8k")
-    return hit_rows(rows, predictions, lambda r, p: is_correct(r["reference"], p))
-
-
 TASK = Task(name="multiarith", version=1, description="MultiArith, accuracy (last integer)", metric="accuracy",
-            load=load, prompt=prompt, score=score, hub="ChilleD/MultiArith (test)", data_file="multiarith_test.json")
+            load=load, prompt=gsm8k.prompt, score=gsm8k.score, hub="ChilleD/MultiArith (test)", data_file="multiarith_test.json")
