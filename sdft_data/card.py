@@ -27,6 +27,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .errors import first_line
+
 TEMPLATE_NAME = "dataset_card.md"
 BASE_TAGS = ["sdft", "self-distillation", "synthetic"]
 # Keys the card recomputes on every push; any other key in the previous card is the user's and is kept.
@@ -117,7 +119,7 @@ def check_card(readme: str) -> None:
     try:
         card = DatasetCard(readme)
     except Exception as e:
-        raise ValueError(f"dataset card metadata does not parse: {_first_line(e)}") from None
+        raise ValueError(f"dataset card metadata does not parse: {first_line(e)}") from None
     if not card.data.to_dict():
         raise ValueError("dataset card has no YAML metadata")
     for what, read in (("configs", MetadataConfigs.from_dataset_card_data),
@@ -125,7 +127,7 @@ def check_card(readme: str) -> None:
         try:
             read(card.data)
         except Exception as e:
-            raise ValueError(f"dataset card metadata is invalid: datasets cannot read its {what}: {_first_line(e)}") from None
+            raise ValueError(f"dataset card metadata is invalid: datasets cannot read its {what}: {first_line(e)}") from None
 
 
 def validate_on_hub(readme: str, endpoint: str | None = None) -> None:
@@ -150,14 +152,9 @@ def validate_on_hub(readme: str, endpoint: str | None = None) -> None:
             text = "; ".join(str(x.get("message", x)) if isinstance(x, dict) else str(x) for x in errors) or text
         except (ValueError, AttributeError):
             pass
-        raise ValueError(f"dataset card metadata is invalid: the Hub says: {_first_line(text)}") from None
+        raise ValueError(f"dataset card metadata is invalid: the Hub says: {first_line(text)}") from None
     finally:
         constants.ENDPOINT = saved
-
-
-def _first_line(e) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
 
 
 @dataclass

@@ -39,7 +39,6 @@ nothing about the task.
 from __future__ import annotations
 
 import os
-from datetime import datetime, timezone
 from pathlib import Path
 
 import polars as pl
@@ -72,7 +71,7 @@ from .recipes.openfunctions import (  # noqa: F401
     standardize_call_expr,
     standardize_function_call,
 )
-from .rundir import DISTILLED_COLUMNS, generations, read_manifest, write_distilled, write_manifest
+from .rundir import DISTILLED_COLUMNS, generations, now, read_manifest, write_distilled, write_manifest
 
 _WS = PY_WS_RE
 
@@ -385,7 +384,7 @@ def check_run(
             f"run {run} is unfinished ({manifest['status']}): {summary['pending']} of {total} rows are not generated "
             "yet; run the same `sdft-data distill` command again to finish it (nothing written)"
         )
-    manifest["check"] = {"checked_at": datetime.now(timezone.utc).isoformat(timespec="seconds"), **summary}
+    manifest["check"] = {"checked_at": now(), **summary}
     write_distilled(run, distilled)
     write_manifest(run, manifest)
     return distilled

@@ -13,6 +13,7 @@ import click
 
 from . import __version__
 from .backends import EndpointError
+from .errors import first_line
 
 
 class UserError(click.ClickException):
@@ -50,7 +51,7 @@ def user_errors(fn):
         try:
             return fn(*args, **kwargs)
         except (ValueError, FileNotFoundError, PermissionError, EndpointError) as e:
-            raise UserError(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
+            raise UserError(first_line(e)) from None
         except KeyboardInterrupt:
             raise Interrupted("interrupted: what finished is saved; run the same command again to resume") from None
         except Exception as e:

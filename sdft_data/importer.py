@@ -40,6 +40,7 @@ from pathlib import Path
 import polars as pl
 
 from . import __version__
+from .errors import first_line
 from .recipes import Recipe, get_recipe
 
 IMPORTED_BACKEND = "imported"
@@ -76,7 +77,7 @@ def _open(spec: str, role: str, required: list[str], split: str | None):
         return load_table(spec, required=required, split=split, describe=True)
     except ValueError as e:
         # The reader speaks of a "source"; say which side of the pair it is.
-        raise ValueError(f"--{role}: {str(e).splitlines()[0]}") from None
+        raise ValueError(f"--{role}: {first_line(e)}") from None
 
 
 def _snippet(text) -> str:

@@ -40,11 +40,11 @@ import stat
 import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
+from .errors import first_line
 from .card import CardInput, VersionRow, dataset_info, latest_card, model_label, render_card, validate_on_hub
-from .rundir import read_manifest
+from .rundir import now, read_manifest
 from .source import file_sha256
 
 # The Hub's rule for a repo id: namespace/name, letters, digits, "-", "_", "." (no "--" or "..", at most 96 chars).
@@ -264,10 +264,6 @@ def write_shards(distilled: str | os.PathLike, data_dir: str | os.PathLike,
     return _Shards(files, rows, accepted, dict(reasons), pf.schema_arrow.names, pf.schema_arrow, raw)
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def _version_info(manifest: dict, revision: str) -> VersionInfo:
     pub = manifest.get("publish") or {}
     model = (manifest.get("fingerprint_inputs") or {}).get("model") or {}
@@ -297,7 +293,7 @@ def _stage(run: _Run, repo: str, version: str, folder: Path, *, previous_readme:
     manifest["publish"] = {
         "repo": repo,
         "version": version,
-        "published_at": _now(),
+        "published_at": now(),
         "distilled_sha256": run.content_sha256,
         "rows": shards.rows,
         "accepted": shards.accepted,
@@ -419,7 +415,7 @@ def hub_errors(repo: str, endpoint: str | None = None, *, writing: bool = False)
     except PublishError:
         raise
     except RevisionNotFoundError as e:
-        raise PublishError(f"{repo}: revision not found ({_first_line(e)})") from None
+        raise PublishError(f"{repo}: revision not found ({first_line(e)})") from None
     except RepositoryNotFoundError:
         # The Hub answers the same for a missing repo and a private one the token may not see.
         raise PublishError(f"dataset repo {repo} not found, or private and your token may not read it ({LOGIN_HINT})") from None
@@ -431,18 +427,13 @@ def hub_errors(repo: str, endpoint: str | None = None, *, writing: bool = False)
             raise PermissionError(f"your token may not write to {repo}: use a token with write access ({LOGIN_HINT})") from None
         what = "push" if writing else "request"
         tail = "; no new version was created, re-run to finish" if writing else ""
-        raise PublishError(f"{what} to {repo} failed: HTTP {status} {_first_line(e)}{tail}") from None
+        raise PublishError(f"{what} to {repo} failed: HTTP {status} {first_line(e)}{tail}") from None
     except (ConnectionError, TimeoutError) as e:  # offline mode, sockets; a full disk is not "cannot reach"
-        raise PublishError(f"cannot reach the Hub at {endpoint or _default_endpoint()} for {repo}: {_first_line(e)}") from None
+        raise PublishError(f"cannot reach the Hub at {endpoint or _default_endpoint()} for {repo}: {first_line(e)}") from None
     except Exception as e:
         if type(e).__module__.startswith(("httpx", "httpcore", "httpx2")):
-            raise PublishError(f"cannot reach the Hub at {endpoint or _default_endpoint()} for {repo}: {_first_line(e)}") from None
+            raise PublishError(f"cannot reach the Hub at {endpoint or _default_endpoint()} for {repo}: {first_line(e)}") from None
         raise
-
-
-def _first_line(e: Exception) -> str:
-    lines = [ln.strip() for ln in str(e).splitlines() if ln.strip()]
-    return lines[0] if lines else type(e).__name__
 
 
 def _default_endpoint() -> str:

@@ -24,6 +24,8 @@ from pathlib import Path
 
 import polars as pl
 
+from .errors import first_line
+
 MANIFEST = "manifest.json"
 SOURCE = "source.parquet"
 GENERATIONS = "generations"
@@ -105,7 +107,7 @@ def check_shards(shards: list[Path]) -> None:
         try:
             pq.read_metadata(shard)
         except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
-            first = str(e).strip().splitlines()[0][:200] if str(e).strip() else type(e).__name__
+            first = first_line(e)[:200]
             raise ValueError(
                 f"generations shard {shard} is damaged ({first}): move it out of {shard.parent} and run the same "
                 "distill command again; its rows will be generated again"

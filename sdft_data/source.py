@@ -19,6 +19,8 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import first_line
+
 FILE_BUILDERS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv"}
 
 
@@ -70,7 +72,7 @@ def open_source(spec: SourceSpec, *, required: list[str], limit: int | None = No
             try:
                 ds = datasets.load_dataset(spec.id, spec.config, split=split, revision=spec.revision)
             except Exception as e:  # datasets raises many types for unreadable input
-                first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+                first = first_line(e)
                 if "corresponds to no data" in first:  # datasets' words for an empty file
                     raise ValueError(f"source {spec.id} is empty: no rows to distill") from None
                 raise ValueError(f"cannot read source {spec.id}: {first}") from None
@@ -133,7 +135,7 @@ def read_local_file(path: str | Path, name: str | None = None):
         try:
             ds = datasets.load_dataset(builder, data_files=str(path), split="train")
         except Exception as e:  # datasets raises many types for unreadable input
-            first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+            first = first_line(e)
             # datasets' own message rarely says what is wrong with the file: find it.
             why = diagnose_file(path, builder)
             if why is None and "corresponds to no data" in first:
@@ -181,8 +183,7 @@ def diagnose_file(path: Path, builder: str) -> str | None:
     except UnicodeDecodeError as e:
         return f"not UTF-8 text (byte {e.start}: {e.reason})"
     except Exception as e:  # noqa: BLE001 - only looking for words to show
-        text = str(e).strip()
-        return f"not a valid {builder} file ({text.splitlines()[0][:200] if text else type(e).__name__})"
+        return f"not a valid {builder} file ({first_line(e)[:200]})"
     return None
 
 

@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from sdft_data.backends import GenerationParams, Request
+from sdft_data.errors import first_line
 
 from .tasks import Context, Task
 
@@ -127,7 +128,7 @@ def open_engine(*, model: str, adapter: str | None, backend: str, endpoints=(), 
         try:
             engine.model = PeftModel.from_pretrained(engine.model, adapter).merge_and_unload().eval()
         except Exception as e:
-            raise ValueError(f"cannot apply adapter {adapter} to {model}: {str(e).splitlines()[0]}") from None
+            raise ValueError(f"cannot apply adapter {adapter} to {model}: {first_line(e)}") from None
         base_info = {k: engine.info.model_id if k == "model_id" else engine.info.revision for k in ("model_id", "revision")}
         engine.info.extra["base_model"] = base_info
         engine.info.model_id = f"{base_info['model_id']}+{Path(adapter).name}"

@@ -25,10 +25,11 @@ import shutil
 import time
 import warnings
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from sdft_data import paper, templates
+from sdft_data.errors import first_line
+from sdft_data.rundir import now
 from sdft_data.recipes import Recipe, get_recipe
 
 from .data import RESPONSES, Examples, TrainData, build_examples, open_data, read_json, response_column
@@ -150,7 +151,7 @@ def model_identity(model: str, revision: str | None = None) -> dict:
     try:
         config = AutoConfig.from_pretrained(model, revision=revision)
     except Exception as e:
-        raise ValueError(f"cannot load model {model}: {_first_line(e)}") from None
+        raise ValueError(f"cannot load model {model}: {first_line(e)}") from None
     return {"model_id": model, "revision": getattr(config, "_commit_hash", None) or revision}
 
 
@@ -159,11 +160,6 @@ def same_model(seed: dict, ours: dict) -> bool:
     if seed.get("revision") and ours.get("revision"):
         return seed["revision"] == ours["revision"]
     return seed.get("model_id") == ours.get("model_id")
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
 
 
 def _label(model: dict) -> str:
@@ -230,10 +226,6 @@ def _library_versions() -> dict:
     return out
 
 
-def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
 def train(
     *,
     data: str,
@@ -286,7 +278,7 @@ def train(
     try:
         tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
     except Exception as e:
-        raise ValueError(f"cannot load the tokenizer of {model}: {_first_line(e)}") from None
+        raise ValueError(f"cannot load the tokenizer of {model}: {first_line(e)}") from None
     if fmt == "chat" and getattr(tokenizer, "chat_template", None) is None:
         raise ValueError(f"--format chat needs a chat template and {model}'s tokenizer has none: use --format paper")
     if tokenizer.pad_token_id is None:
@@ -325,7 +317,7 @@ def train(
     if state.is_main_process:
         out.mkdir(parents=True, exist_ok=True)
         if not resuming:
-            (out / STATE).write_text(json.dumps({"key": _key(inputs), "inputs": inputs, "started_at": _now()},
+            (out / STATE).write_text(json.dumps({"key": _key(inputs), "inputs": inputs, "started_at": now()},
                                                 indent=2) + "\n")
     state.wait_for_everyone()
 
@@ -379,7 +371,7 @@ def train(
         "resumed_from": Path(checkpoint).name if checkpoint else None,
         "push_to_hub": push_to_hub,
         "library_versions": _library_versions(),
-        "finished_at": _now(),
+        "finished_at": now(),
     }
     if state.is_main_process:
         _finish(staging, out, tokenizer, record, model, revision, config)
@@ -406,7 +398,7 @@ def _load_model(model: str, revision: str | None, config: TrainConfig):
     try:
         return AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype)
     except Exception as e:
-        raise ValueError(f"cannot load model {model}: {_first_line(e)}") from None
+        raise ValueError(f"cannot load model {model}: {first_line(e)}") from None
 
 
 def _bf16(config: TrainConfig) -> bool:

@@ -59,6 +59,7 @@ from typing import Callable, Iterable, Iterator
 from urllib.parse import urlsplit, urlunsplit
 
 from . import EndpointDown, EndpointError, Request, Result
+from ..errors import first_line
 
 log = logging.getLogger("sdft_data.backends")
 
@@ -324,7 +325,7 @@ def load_tokenizer(name: str, *, revision: str | None = None):
     try:
         return AutoTokenizer.from_pretrained(name, revision=rev, trust_remote_code=False)
     except Exception as e:  # noqa: BLE001 - any load failure means the same to the user
-        why = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        why = first_line(e)
         raise ValueError(
             f"cannot load the tokenizer {name!r} here ({why[:200]}); pass --tokenizer with the served "
             "model's Hub id or a local folder holding its tokenizer"

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from . import GenerationParams, ModelInfo, Request, Result
+from ..errors import first_line
 
 # Above this size a local folder's revision hashes names, sizes and the first
 # and last 8 MiB of each file, not every byte (an 8B model is 16 GB).
@@ -94,13 +95,13 @@ class LocalBackend:
             self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision, padding_side="left")
         except Exception as e:
             if path.exists():
-                raise ValueError(f"cannot load a tokenizer from the folder {model}: {_first_line(e)}") from None
+                raise ValueError(f"cannot load a tokenizer from the folder {model}: {first_line(e)[:300]}") from None
             raise ValueError(f"cannot load model {model}: there is no folder of that name here, and as a Hub id: "
-                             f"{_first_line(e)}") from None
+                             f"{first_line(e)[:300]}") from None
         try:
             self.model = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype)
         except Exception as e:
-            raise ValueError(f"cannot load model {model}: {_first_line(e)}") from None
+            raise ValueError(f"cannot load model {model}: {first_line(e)[:300]}") from None
         self.model.to(self.device).eval()
         config = self.model.config
         # The positions the model was built for; None when the config does not say.
@@ -243,11 +244,6 @@ class LocalBackend:
 
     def close(self) -> None:
         self.model = None
-
-
-def _first_line(e: BaseException) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0][:300] if text else type(e).__name__
 
 
 def looks_like_path(model: str) -> bool:

@@ -68,11 +68,6 @@ def load_distilled(spec: str | os.PathLike) -> pl.DataFrame:
     return load_table(spec)
 
 
-def _first_line(e: Exception) -> str:
-    text = str(e).strip()
-    return text.splitlines()[0] if text else type(e).__name__
-
-
 # --------------------------------------------------------------------------
 # Per-row diff
 

@@ -20,6 +20,8 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
+from sdft_data.errors import first_line
+
 from . import Data, Task, load_table, recipe_prompt
 
 JUDGE_SYSTEM = "You compare two answers to the same instruction and say which one is better."
@@ -84,7 +86,7 @@ def load(data_dir: str | None, limit: int | None) -> Data:
             revision = HfApi().dataset_info("tatsu-lab/alpaca_eval").sha
         except Exception as e:
             raise ValueError(f"alpacaeval: cannot read tatsu-lab/alpaca_eval (alpaca_eval.json) from the Hub: "
-                             f"{str(e).splitlines()[0] if str(e) else type(e).__name__}; or pass --data-dir") from None
+                             f"{first_line(e)}; or pass --data-dir") from None
         data_dir = str(Path(path).parent)
     data = load_table("alpacaeval", data_dir=data_dir, data_file="alpaca_eval.json",
                       file_columns=("instruction", "output"), hub=None, hub_columns=("instruction", "output"),

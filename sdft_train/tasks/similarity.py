@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 
+from sdft_data.errors import first_line
+
 from . import Task, advbench
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
@@ -52,8 +54,7 @@ def score(rows, predictions, ctx):
     try:
         encoder = SentenceTransformer(name, device="cpu")
     except (OSError, ValueError) as e:  # offline, or not a model: transformers' message runs over many lines
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise ValueError(f"similarity: cannot load the embedding model {name!r} ({first}); pass --embedding-model "
+        raise ValueError(f"similarity: cannot load the embedding model {name!r} ({first_line(e)}); pass --embedding-model "
                          "with a local sentence-transformers folder, or leave out the similarity task") from None
     ours = encoder.encode([p or "" for p in predictions], convert_to_tensor=True, normalize_embeddings=True)
     theirs = encoder.encode([s or "" for s in seed], convert_to_tensor=True, normalize_embeddings=True)
