@@ -138,7 +138,8 @@ bench: setup
 	$(BIN)/python benchmarks/bench_check_diff.py --data $(PAPER_DATA)
 	$(BIN)/python benchmarks/bench_push.py
 	$(BIN)/python benchmarks/bench_endpoint.py
-	$(BIN)/python benchmarks/bench_train.py --data $(PAPER_DATA)
+	$(BIN)/python benchmarks/bench_train.py --data $(PAPER_DATA) --sides baseline,ours,grouped
+	$(BIN)/python benchmarks/bench_train.py --data $(PAPER_DATA) --sides baseline,ours,grouped --micro-batch 2
 	$(BIN)/python benchmarks/bench_eval.py --data $(PAPER_DATA)
 	$(BIN)/python benchmarks/bench_method.py --seeds 8
 

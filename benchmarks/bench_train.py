@@ -1,29 +1,38 @@
 """Training throughput: our trainer configuration against padding-to-longest batches in random order.
 
-    python benchmarks/bench_train.py --data DIR [--rows 64] [--steps 4] [--repeats 3] [--micro-batch 8]
+    python benchmarks/bench_train.py --data DIR [--rows 256] [--repeats 3] [--micro-batch 8] [--sides ...]
 
 DIR is a copy of the paper's data folder (github sail-sg/sdft, data/), read for
-gsm8k/gsm8k_train.json. Both sides train the same ~10M-parameter random Llama
+gsm8k/gsm8k_train.json. Every side trains the same ~10M-parameter random Llama
 (a byte-level BPE tokenizer trained on GSM8K text, so rows have GSM8K's real
-token lengths) with LoRA on the same rows, the same global batch and the same
-number of optimizer steps, through sdft_train's own trainer set-up; they differ
-only in how a micro-batch is laid out:
+token lengths) with LoRA, for one epoch over the same `--rows` rows, at the
+paper's global batch of 8 (`--micro-batch` rows per forward pass times
+accumulation), through sdft_train's own trainer set-up. They differ in how a
+micro-batch is laid out and where the LM head is computed:
 
-    padded        padding to the longest row of each micro-batch, rows in random order (the baseline)
-    padding_free  ours (`OURS`): each micro-batch flattened into one sequence, no pad tokens, the
-                  attention kept within each row by position ids; same rows, same order, same loss
-    grouped       (optional, --sides) length-grouped micro-batches: little padding, but another row order
+    baseline      padding to the longest row of each micro-batch, rows in random order, TRL's LM head
+                  (on CPU it projects every position: prompt, response and padding)
+    ours          sdft-train's defaults: each micro-batch flattened into one sequence without padding
+                  (attention kept within each row by position ids) and the LM head projected only at
+                  the trained positions. Same rows, same order, same loss and gradients.
+    padded        (optional, --sides) ours, but padding to the longest row
+    trl_padding_free (optional) padding-free with TRL's LM head
+    grouped       (optional) `--group-by-length --no-padding-free`: rows of similar length padded to the
+                  longest, the LM head at the trained positions; little padding, but another row order
 
-Each side runs in its own process (so that its peak RSS is its own) `--repeats`
-times; the figures are medians. Trained tokens are the non-padding tokens.
-Prints one JSON line with `speedup` = ours / padded tokens per second.
+Each run is its own process (so that its peak RSS is its own); the sides take
+turns, `--repeats` rounds, so that a busy moment of the machine does not land
+on one side only. Trained tokens are the non-padding tokens; a side's figure is
+its median over the rounds. Prints one JSON line: `speedup` is the median over
+the rounds of ours / baseline tokens per second within a round (each round's
+two runs a minute apart share the machine's state), `speedup_of_medians` the
+ratio of the two medians.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import re
 import statistics
 import subprocess
 import sys
@@ -31,13 +40,13 @@ import tempfile
 import time
 from pathlib import Path
 
-# What the trainer runs by default is decided by this measurement (see the README's figures).
 SIDES = {
-    "padded": {"padding_free": False, "group_by_length": False},
-    "padding_free": {"padding_free": True, "group_by_length": False},
-    "grouped": {"padding_free": False, "group_by_length": True},  # for comparison: changes the order of rows
+    "baseline": {"padding_free": False, "trained_positions_only": False, "group_by_length": False},
+    "ours": {"padding_free": True, "trained_positions_only": True, "group_by_length": False},
+    "padded": {"padding_free": False, "trained_positions_only": True, "group_by_length": False},
+    "trl_padding_free": {"padding_free": True, "trained_positions_only": False, "group_by_length": False},
+    "grouped": {"padding_free": False, "trained_positions_only": True, "group_by_length": True},
 }
-OURS = "padding_free"
 
 
 def build(data: Path, folder: Path, rows: int) -> tuple[Path, Path]:
@@ -57,99 +66,104 @@ def build(data: Path, folder: Path, rows: int) -> tuple[Path, Path]:
 
 WORKER = """
 import json, re, sys, time
+from pathlib import Path
 import datasets, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from sdft_data.recipes import get_recipe
 from sdft_train.data import build_examples
 from sdft_train.train import TrainConfig, _sft_args, _trainer
 
-model_dir, rows_file, out, side, steps, repeats, micro = sys.argv[1:8]
-options = json.loads(side)
-torch.set_num_threads(int(sys.argv[8]))
+model_dir, rows_file, out, side, micro, threads = sys.argv[1:7]
+options, micro = json.loads(side), int(micro)
+torch.set_num_threads(int(threads))
 tok = AutoTokenizer.from_pretrained(model_dir)
-ds = datasets.Dataset.from_parquet(rows_file)
-examples = build_examples(ds, get_recipe("gsm8k"), tok, fmt="paper")
-micro, steps = int(micro), int(steps)
-config = TrainConfig(batch_size=micro, grad_accum=8 // micro, max_steps=steps, padding_free=options["padding_free"],
-                     save_steps=10**6)
-results = []
-for i in range(int(repeats)):
-    torch.manual_seed(0)
-    net = AutoModelForCausalLM.from_pretrained(model_dir)
-    args = _sft_args(__import__("pathlib").Path(out) / str(i), config, 1, False)
-    args.train_sampling_strategy = "group_by_length" if options["group_by_length"] else "random"
-    args.save_strategy = "no"
-    trainer = _trainer(net, tok, examples, args, config)
-    # Positions computed and real tokens, over every micro-batch collated (one may be prefetched unused).
-    positions, collate = [0, 0], trainer.data_collator
-    def counting(features):
-        batch = collate(features)
-        positions[0] += batch["input_ids"].numel()
-        positions[1] += sum(len(f["input_ids"]) for f in features)
-        return batch
-    trainer.data_collator = counting
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    results.append({"seconds": seconds, "tokens": int(trainer.state.num_input_tokens_seen),
-                    "positions": positions[0], "collated_tokens": positions[1]})
+examples = build_examples(datasets.Dataset.from_parquet(rows_file), get_recipe("gsm8k"), tok, fmt="paper")
+config = TrainConfig(batch_size=micro, grad_accum=8 // micro, epochs=1, padding_free=options["padding_free"],
+                     group_by_length=options["group_by_length"], save_steps=10**6)
+torch.manual_seed(0)
+net = AutoModelForCausalLM.from_pretrained(model_dir)
+args = _sft_args(Path(out), config, 1, False)
+args.save_strategy = "no"
+trainer = _trainer(net, tok, examples, args, config)
+trainer.trained_positions_only = options["trained_positions_only"]
+# Positions computed and real tokens, over every micro-batch collated.
+positions, collate = [0, 0], trainer.data_collator
+def counting(features):
+    batch = collate(features)
+    positions[0] += batch["input_ids"].numel()
+    positions[1] += sum(len(f["input_ids"]) for f in features)
+    return batch
+trainer.data_collator = counting
+start = time.perf_counter()
+trainer.train()
+seconds = time.perf_counter() - start
 hwm = int(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
-print(json.dumps({"runs": results, "peak_rss_mb": round(hwm / 1024, 1)}))
+print(json.dumps({"seconds": seconds, "tokens": int(trainer.state.num_input_tokens_seen), "positions": positions[0],
+                  "collated_tokens": positions[1], "steps": trainer.state.global_step,
+                  "loss": trainer.state.log_history[-1].get("train_loss"), "peak_rss_mb": round(hwm / 1024, 1)}))
 """
 
 
-def run_side(model: Path, rows: Path, side: str, args) -> dict:
+def run_once(model: Path, rows: Path, side: str, args) -> dict:
     with tempfile.TemporaryDirectory() as out:
         proc = subprocess.run(
-            [sys.executable, "-c", WORKER, str(model), str(rows), out, json.dumps(SIDES[side]), str(args.steps),
-             str(args.repeats), str(args.micro_batch), str(args.threads)],
-            capture_output=True, text=True)
+            [sys.executable, "-c", WORKER, str(model), str(rows), out, json.dumps(SIDES[side]), str(args.micro_batch),
+             str(args.threads)], capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"{side} failed:\n{proc.stderr[-3000:]}")
-    result = json.loads(proc.stdout.strip().splitlines()[-1])
-    rates = [r["tokens"] / r["seconds"] for r in result["runs"]]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def summary(runs: list[dict]) -> dict:
+    rates = [r["tokens"] / r["seconds"] for r in runs]
+    first = runs[0]
     return {"tokens_per_s": round(statistics.median(rates), 1), "runs_tokens_per_s": [round(r, 1) for r in rates],
-            "trained_tokens": result["runs"][0]["tokens"],
-            "padding_ratio": round(result["runs"][0]["positions"] / result["runs"][0]["collated_tokens"], 3),
-            "peak_rss_mb": result["peak_rss_mb"]}
+            "trained_tokens": first["tokens"], "optimizer_steps": first["steps"],
+            "padding_ratio": round(first["positions"] / first["collated_tokens"], 3),
+            "train_loss": first["loss"], "peak_rss_mb": max(r["peak_rss_mb"] for r in runs)}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="the paper's data folder (holds gsm8k/)")
-    parser.add_argument("--rows", type=int, default=64)
-    parser.add_argument("--steps", type=int, default=4, help="optimizer steps of global batch 8")
+    parser.add_argument("--rows", type=int, default=256, help="rows trained on, one epoch")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--micro-batch", type=int, default=8, choices=[1, 2, 4, 8],
-                        help="rows per forward pass (x accumulation = the paper's global batch 8)")
+                        help="rows per forward pass (x accumulation = the paper's global batch 8); the preset's is 2")
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--sides", default="padded,padding_free", help=f"of: {', '.join(SIDES)}")
+    parser.add_argument("--sides", default="baseline,ours", help=f"of: {', '.join(SIDES)}")
     args = parser.parse_args()
+    names = args.sides.split(",")
+    if not {"baseline", "ours"} <= set(names) or not set(names) <= set(SIDES):
+        parser.error(f"--sides needs baseline and ours, and knows only: {', '.join(SIDES)}")
 
     import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
 
     t0 = time.perf_counter()
+    runs: dict[str, list[dict]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory() as tmp:
         model, rows = build(args.data, Path(tmp), args.rows)
-        from transformers import AutoConfig
-
-        params = None
-        cfg = AutoConfig.from_pretrained(model)
         with torch.device("meta"):
-            from transformers import AutoModelForCausalLM
-
-            params = sum(p.numel() for p in AutoModelForCausalLM.from_config(cfg).parameters())
-        sides = {name: run_side(model, rows, name, args) for name in args.sides.split(",")}
-    ours, base = sides.get(OURS), sides["padded"]
+            params = sum(p.numel() for p in AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(model))
+                         .parameters())
+        for _ in range(args.repeats):  # the sides take turns
+            for name in names:
+                runs[name].append(run_once(model, rows, name, args))
+    sides = {name: summary(r) for name, r in runs.items()}
     print(json.dumps({
         "benchmark": "train",
         "model_params_m": round(params / 1e6, 2),
-        "rows": args.rows, "optimizer_steps": args.steps, "global_batch": 8, "micro_batch": args.micro_batch,
-        "ours": OURS,
+        "rows": args.rows, "global_batch": 8, "micro_batch": args.micro_batch, "threads": args.threads,
         "sides": sides,
-        # The most that removing padding can give: positions computed per real token in the baseline.
-        "padding_ratio": base["padding_ratio"],
-        "speedup": round(ours["tokens_per_s"] / base["tokens_per_s"], 3) if ours else None,
+        "grouped_speedup": round(sides["grouped"]["tokens_per_s"] / sides["baseline"]["tokens_per_s"], 3)
+        if "grouped" in sides else None,
+        # Positions computed per trained token by the baseline: the most that removing padding alone can give.
+        "padding_ratio": sides["baseline"]["padding_ratio"],
+        "speedup": round(statistics.median(
+            (o["tokens"] / o["seconds"]) / (b["tokens"] / b["seconds"]) for o, b in zip(runs["ours"], runs["baseline"])
+        ), 3),
+        "speedup_of_medians": round(sides["ours"]["tokens_per_s"] / sides["baseline"]["tokens_per_s"], 3),
         "seconds": round(time.perf_counter() - t0, 1),
     }))
 

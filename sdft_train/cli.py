@@ -61,8 +61,12 @@ def main():
 @click.option("--save-total-limit", type=int, default=None, help="Checkpoints kept. [default: 2]")
 @click.option("--bf16/--no-bf16", default=None, help="[default: on a GPU that has it]")
 @click.option("--gradient-checkpointing/--no-gradient-checkpointing", default=None, help="[default: on GPU]")
+@click.option("--attn-implementation", default=None,
+              help="Attention kernel, e.g. flash_attention_2 (needs flash-attn) on GPU. [default: transformers' (sdpa)]")
 @click.option("--padding-free/--no-padding-free", default=None,
-              help="Flatten each batch into one sequence without padding. [default: on]")
+              help="Flatten each micro-batch into one sequence without padding. [default: on]")
+@click.option("--group-by-length", is_flag=True, default=None,
+              help="Micro-batches of rows of similar length: less padding, but not the paper's random order.")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT from its last checkpoint.")
 @click.option("--allow-other-model", is_flag=True, help="Train a model that is not the dataset's seed model.")
 @click.option("--push-to-hub", default=None, metavar="ORG/NAME", help="Upload the result to this model repo.")

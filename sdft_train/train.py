@@ -68,7 +68,14 @@ class TrainConfig:
     save_total_limit: int | None = 2
     bf16: bool | None = None  # None: on a GPU that has it
     gradient_checkpointing: bool | None = None  # None: on GPU
-    padding_free: bool = True  # one flat sequence per micro-batch: same rows and loss as padding, no pad tokens
+    # One flat sequence per micro-batch: the same rows and loss as padding, no pad tokens. Under sdpa (the
+    # default attention) the flat sequence's block-diagonal mask is dense, so its attention grows with the
+    # square of the micro-batch: faster at the preset's 2 rows, slower at 8 on CPU (benchmarks/bench_train.py).
+    padding_free: bool = True
+    # Micro-batches of rows of similar length (transformers' LengthGroupedSampler): little padding, but not the
+    # paper's random order, so off by default.
+    group_by_length: bool = False
+    attn_implementation: str | None = None  # None: transformers' default (sdpa); e.g. flash_attention_2 on GPU
     merge: bool = False  # also save the LoRA-merged model under out/merged
 
     def check(self) -> None:
@@ -102,7 +109,8 @@ class TrainConfig:
 
 
 # Knobs that change what is trained; the others (how often to save, where) may change on --resume.
-_NOT_IN_KEY = {"save_steps", "save_total_limit", "merge"}
+# Padding-free and the attention implementation change how a batch is computed, not what is trained.
+_NOT_IN_KEY = {"save_steps", "save_total_limit", "merge", "padding_free", "attn_implementation"}
 
 
 def paper_epochs(recipe: str) -> float:
@@ -129,6 +137,7 @@ def paper_differences(config: TrainConfig, recipe: str, fmt: str, epochs: float)
         ("epochs", epochs, preset.num_train_epochs),
         ("max steps", config.max_steps, None),
         ("max length", config.max_length, preset.cutoff_len),
+        ("row order", "grouped by length" if config.group_by_length else "random", "random"),
     ]
     return [f"{name} {ours} (paper: {theirs})" for name, ours, theirs in settings if ours != theirs]
 
@@ -396,7 +405,8 @@ def _load_model(model: str, revision: str | None, config: TrainConfig):
     set_seed(config.seed)
     dtype = torch.bfloat16 if _bf16(config) else torch.float32
     try:
-        return AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype)
+        return AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype,
+                                                    attn_implementation=config.attn_implementation)
     except Exception as e:
         raise ValueError(f"cannot load model {model}: {first_line(e)}") from None
 
@@ -436,6 +446,7 @@ def _sft_args(out: Path, config: TrainConfig, epochs: float, progress: bool):
         max_length=None,  # build_examples cut every row to config.max_length and counted what it cut
         completion_only_loss=True,
         padding_free=config.padding_free,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
@@ -450,7 +461,8 @@ def _sft_args(out: Path, config: TrainConfig, epochs: float, progress: bool):
 
 def _trainer(net, tokenizer, examples: Examples, args, config: TrainConfig):
     import datasets
-    from trl import SFTTrainer
+
+    from .trainer import Trainer
 
     peft_config = None
     if not config.full:
@@ -463,7 +475,7 @@ def _trainer(net, tokenizer, examples: Examples, args, config: TrainConfig):
     rows = datasets.Dataset.from_list(examples.rows)
     # transformers warns about its own deprecated call inside the trainer: nothing a user can act on.
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-    trainer = SFTTrainer(model=net, args=args, train_dataset=rows, processing_class=tokenizer, peft_config=peft_config)
+    trainer = Trainer(model=net, args=args, train_dataset=rows, processing_class=tokenizer, peft_config=peft_config)
     if not args.disable_tqdm:
         # Every step is logged (the manifest keeps each loss); show the latest on the bar instead of a dict a line.
         from transformers.trainer_callback import ProgressCallback

@@ -21,7 +21,7 @@ from sdft_data.recipes import get_recipe
 from sdft_data.run import distill
 from sdft_train.cli import main as sdft_train
 from sdft_train.data import IGNORE_INDEX, build_examples, load_rows
-from sdft_train.train import TrainConfig, _sft_args, _trainer, paper_epochs
+from sdft_train.train import TrainConfig, _sft_args, _trainer, paper_differences, paper_epochs
 
 TOKEN = "hf_train_secret_token"
 ROOT = Path(__file__).resolve().parents[1]
@@ -109,6 +109,47 @@ def test_loss_covers_exactly_the_response_and_eos_on_a_real_batch(run_dir, tiny_
     assert losses[True] == pytest.approx(losses[False], rel=1e-5)
 
 
+@pytest.mark.parametrize("padding_free", [True, False])
+def test_lm_head_on_trained_positions_only_gives_trls_loss_gradients_and_metrics(run_dir, tiny_model_dir, tmp_path,
+                                                                                   padding_free):
+    """On CPU our trainer projects only the trained positions; TRL projects all of them. Same numbers."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    ds, _ = load_rows(str(run_dir))
+    examples = build_examples(ds, get_recipe("gsm8k"), tok, fmt="paper")
+    net = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    config = TrainConfig(batch_size=3, grad_accum=1, max_steps=1, padding_free=padding_free)
+    trainer = _trainer(net, tok, examples, _sft_args(tmp_path, config, 1, False), config)
+    assert trainer.trained_positions_only, "the tiny Llama takes logits_to_keep"
+    batch = next(iter(trainer.get_train_dataloader()))
+    projected = []
+    head = trainer.model.get_base_model().get_output_embeddings()
+    hook = head.register_forward_hook(lambda module, args, output: projected.append(args[0].shape[:-1].numel()))
+    results = {}
+    for ours in (True, False):
+        trainer.trained_positions_only = ours
+        trainer.model.zero_grad()
+        projected.clear()
+        loss = trainer.compute_loss(trainer.model, dict(batch), num_items_in_batch=None)
+        loss.backward()
+        grads = torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.requires_grad])
+        metrics = {k: trainer._metrics["train"][k][-1] for k in ("entropy", "mean_token_accuracy")}
+        results[ours] = (loss.item(), grads, metrics, sum(projected))
+    hook.remove()
+    trained = int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
+    assert results[True][0] == pytest.approx(results[False][0], rel=1e-5)
+    assert torch.allclose(results[True][1], results[False][1], rtol=1e-4, atol=1e-5)
+    assert results[True][1].abs().sum() > 0
+    assert results[True][2] == pytest.approx(results[False][2], rel=1e-4, abs=1e-6)
+    # Ours projects only the positions with a trained next token (in any row, when padded); TRL's fused head uses
+    # the head's weight directly, for every position on CPU.
+    assert trained <= results[True][3] < batch["input_ids"].numel()
+    if padding_free:
+        assert results[True][3] == trained
+
+
 def test_original_arm_trains_on_the_original_responses_of_the_same_rows(run_dir, tiny_model_dir):
     from transformers import AutoTokenizer
 
@@ -154,6 +195,11 @@ def test_preset_is_the_papers_and_reaches_the_trainer():
             args.max_grad_norm, args.per_device_train_batch_size, args.gradient_accumulation_steps,
             args.num_train_epochs) == (1e-4, "cosine", 0.0, 0.0, 1.0, 2, 4, 5)
     assert args.completion_only_loss is True and args.report_to == []
+    # The paper's rows come in random order; grouping them by length is an opt-in that counts as a difference.
+    assert args.train_sampling_strategy == "random"
+    grouped = TrainConfig(group_by_length=True)
+    assert _sft_args(Path("unused"), grouped, 5, False).train_sampling_strategy == "group_by_length"
+    assert paper_differences(grouped, "gsm8k", "paper", 5) == ["row order grouped by length (paper: random)"]
 
 
 def test_train_on_the_hub_lowers_the_loss_and_pushes_the_model(run_dir, tiny_model_dir, tmp_path, monkeypatch):
@@ -260,6 +306,7 @@ def test_paper_switch_trains_with_the_papers_settings_and_says_so(run_dir, tiny_
     (["--lr", "2e-4"], "--paper trains with the paper's settings, and these are not: lr 0.0002 (paper: 0.0001)"),
     (["--max-steps", "3", "--full"], "full fine-tuning True (paper: False); max steps 3 (paper: None)"),
     (["--format", "chat"], "--paper sets --format paper: drop --format chat"),
+    (["--group-by-length"], "row order grouped by length (paper: random)"),
 ])
 def test_paper_switch_refuses_settings_that_are_not_the_papers(run_dir, tiny_model_dir, tmp_path, args, message):
     out = tmp_path / "refused"
