@@ -34,7 +34,6 @@ import os
 import shutil
 import tempfile
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
 import polars as pl
@@ -154,7 +153,7 @@ def import_pair(
     again is a no-op; anything else already in `out` is refused.
     """
     from .check import check_run
-    from .rundir import GENERATION_SCHEMA, fingerprint, library_versions, write_manifest
+    from .rundir import GENERATION_SCHEMA, fingerprint, library_versions, now as utc_now, write_manifest
 
     rec = get_recipe(recipe) if isinstance(recipe, str) else recipe
     out = Path(out)
@@ -203,7 +202,7 @@ def import_pair(
     ).select(list(GENERATION_SCHEMA)).cast(GENERATION_SCHEMA)
     n_rewritten = int(rewritten.sum())
 
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = utc_now()
     manifest = {
         "sdft_version": __version__,
         "fingerprint": fp,

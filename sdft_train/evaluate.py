@@ -27,11 +27,11 @@ import dataclasses
 import hashlib
 import json
 import statistics
-from datetime import datetime, timezone
 from pathlib import Path
 
 from sdft_data.backends import GenerationParams, Request
 from sdft_data.errors import first_line
+from sdft_data.rundir import now
 
 from .tasks import Context, Task
 
@@ -283,7 +283,7 @@ def evaluate(
     results = {
         "results_version": 1,
         "sdft_version": __version__,
-        "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created_at": now(),
         "model": {"given": str(model), "adapter": str(adapter) if adapter else None, **info},
         "arm": arm_of(train),
         "dataset": dataset_of(train),

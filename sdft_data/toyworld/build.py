@@ -21,9 +21,9 @@ import os
 import platform
 import shutil
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
+from ..rundir import now
 from .model import SeedConfig, pretrain, render_example
 from .skills import KEPT, SCORERS
 from . import world as W
@@ -160,7 +160,7 @@ def build_world(
     if gate:
         manifest["gate"] = sanity_gate(model_dir, rows, progress=progress)
     manifest["seconds"] = round(time.monotonic() - t0, 1)
-    manifest["built_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    manifest["built_at"] = now()
     tmp = out / "world.json.tmp"
     tmp.write_text(json.dumps(manifest, indent=2) + "\n")
     tmp.replace(out / "world.json")
