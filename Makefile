@@ -11,7 +11,7 @@ RECIPE   ?= gsm8k
 SOURCE   ?= $(if $(and $(filter $(TINY),$(MODEL)),$(filter gsm8k,$(RECIPE))),sdft_data/samples/gsm8k_sample.jsonl)
 BACKEND  ?= local
 ENDPOINT ?=
-TINY     := models/tiny
+TINY     ?= models/tiny
 MODEL    ?= $(if $(filter local,$(BACKEND)),$(TINY),)
 OUT      ?= runs/$(RECIPE)
 LIMIT    ?=
@@ -106,7 +106,7 @@ diff: setup
 	$(BIN)/sdft-data diff $(OUT)
 
 push: setup
-	$(BIN)/sdft-data push $(OUT) --repo $(REPO) $(if $(HUB_DIR),--local $(HUB_DIR))
+	$(BIN)/sdft-data push $(OUT) --repo $(REPO) $(if $(HUB_DIR),--local $(HUB_DIR)) $(PUSH_ARGS)
 
 # Each arm from the same published rows: sdft (the distilled responses) and original (vanilla
 # fine-tuning); arm X goes to $(CKPT)-X.

@@ -448,3 +448,26 @@ def test_two_processes_match_one_at_the_same_global_batch(run_dir, tiny_model_di
     assert two["losses"] == pytest.approx(one["losses"], abs=1e-4)
     a, b = load_file(tmp_path / "one" / "adapter_model.safetensors"), load_file(tmp_path / "two" / "adapter_model.safetensors")
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+
+
+@pytest.mark.slow
+def test_make_distill_push_train_trains_both_arms_on_the_tiny_default(tiny_model_dir, tmp_path):
+    """The README's chain on the tiny default: distill, publish v1, train the sdft and the original arm."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    venv = Path(sys.executable).parent.parent
+    paths = {"OUT": tmp_path / "runs" / "gsm8k", "HUB_DIR": tmp_path / "hub", "CKPT": tmp_path / "ckpt" / "gsm8k"}
+    # `-o`: the environment running the tests is installed already; make must not reinstall it.
+    proc = subprocess.run(
+        ["make", "-C", str(ROOT), "distill", "push", "train", f"VENV={venv}", "-o", f"{venv}/.installed",
+         f"TINY={tiny_model_dir}", *(f"{k}={v}" for k, v in paths.items())],
+        capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (paths["HUB_DIR"] / "my-org" / "gsm8k-sdft" / "versions" / "v1").is_dir()
+    arms = {arm: _manifest(Path(f"{paths['CKPT']}-{arm}")) for arm in ("sdft", "original")}
+    assert {arm: m["responses"] for arm, m in arms.items()} == {"sdft": "sdft", "original": "original"}
+    assert arms["sdft"]["data"] == arms["original"]["data"] == "my-org/gsm8k-sdft@v1"
+    assert arms["sdft"]["data_fingerprint"] == arms["original"]["data_fingerprint"] is not None
+    assert all(m["seed_model_match"] is True and m["optimizer_steps"] > 0 for m in arms.values())
