@@ -9,7 +9,7 @@
 
 The seed model is cached under a content hash of everything that shapes it
 (world version and seed, model size and budget, the rendered templates, the
-library versions), so a second build of the same world copies it instead of
+source of the code that renders and pretrains, the library versions), so a second build of the same world copies it instead of
 pretraining again. Everything else is cheap and written afresh.
 """
 
@@ -65,9 +65,22 @@ def cache_key(seed: int, config: SeedConfig) -> str:
         "config": config.to_dict(),
         "recipe": RECIPE.describe(),
         "chat_template": CHAT_TEMPLATE,
+        # The code that renders and trains (how a chat template is applied, the skills, the pretraining
+        # loop): a change there is a new model, even where WORLD_VERSION was not bumped.
+        "sources": _source_hash(),
         "libraries": _library_versions(),
     }
     return hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _source_hash() -> str:
+    package = Path(__file__).resolve().parent
+    files = sorted(package.glob("*.py")) + [package.parent / name for name in ("templates.py", "tiny.py")] + [
+        package.parent / "recipes" / "toy.py"]
+    digest = hashlib.sha256()
+    for path in files:
+        digest.update(path.name.encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()
 
 
 def write_jsonl(path: Path, rows: list[dict]) -> None:
