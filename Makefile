@@ -43,11 +43,11 @@ PAPER_DATA ?= ../sdft/data
 TOY      ?= runs/toy
 TOY_SEED ?= 0
 TOY_TRAIN ?= --full --lr 5e-4 --max-steps 120 --batch-size 16 --grad-accum 1 --quiet
-TOY_EVAL ?= --suite toy --decoding greedy --max-new-tokens 48 --batch-size 64 --quiet
+TOY_EVAL ?= --suite toy --temperature 0 --max-new-tokens 48 --batch-size 64 --quiet
 # A sub-million-parameter model runs faster on one thread than on two, and much faster on busy cores.
 TOY_ENV  ?= OMP_NUM_THREADS=1
 
-.PHONY: setup demo test distill check diff push train eval compare bench clean
+.PHONY: setup demo test test-quick distill check diff push train eval compare bench clean
 
 setup: $(VENV)/.installed
 
@@ -71,10 +71,10 @@ demo: setup
 	$(TOY_ENV) $(BIN)/sdft-data distill --recipe toy --source $(TOY)/world/data/target_train.jsonl --model $(TOY)/world/model \
 		--out $(TOY)/distill --temperature 0 --max-new-tokens 48 --batch-size 64
 	$(BIN)/sdft-data diff $(TOY)/distill --examples 1
-	$(BIN)/sdft-data push $(TOY)/distill --repo demo/toy-sdft --local $(HUB_DIR)
-	$(TOY_ENV) $(BIN)/sdft-train train --data demo/toy-sdft@v1 --local $(HUB_DIR) --model $(TOY)/world/model --out $(TOY)/vanilla \
+	$(BIN)/sdft-data push $(TOY)/distill --repo demo/toy-sdft --hub-dir $(HUB_DIR)
+	$(TOY_ENV) $(BIN)/sdft-train train --data demo/toy-sdft@v1 --hub-dir $(HUB_DIR) --model $(TOY)/world/model --out $(TOY)/vanilla \
 		--responses original $(TOY_TRAIN)
-	$(TOY_ENV) $(BIN)/sdft-train train --data demo/toy-sdft@v1 --local $(HUB_DIR) --model $(TOY)/world/model --out $(TOY)/sdft \
+	$(TOY_ENV) $(BIN)/sdft-train train --data demo/toy-sdft@v1 --hub-dir $(HUB_DIR) --model $(TOY)/world/model --out $(TOY)/sdft \
 		--responses sdft $(TOY_TRAIN)
 	$(TOY_ENV) $(BIN)/sdft-train eval --model $(TOY)/world/model --data-dir $(TOY)/world/data --out $(TOY)/eval/seed $(TOY_EVAL)
 	$(TOY_ENV) $(BIN)/sdft-train eval --model $(TOY)/vanilla --data-dir $(TOY)/world/data --out $(TOY)/eval/vanilla $(TOY_EVAL)
@@ -92,12 +92,16 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# The same suite without the tests marked slow (the toy world's pretraining, kills and resumes, torchrun, make chains).
+test-quick: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
 distill: setup $(if $(filter $(TINY),$(MODEL)),$(TINY)/config.json)
 	$(BIN)/sdft-data distill --recipe $(RECIPE) $(if $(SOURCE),--source $(SOURCE)) --backend $(BACKEND) \
 		$(foreach e,$(ENDPOINT),--endpoint $(e)) $(if $(MODEL),--model $(MODEL)) --out $(OUT) \
 		$(if $(LIMIT),--limit $(LIMIT)) $(DISTILL_ARGS) $(ARGS)
 	@# The chain (make distill train eval) trains on the published version: publish v1 to a local hub folder once.
-	$(if $(HUB_DIR),test -d $(HUB_DIR)/$(REPO) || $(BIN)/sdft-data push $(OUT) --repo $(REPO) --local $(HUB_DIR) $(PUSH_ARGS))
+	$(if $(HUB_DIR),test -d $(HUB_DIR)/$(REPO) || $(BIN)/sdft-data push $(OUT) --repo $(REPO) --hub-dir $(HUB_DIR) $(PUSH_ARGS))
 
 check: setup
 	$(BIN)/sdft-data check $(OUT)
@@ -106,14 +110,14 @@ diff: setup
 	$(BIN)/sdft-data diff $(OUT)
 
 push: setup
-	$(BIN)/sdft-data push $(OUT) --repo $(REPO) $(if $(HUB_DIR),--local $(HUB_DIR)) $(PUSH_ARGS)
+	$(BIN)/sdft-data push $(OUT) --repo $(REPO) $(if $(HUB_DIR),--hub-dir $(HUB_DIR)) $(PUSH_ARGS)
 
 # Each arm from the same published rows: sdft (the distilled responses) and original (vanilla
 # fine-tuning); arm X goes to $(CKPT)-X.
 train: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json)
 	@for arm in $(RESPONSES); do \
 		echo "$(BIN)/sdft-train train --data $(DATA) --responses $$arm --out $(CKPT)-$$arm ..."; \
-		$(BIN)/sdft-train train --data $(DATA) $(if $(HUB_DIR),--local $(HUB_DIR)) --model $(BASE_MODEL) \
+		$(BIN)/sdft-train train --data $(DATA) $(if $(HUB_DIR),--hub-dir $(HUB_DIR)) --model $(BASE_MODEL) \
 			--responses $$arm --out $(CKPT)-$$arm $(ARGS) || exit 1; \
 	done
 

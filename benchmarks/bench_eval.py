@@ -22,6 +22,7 @@ import argparse
 import json
 import statistics
 import tempfile
+import dataclasses
 import time
 from pathlib import Path
 
@@ -29,7 +30,8 @@ import polars as pl
 
 from sdft_data.backends.local import LocalBackend
 from sdft_data.tiny import build_tiny_model
-from sdft_train.evaluate import decoding_params, evaluate
+from sdft_data import paper
+from sdft_train.evaluate import evaluate
 from sdft_train.tasks import get_task, recipe_scorer
 
 
@@ -39,13 +41,13 @@ def one_at_a_time(backend: LocalBackend, rows: list[dict], new_tokens: int) -> f
 
     task, is_correct = get_task("gsm8k"), recipe_scorer("gsm8k")
     tok, model = backend.tokenizer, backend.model
-    p = decoding_params("sample", max_new_tokens=new_tokens)
+    p = dataclasses.replace(paper.DECODING, max_new_tokens=new_tokens)
     start = time.perf_counter()
     for row in rows:
         ids = tok(task.prompt(row, tok, "chat"), add_special_tokens=False, return_tensors="pt")
         with torch.inference_mode():
             out = model.generate(**ids, max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=True,
-                                 temperature=p.temperature, top_p=p.top_p, top_k=getattr(p, "top_k", 50),
+                                 temperature=p.temperature, top_p=p.top_p, top_k=p.top_k,
                                  pad_token_id=tok.pad_token_id)
         is_correct(row["reference"], tok.decode(out[0, ids["input_ids"].shape[1]:], skip_special_tokens=True))
     return time.perf_counter() - start
@@ -53,7 +55,7 @@ def one_at_a_time(backend: LocalBackend, rows: list[dict], new_tokens: int) -> f
 
 def ours(backend: LocalBackend, data: Path, n: int, new_tokens: int, out: Path) -> float:
     start = time.perf_counter()
-    results = evaluate(model="bench", tasks=[get_task("gsm8k")], out=out, data_dir=str(data), limit=n,
+    results = evaluate(model="bench", tasks="gsm8k", out=out, data_dir=str(data), limit=n,
                        max_new_tokens=new_tokens, engine=backend, progress=False, echo=lambda *_: None)
     elapsed = time.perf_counter() - start
     assert results["tasks"]["gsm8k"]["rows"] == n and results["tasks"]["gsm8k"]["failed_generations"] == 0

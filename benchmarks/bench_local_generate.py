@@ -32,10 +32,9 @@ from sdft_data.tiny import build_tiny_model
 # Peak RSS from /proc (VmHWM): ru_maxrss would carry the parent's peak into the child.
 MEMORY_SCRIPT = """
 import re, sys
-from sdft_data.backends import GenerationParams
 from sdft_data.run import distill
 distill(recipe="gsm8k", source=sys.argv[1], out=sys.argv[2], model=sys.argv[3], batch_size=32,
-        params=GenerationParams(max_new_tokens=2, temperature=0), progress=False)
+        max_new_tokens=2, temperature=0, progress=False)
 print(re.search(r"VmHWM:\\s+(\\d+) kB", open("/proc/self/status").read()).group(1))
 """
 

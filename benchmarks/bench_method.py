@@ -37,7 +37,7 @@ TARGET_TASK = "toy-target"
 # Both arms get exactly this budget, with --max-steps and --lr (defaults 120 and 5e-4, the demo's):
 # full fine-tuning, since the seed model is tiny.
 TRAIN_ARGS = ["--full", "--batch-size", "16", "--grad-accum", "1", "--quiet"]
-EVAL_ARGS = ["--suite", "toy", "--decoding", "greedy", "--max-new-tokens", "48", "--batch-size", "64", "--quiet"]
+EVAL_ARGS = ["--suite", "toy", "--temperature", "0", "--max-new-tokens", "48", "--batch-size", "64", "--quiet"]
 
 
 def _cli(main, args: list[str]) -> None:
@@ -59,9 +59,9 @@ def run_seed(seed: int, work: Path, *, world_args: list[str] = (), train_steps: 
     _cli(data, ["distill", "--recipe", "toy", "--source", str(world / "data" / "target_train.jsonl"),
                 "--model", str(world / "model"), "--out", str(run), "--temperature", "0", "--max-new-tokens", "48",
                 "--batch-size", "64"])
-    _cli(data, ["push", str(run), "--repo", f"toy/world-{seed}", "--local", str(hub), "--allow-no-rewrites"])
+    _cli(data, ["push", str(run), "--repo", f"toy/world-{seed}", "--hub-dir", str(hub), "--allow-no-rewrites"])
     for arm, responses in (("vanilla", "original"), ("sdft", "sdft")):
-        _cli(train, ["train", "--data", f"toy/world-{seed}@v1", "--local", str(hub), "--model", str(world / "model"),
+        _cli(train, ["train", "--data", f"toy/world-{seed}@v1", "--hub-dir", str(hub), "--model", str(world / "model"),
                      "--out", str(work / arm), "--responses", responses, "--max-steps", str(train_steps), "--lr", str(lr),
                      *TRAIN_ARGS])
     scores = {}

@@ -71,14 +71,15 @@ import datasets, torch
 from transformers import AutoModelForCausalLM, AutoTokenizer
 from sdft_data.recipes import get_recipe
 from sdft_train.data import build_examples
-from sdft_train.train import TrainConfig, _sft_args, _trainer
+from sdft_data.spec import Training
+from sdft_train.train import _sft_args, _trainer
 
 model_dir, rows_file, out, side, micro, threads = sys.argv[1:7]
 options, micro = json.loads(side), int(micro)
 torch.set_num_threads(int(threads))
 tok = AutoTokenizer.from_pretrained(model_dir)
 examples = build_examples(datasets.Dataset.from_parquet(rows_file), get_recipe("gsm8k"), tok, fmt="paper")
-config = TrainConfig(batch_size=micro, grad_accum=8 // micro, epochs=1, padding_free=options["padding_free"],
+config = Training(batch_size=micro, grad_accum=8 // micro, epochs=1, padding_free=options["padding_free"],
                      group_by_length=options["group_by_length"], save_steps=10**6)
 torch.manual_seed(0)
 net = AutoModelForCausalLM.from_pretrained(model_dir)

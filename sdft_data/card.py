@@ -50,13 +50,13 @@ SDFT_CITATION = """@inproceedings{yang2024sdft,
 SIZE_CATEGORIES = ("n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B",
                    "1B<n<10B", "10B<n<100B", "100B<n<1T", "n>1T", "other")
 
-def template_path() -> Path:
-    """The card template: shipped inside the package (sdft_data/cards/) or, in a checkout, the top-level cards/."""
+def template_path(name: str = TEMPLATE_NAME) -> Path:
+    """A card template (cards/NAME): shipped inside the package (sdft_data/cards/) or, in a checkout, the top-level cards/."""
     here = Path(__file__).resolve().parent
-    for candidate in (here / "cards" / TEMPLATE_NAME, here.parent / "cards" / TEMPLATE_NAME):
+    for candidate in (here / "cards" / name, here.parent / "cards" / name):
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"dataset card template {TEMPLATE_NAME} not found next to the sdft_data package")
+    raise FileNotFoundError(f"card template {name} not found next to the sdft_data package")
 
 
 def size_category(rows: int) -> str:
@@ -188,6 +188,7 @@ class CardInput:
     license: str | None = None  # overrides the recipe's license
     dataset_info: dict | None = None  # datasets' dataset_info (features, splits), from `dataset_info()`
     sample: dict | None = None  # one row of the dataset, long texts cut
+    hub_dir: str | None = None  # the local publishing folder (as given), None on the Hub
 
 
 def dataset_info(schema, rows: int, num_bytes: int, download_size: int) -> dict:
@@ -208,60 +209,32 @@ def dataset_info(schema, rows: int, num_bytes: int, download_size: int) -> dict:
     return data.dataset_info
 
 
-def reproduce_commands(manifest: dict, repo: str) -> list[str]:
-    """The commands that make this version again: the distill (or import) recorded in the manifest, then push.
+def reproduce_commands(manifest: dict, repo: str, hub_dir: str | None = None) -> list[str]:
+    """The commands that make this version again: the run's own command (its recorded spec), diff, then push.
 
-    Local files appear by name: the card names them and records their sha256.
+    The command is the spec's options (sdft_data.spec.to_argv): paths as they were given, an absolute one
+    by its name (the card records local files' sha256), the run directory as runs/NAME.
     """
-    inputs = manifest.get("fingerprint_inputs") or {}
-    source, recipe = inputs.get("source") or {}, inputs.get("recipe") or {}
-    model = inputs.get("model") or {}
-    out = f"runs/{repo.split('/')[-1]}"
-    name = recipe.get("name", "custom")
-    custom = []
-    if name == "custom" or not recipe.get("name"):
-        name = "custom"
-        custom = [f"--prompt-column {recipe.get('prompt_column')}", f"--response-column {recipe.get('response_column')}"]
-        custom += [f"--input-column {recipe['input_column']}"] if recipe.get("input_column") else []
-        custom += [f"--check {recipe['check']}"] if recipe.get("check") not in (None, "none") else []
-    if "imported" in manifest:
-        distilled = inputs.get("distilled") or {}
-        parts = ["sdft-data import", f"--original {_spec(source)}", f"--distilled {_spec(distilled)}", f"--recipe {name}",
-                 *custom]
-        if model.get("model_id"):
-            parts.append(f"--model {public_model_id(model)}")
-        parts.append(f"--out {out}")
-        return [" ".join(parts), f"sdft-data diff {out}", f"sdft-data push {out} --repo {repo}"]
-    template, gen = inputs.get("template") or {}, inputs.get("generation") or {}
-    parts = ["sdft-data distill", f"--recipe {name}", *custom, f"--source {_spec(source, revision=False)}"]
-    if source.get("kind") != "file":
-        parts += [f"--config {source['config']}"] if source.get("config") else []
-        parts += [f"--split {source['split']}"] if source.get("split") else []
-        parts += [f"--revision {source['revision']}"] if source.get("revision") else []
-    parts += [f"--limit {source['limit']}"] if source.get("limit") else []
-    parts += [f"--model {public_model_id(model)}", f"--backend {model.get('backend', 'local')}"]
-    if template.get("format"):
-        parts.append(f"--format {template['format']}")
-    if template.get("layout"):
-        parts.append(f"--paper-layout {template['layout']}")
-    rules = (manifest.get("check") or {}).get("rules")
-    if rules:
-        parts.append(f"--rules {rules}")
-    for key, flag in (("max_new_tokens", "--max-new-tokens"), ("temperature", "--temperature"), ("top_p", "--top-p"),
-                      ("top_k", "--top-k")):
-        if gen.get(key) is not None:
-            parts.append(f"{flag} {gen[key]}")
-    if inputs.get("seed") is not None:
-        parts.append(f"--seed {inputs['seed']}")
-    parts.append(f"--out {out}")
-    return [" ".join(parts), f"sdft-data diff {out}", f"sdft-data push {out} --repo {repo}"]
+    import shlex
+
+    from .spec import DistillSpec, ImportSpec, from_dict, to_argv
+
+    if not isinstance(manifest.get("spec"), dict):
+        return ["# made by an sdft version that did not record its settings: see manifest.json"]
+    cls, command = (ImportSpec, "sdft-data import") if "imported" in manifest else (DistillSpec, "sdft-data distill")
+    spec = from_dict(cls, public_spec(manifest, repo))
+    out = spec.out
+    push = f"sdft-data push {out} --repo {repo}" + (f" --hub-dir {shlex.quote(hub_dir)}" if hub_dir else "")
+    return [f"{command} {shlex.join(to_argv(spec))}", f"sdft-data diff {out}", push]
 
 
-def _spec(desc: dict, revision: bool = True) -> str:
-    sid = str(desc.get("id") or "?")
-    if desc.get("kind") == "file":
-        return Path(sid).name
-    return f"{sid}@{desc['revision']}" if revision and desc.get("revision") else sid
+def public_spec(manifest: dict, repo: str) -> dict:
+    """The run's recorded settings as a published version shows them: absolute local paths by their name,
+    the run directory as runs/NAME (sdft_data.spec.public)."""
+    from .spec import DistillSpec, ImportSpec, from_dict, public, to_dict
+
+    cls = ImportSpec if "imported" in manifest else DistillSpec
+    return to_dict(public(from_dict(cls, manifest["spec"]), out=f"runs/{repo.split('/')[-1]}"))
 
 
 def public_model_id(model: dict) -> str:
@@ -296,7 +269,10 @@ def build_metadata(card: CardInput, previous: dict | None = None) -> dict:
     recipe = _recipe_facts(card.manifest)
     # A custom source's license is not known to us: say so rather than guess (override with --license).
     previous = dict(previous or {})
-    license_ = card.license or (recipe.license if recipe and recipe.license else None)
+    # The recipe's license is the license of its own Hub source; a local file or another dataset has its own,
+    # which the run cannot know (--license states it).
+    inherited = recipe.license if recipe and recipe.license and source.get("id") == recipe.source else None
+    license_ = card.license or inherited
     license_ = license_ or previous.get("license") or "unknown"  # a license set by hand beats "unknown"
     source_id = source.get("id")
     ours = {
@@ -381,6 +357,35 @@ def stats_tables(stats: dict) -> dict:
     return out
 
 
+def _decoding_shown(generation: dict) -> dict:
+    """The generation parameters that applied (greedy decoding shows no top-p or top-k), rounded."""
+    from dataclasses import fields
+
+    from .spec import Decoding, show
+
+    try:
+        decoding = Decoding(**{f.name: generation[f.name] for f in fields(Decoding) if f.name in generation})
+    except (TypeError, ValueError):  # recorded by another version: show it as it is
+        return dict(generation)
+    return {k: show(v) if isinstance(v, float) else v for k, v in decoding.shown().items()}
+
+
+def _check_description(recipe, name: str | None) -> str | None:
+    """What the task check does, as its Check object says (the one description of it)."""
+    from .recipes import builtin_checks
+
+    if recipe is not None and recipe.check.name == name:
+        return recipe.check.description
+    check = builtin_checks().get(name or "")
+    return check.description if check else None
+
+
+def _rules_meaning(rules: str) -> str | None:
+    from .check import RULE_MEANINGS
+
+    return RULE_MEANINGS.get(rules)
+
+
 def _reason_meanings() -> dict[str, str]:
     try:
         from .check import REASON_MEANINGS
@@ -416,6 +421,8 @@ def render_card(card: CardInput, previous_readme: str | None = None, template: s
         version=card.version,
         pretty_name=metadata["pretty_name"],
         license=metadata.get("license"),
+        license_inherited=not card.license and recipe is not None and bool(recipe.license)
+        and source.get("id") == recipe.source and metadata.get("license") == recipe.license,
         source=source,
         source_is_hub=source.get("kind") != "file",
         recipe=recipe_desc,
@@ -432,13 +439,15 @@ def render_card(card: CardInput, previous_readme: str | None = None, template: s
         template_user=template_desc.get("user", recipe_desc.get("distill_user", "")),
         template_prefill=template_desc.get("prefill", recipe_desc.get("prefill", "")),
         template_example=template_desc.get("example"),
-        generation=inputs.get("generation") or {},
+        generation=_decoding_shown(inputs.get("generation") or {}),
         seed=inputs.get("seed"),
         check=check,
         check_kind=recipe_desc.get("check", "none"),
         # Which settings were the paper's (sdft_data.paper): the manifest's `paper` entry and the rule set.
         paper=card.manifest.get("paper") or {},
         rules=check.get("rules") or ("strict" if check.get("strict") else "default"),
+        rules_meaning=_rules_meaning(check.get("rules") or ("strict" if check.get("strict") else "default")),
+        check_description=_check_description(recipe, recipe_desc.get("check")),
         fingerprint=card.manifest.get("fingerprint", "?"),
         sdft_version=card.manifest.get("sdft_version", "?"),
         library_versions=card.manifest.get("library_versions") or {},
@@ -460,7 +469,8 @@ def render_card(card: CardInput, previous_readme: str | None = None, template: s
         imported=card.manifest.get("imported"),
         distilled_source=(inputs.get("distilled") or {}),
         sample=json.dumps(card.sample, indent=2, ensure_ascii=False) if card.sample else None,
-        reproduce=reproduce_commands(card.manifest, card.repo),
+        reproduce=reproduce_commands(card.manifest, card.repo, card.hub_dir),
+        hub_dir=card.hub_dir,
     )
     path = Path(template) if template else template_path()
     made = DatasetCard.from_template(card_data, template_path=str(path), **body_kwargs)

@@ -14,6 +14,7 @@ import click
 from . import __version__
 from .backends import EndpointError
 from .errors import first_line
+from .spec import DistillSpec, ImportSpec, RecipeSpec, cli_options, from_cli, registry_choice
 
 
 class UserError(click.ClickException):
@@ -145,7 +146,7 @@ def toy_world(out_dir, seed, steps, hidden_size, layers, train_rows, test_rows, 
     \b
     sdft-data toy-world toy --seed 0
     sdft-data distill --recipe toy --source toy/data/target_train.jsonl --model toy/model --out runs/toy --temperature 0
-    sdft-train eval --model toy/model --suite toy --data-dir toy/data --decoding greedy --out eval/seed
+    sdft-train eval --model toy/model --suite toy --data-dir toy/data --temperature 0 --out eval/seed
     """
     from dataclasses import replace
 
@@ -165,63 +166,14 @@ def toy_world(out_dir, seed, steps, hidden_size, layers, train_rows, test_rows, 
 
 
 @main.command()
-@click.option("--recipe", "recipe_name", required=True, help="Recipe name (see `sdft-data recipes`) or `custom`.")
-@click.option("--source", default=None, help="Hub dataset id, or a local .json/.jsonl/.parquet/.csv file.  [default: the recipe's Hub source]")
-@click.option("--config", default=None, help="Hub dataset config (default: the recipe's, for its own source).")
-@click.option("--split", default=None, help="Split to distill.  [default: train]")
-@click.option("--revision", default=None, help="Hub dataset revision (branch, tag or commit).")
-@click.option("--model", default=None, help="Seed model: Hub id or local folder (optional for --backend tgi).")
-@click.option("--backend", type=click.Choice(["local", "tgi", "openai"]), default="local", show_default=True)
-@click.option("--endpoint", "endpoints", multiple=True, help="Serving endpoint URL (repeatable) for tgi/openai.")
-@click.option("--tokenizer", default=None, help="Tokenizer to render prompts with, when the served model id can't be loaded here.")
-@click.option("--concurrency", type=click.IntRange(min=1), default=None, help="In-flight requests per endpoint.  [default: TGI's /info max_concurrent_requests, else 128 (tgi) or 64 (openai)]")
-@click.option("--token-file", type=click.Path(dir_okay=False), default=None, help="File holding the endpoint's bearer token (else HF_TOKEN).")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory (created, or resumed).")
-@click.option("--limit", type=click.IntRange(min=1), default=None, help="Distill only the first N rows.")
-@click.option("--paper", is_flag=True,
-              help="Reproduce the paper: the authors' prompts (--format paper), decoding (temperature 0.95, top-p 0.7, "
-                   "top-k 50, 512 new tokens) and acceptance rules (--rules paper). Recorded in the manifest and the card.")
-@click.option("--format", "fmt", type=click.Choice(["chat", "paper"]), default="chat", show_default=True,
-              help="chat: the model's chat template; paper: the authors' raw-text templates.")
-@click.option("--paper-layout", type=click.Choice(["llama2", "llama3"]), default=None,
-              help="Paper format, GSM8K: the Llama-2 or Llama-3 layout.  [default: Llama-3 when the tokenizer has its "
-                   "header tokens, else Llama-2]")
-@click.option("--rules", type=click.Choice(["default", "strict", "paper"]), default="default", show_default=True,
-              help="Which rewrites pass: default (ours: empty, truncated and answerless math rows fall back), strict, "
-                   "or paper (the authors' checks exactly).")
-@click.option("--max-new-tokens", type=click.IntRange(min=1), default=512, show_default=True)
-@click.option("--temperature", type=click.FloatRange(min=0), default=0.95, show_default=True, help="0 for greedy decoding.")
-@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=0.7, show_default=True)
-@click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True, help="Sample from the k most likely tokens; 0: off.")
-@click.option("--lang", default=None,
-              help="magicoder: keep rows of this `lang` (`all` keeps every language).  [default: python]")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True)
-@click.option("--batch-size", type=click.IntRange(min=1), default=16, show_default=True, help="Local backend batch size.")
-@click.option("--max-prompt-tokens", type=click.IntRange(min=1), default=None,
-              help="Rows whose rendered prompt is longer fail (recorded with the reason), unsent.  "
-                   "[default: local: the model's context less --max-new-tokens; tgi/openai: the server's limit]")
-@click.option("--request-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="tgi/openai: seconds one request may take, connection to last byte.  [default: 600]")
-@click.option("--retry-budget", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="tgi/openai: seconds the endpoints may fail without one success before the run stops "
-                   "(finished rows kept; re-run to resume).  [default: 900]")
-@click.option("--retry-failed", is_flag=True, help="Re-run only the rows of RUN_DIR that failed.")
-@click.option("--prompt-column", default=None, help="custom recipe: the instruction column.")
-@click.option("--input-column", default=None, help="custom recipe: an optional input column, joined to the prompt.")
-@click.option("--response-column", default=None, help="custom recipe: the response column.")
-@click.option("--template", type=click.Choice(["using", "refer"]), default="using", show_default=True,
-              help="custom recipe: alpaca_distill_using or alpaca_distill_refer.")
-@click.option("--check", "check_kind", type=click.Choice(["none", "math", "function_call", "code"]), default="none",
-              show_default=True, help="custom recipe: task check.")
+@cli_options(DistillSpec)
+@click.option("--retry-failed", is_flag=True, help="Re-run only the rows of OUT that failed.")
 @user_errors
-def distill(recipe_name, source, config, split, revision, model, backend, endpoints, tokenizer, concurrency,
-            token_file, out, limit, paper, fmt, paper_layout, rules, max_new_tokens, temperature, top_p, top_k, lang,
-            seed, batch_size, max_prompt_tokens, request_timeout, retry_budget, retry_failed, prompt_column,
-            input_column, response_column, template, check_kind):
+def distill(retry_failed, **settings):
     """Rewrite a dataset's responses with the seed model, check them, fall back where they fail.
 
     Resumable: the same command into the same --out continues where it
-    stopped; a different run into it is refused.
+    stopped; a different run into it is refused, naming what differs.
 
     \b
     sdft-data distill --recipe gsm8k --source openai/gsm8k --model meta-llama/Llama-2-7b-chat-hf --out runs/gsm8k
@@ -230,67 +182,15 @@ def distill(recipe_name, source, config, split, revision, model, backend, endpoi
     sdft-data distill --recipe gsm8k --source openai/gsm8k --backend tgi --endpoint http://gpu1:8080 --out runs/gsm8k
     sdft-data distill --recipe custom --source mine.jsonl --prompt-column q --response-column a --model models/tiny --out runs/mine
     """
-    import os
-
-    from .backends import GenerationParams
     from .backends._http import normalize_endpoint
-    from .recipes import custom_recipe, get_recipe, replace
     from .run import distill as run_distill
 
-    for url in endpoints:  # before anything is read or loaded: a bad URL (or one with a password) is refused
+    for url in settings.get("endpoints") or ():  # before anything is read or loaded: a bad URL (or one with a password) is refused
         normalize_endpoint(url)
-
-    if recipe_name == "custom":
-        if not prompt_column or not response_column:
-            raise UserError("--recipe custom needs --prompt-column and --response-column")
-        recipe = custom_recipe(prompt_column=prompt_column, input_column=input_column,
-                               response_column=response_column, template=template, check=check_kind)
-    else:
-        recipe = get_recipe(recipe_name)
-    if lang is not None:
-        if recipe.row_filter is None:
-            raise UserError(f"--lang is for recipes that select rows by language (magicoder), not {recipe.name}")
-        recipe = replace(recipe, row_filter=None if lang == "all" else (recipe.row_filter[0], lang))
-    if source is None:
-        source = recipe.source
-    token = None
-    if token_file:
-        token = open(token_file).read().strip()
-    elif backend != "local":
-        token = os.environ.get("HF_TOKEN") or None
-    params = GenerationParams(max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p, top_k=top_k)
-    if paper:
-        fmt, rules, params = _paper_settings(fmt=fmt, rules=rules, params=params)
-    summary = run_distill(
-        recipe=recipe, source=source, out=out, model=model, backend=backend, config=config, split=split,
-        revision=revision, limit=limit, fmt=fmt, params=params, seed=seed, batch_size=batch_size,
-        endpoints=tuple(endpoints), tokenizer=tokenizer, concurrency=concurrency, token=token,
-        retry_failed=retry_failed, max_prompt_tokens=max_prompt_tokens, request_timeout=request_timeout,
-        retry_budget=retry_budget, rules=rules, paper_layout=paper_layout,
-    )
+    spec = from_cli(DistillSpec, settings)
+    summary = run_distill(spec, retry_failed=retry_failed)
     _print_summary(summary)
-    _warn_useless(summary, max_new_tokens)
-
-
-def option_given(name: str) -> bool:
-    """Whether the running command's parameter `name` came from the command line (or its environment variable)."""
-    from click.core import ParameterSource
-
-    source = click.get_current_context().get_parameter_source(name)
-    return source in (ParameterSource.COMMANDLINE, ParameterSource.ENVIRONMENT)
-
-
-def _paper_settings(*, fmt, rules, params):
-    """--paper: the paper's format, rules and decoding. An option given explicitly with another value is an error."""
-    from . import paper
-
-    wanted = {"fmt": ("--format", fmt, paper.FORMAT), "rules": ("--rules", rules, paper.RULES)}
-    for name in ("max_new_tokens", "temperature", "top_p", "top_k"):
-        wanted[name] = ("--" + name.replace("_", "-"), getattr(params, name), getattr(paper.DECODING, name))
-    for name, (flag, ours, theirs) in wanted.items():
-        if option_given(name) and ours != theirs:
-            raise UserError(f"--paper sets {flag} {theirs}: drop {flag} {ours}, or drop --paper to choose your own")
-    return paper.FORMAT, paper.RULES, paper.DECODING
+    _warn_useless(summary, spec.decoding.max_new_tokens)
 
 
 def _warn_useless(summary, max_new_tokens: int) -> None:
@@ -326,7 +226,7 @@ def _print_summary(summary) -> None:
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--repo", required=True, help="Dataset repo ORG/NAME.")
 @click.option("--private", is_flag=True, help="Create the Hub repo private (when it does not exist yet).")
-@click.option("--local", "local", type=click.Path(file_okay=False), default=None,
+@click.option("--hub-dir", "local", type=click.Path(file_okay=False), default=None,
               help="Publish into this folder (DIR/ORG/NAME/versions/vN) instead of the Hub.")
 @click.option("--license", "license_", default=None, help="License id for the card.  [default: the source's]")
 @click.option("--tag", default=None, help="Version name to create (vN).  [default: the next one]")
@@ -341,13 +241,13 @@ def push(run_dir, repo, private, local, license_, tag, max_shard_mb, allow_no_re
     One commit holds the data (data/, sharded), the dataset card (README.md),
     the manifest and the diff report; then the version tag. Tags are never
     moved; pushing the same run again is a no-op. Uses HF_ENDPOINT and HF_TOKEN
-    (or the token saved by `hf auth login`); --local writes the same layout and
+    (or the token saved by `hf auth login`); --hub-dir writes the same layout and
     versions into a folder instead.
 
     \b
     sdft-data push runs/gsm8k --repo my-org/gsm8k-sdft
     sdft-data push runs/gsm8k --repo my-org/gsm8k-sdft --private
-    sdft-data push runs/gsm8k --repo my-org/gsm8k-sdft --local published/
+    sdft-data push runs/gsm8k --repo my-org/gsm8k-sdft --hub-dir published/
     """
     from .publish import push as push_run
 
@@ -358,7 +258,7 @@ def push(run_dir, repo, private, local, license_, tag, max_shard_mb, allow_no_re
 
 @main.command()
 @click.argument("repo")
-@click.option("--local", "local", type=click.Path(file_okay=False), default=None,
+@click.option("--hub-dir", "local", type=click.Path(file_okay=False), default=None,
               help="Read the versions from this folder instead of the Hub.")
 @user_errors
 def versions(repo, local):
@@ -366,7 +266,7 @@ def versions(repo, local):
 
     \b
     sdft-data versions my-org/gsm8k-sdft
-    sdft-data versions my-org/gsm8k-sdft --local published/
+    sdft-data versions my-org/gsm8k-sdft --hub-dir published/
     """
     from pathlib import Path
 
@@ -391,7 +291,7 @@ def versions(repo, local):
 @main.command()
 @click.argument("spec", metavar="ORG/NAME[@vN]")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to download into (new or empty).")
-@click.option("--local", "local", type=click.Path(file_okay=False), default=None,
+@click.option("--hub-dir", "local", type=click.Path(file_okay=False), default=None,
               help="Copy from this folder instead of the Hub.")
 @user_errors
 def pull(spec, out, local):
@@ -399,12 +299,12 @@ def pull(spec, out, local):
 
     The copy loads with datasets.load_dataset("OUT"). Without pulling, a
     version loads with load_dataset("ORG/NAME", revision="vN") from the Hub, or
-    load_dataset("DIR/ORG/NAME/versions/vN") from a --local folder (and
+    load_dataset("DIR/ORG/NAME/versions/vN") from a --hub-dir folder (and
     load_dataset("DIR/ORG/NAME") is the latest).
 
     \b
     sdft-data pull my-org/gsm8k-sdft@v2 --out data/gsm8k-v2
-    sdft-data pull my-org/gsm8k-sdft@v1 --out data/gsm8k-v1 --local published/
+    sdft-data pull my-org/gsm8k-sdft@v1 --out data/gsm8k-v1 --hub-dir published/
     """
     from pathlib import Path
 
@@ -422,7 +322,7 @@ def pull(spec, out, local):
 
 @main.command()
 @click.argument("query", required=False)
-@click.option("--local", "local", type=click.Path(file_okay=False), default=None,
+@click.option("--hub-dir", "local", type=click.Path(file_okay=False), default=None,
               help="Search this publishing folder instead of the Hub.")
 @click.option("--limit", type=int, default=50, show_default=True, help="Most datasets to list.")
 @user_errors
@@ -435,7 +335,7 @@ def search(query, local, limit):
     \b
     sdft-data search
     sdft-data search gsm8k
-    sdft-data search alpaca --local hub
+    sdft-data search alpaca --hub-dir hub
     """
     from .search import render, search as find
 
@@ -443,20 +343,9 @@ def search(query, local, limit):
 
 
 @main.command("import")
-@click.option("--original", required=True, help="The original dataset: a .json/.jsonl/.parquet/.csv file or a Hub id (org/name[@revision]).")
-@click.option("--distilled", required=True, help="Its distilled counterpart, row for row: a file or a Hub id.")
-@click.option("--recipe", "recipe_name", required=True, help="Recipe of the pair (see `sdft-data recipes`); `custom` takes the column options.")
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory to create (new or empty).")
-@click.option("--model", default=None, help="The seed model that made the distilled dataset, as you know it (recorded as stated).")
-@click.option("--note", default=None, help="A line on where the pair comes from, kept in the manifest and shown on the card.")
-@click.option("--split", default=None, help="Split, for Hub ids.  [default: train]")
-@click.option("--prompt-column", help="custom recipe: the instruction column.")
-@click.option("--input-column", help="custom recipe: an optional input column, joined to the instruction.")
-@click.option("--response-column", help="custom recipe: the response column.")
-@click.option("--check", "check_kind", default="none", show_default=True, help="custom recipe: none, math, function_call or code.")
+@cli_options(ImportSpec)
 @user_errors
-def import_cmd(original, distilled, recipe_name, out, model, note, split, prompt_column, input_column,
-               response_column, check_kind):
+def import_cmd(**settings):
     """Make a run directory from a distilled dataset made elsewhere, to check, diff and push like any run.
 
     Rows are paired and verified by their instruction; a row whose distilled
@@ -473,20 +362,19 @@ def import_cmd(original, distilled, recipe_name, out, model, note, split, prompt
     """
     from .importer import import_pair
 
-    recipe = _recipe_for_diff(recipe_name, prompt_column, input_column, response_column, check_kind)
-    summary = import_pair(original=original, distilled=distilled, recipe=recipe, out=out, model=model, note=note,
-                          split=split)
+    spec = from_cli(ImportSpec, settings)
+    summary = import_pair(spec)
     click.echo(summary.message())
     if not summary.already:
         for reason, n in summary.by_reason.items():
             click.echo(f"  {reason:<24}{n:>10,}  {100 * n / summary.rows:5.1f}%")
-        click.echo(f"next: sdft-data diff {out}  then  sdft-data push {out} --repo ORG/NAME")
+        click.echo(f"next: sdft-data diff {spec.out}  then  sdft-data push {spec.out} --repo ORG/NAME")
 
 
 @main.command("check")
 @click.argument("run_dir", type=click.Path(file_okay=False))
 @click.option("--strict", is_flag=True, help="Also require parsing ```python blocks (code) and a final \"The answer is N.\" (math): --rules strict.")
-@click.option("--rules", type=click.Choice(["default", "strict", "paper"]), default=None,
+@click.option("--rules", type=registry_choice("rules"), default=None,
               help="The rule set to apply.  [default: the one the run was made with]")
 @user_errors
 def check_cmd(run_dir, strict, rules):
@@ -521,18 +409,13 @@ def check_cmd(run_dir, strict, rules):
 @click.argument("run_dir", required=False, type=click.Path(file_okay=False))
 @click.option("--original", help="Original dataset: a .json/.jsonl/.parquet/.csv file or a Hub id.")
 @click.option("--distilled", help="Distilled dataset, row-aligned with --original: a file, Hub id or run directory.")
-@click.option("--recipe", "recipe_name", help="Recipe of the pair (see `sdft-data recipes`); `custom` takes the column options.")
-@click.option("--prompt-column", help="custom recipe: the instruction column.")
-@click.option("--input-column", help="custom recipe: an optional input column, joined to the instruction.")
-@click.option("--response-column", help="custom recipe: the response column.")
-@click.option("--check", "check_kind", default="none", show_default=True, help="custom recipe: none, math, function_call or code.")
+@cli_options(RecipeSpec, optional={"recipe"})
 @click.option("--against", help="Another version to compare with: a run directory, a file, a published folder or org/name@revision.")
 @click.option("--tokenizer", help="Also count tokens with this tokenizer (Hub id or local path).")
 @click.option("--examples", type=click.IntRange(min=0), default=3, show_default=True, help="Examples shown per reason in report.md.")
 @click.option("--out", type=click.Path(file_okay=False), help="Report folder [default: RUN_DIR/report; required with --original].")
 @user_errors
-def diff_cmd(run_dir, original, distilled, recipe_name, prompt_column, input_column, response_column, check_kind,
-             against, tokenizer, examples, out):
+def diff_cmd(run_dir, original, distilled, against, tokenizer, examples, out, **recipe_settings):
     """Show what distillation changed: kept, rewritten and why, lengths, similarity.
 
     Writes stats.json (read by the dataset card), report.md and PNG plots, and
@@ -550,6 +433,7 @@ def diff_cmd(run_dir, original, distilled, recipe_name, prompt_column, input_col
 
     for name, value in (("--against", against), ("--original", original), ("--distilled", distilled)):
         _refuse_missing_path(name, value)
+    recipe_name = recipe_settings.get("recipe")
     pair = original or distilled or recipe_name
     if run_dir and pair:
         raise UserError("give either RUN_DIR or --original/--distilled/--recipe, not both")
@@ -560,7 +444,7 @@ def diff_cmd(run_dir, original, distilled, recipe_name, prompt_column, input_col
         missing = [name for name, v in (("--original", original), ("--distilled", distilled), ("--recipe", recipe_name), ("--out", out)) if not v]
         if missing:
             raise UserError(f"missing {', '.join(missing)}: diff takes RUN_DIR, or --original, --distilled, --recipe and --out")
-        recipe = _recipe_for_diff(recipe_name, prompt_column, input_column, response_column, check_kind)
+        recipe = from_cli(RecipeSpec, recipe_settings).resolve()
         stats = diff_files(original, distilled, recipe, out, tokenizer=tokenizer, against=against, examples=examples)
     click.echo(render_table(stats))
     click.echo(f"report written to {out}/ (stats.json, report.md, plots as PNG and PDF, tables/*.tex)")
@@ -577,17 +461,6 @@ def _refuse_missing_path(option: str, value: str | None) -> None:
                or Path(first).is_dir())
     if is_path:
         raise UserError(f"{option} {value}: no such file or folder (a Hub dataset is ORG/NAME or ORG/NAME@REVISION)")
-
-
-def _recipe_for_diff(name, prompt_column, input_column, response_column, check_kind):
-    from .recipes import custom_recipe, get_recipe
-
-    if name == "custom":
-        if not prompt_column or not response_column:
-            raise UserError("--recipe custom needs --prompt-column and --response-column")
-        return custom_recipe(prompt_column=prompt_column, response_column=response_column,
-                             input_column=input_column, check=check_kind)
-    return get_recipe(name)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -40,7 +40,8 @@ import polars as pl
 
 from . import __version__
 from .errors import first_line
-from .recipes import Recipe, get_recipe
+from .spec import ImportSpec
+from .recipes import Recipe
 
 IMPORTED_BACKEND = "imported"
 # Shown in errors: enough of a row to find it in the file.
@@ -136,18 +137,12 @@ def _describe_model(model: str | None) -> dict:
     return {"backend": IMPORTED_BACKEND, "model_id": model, "revision": None}
 
 
-def import_pair(
-    *,
-    original: str,
-    distilled: str,
-    recipe: str | Recipe,
-    out: str | os.PathLike,
-    model: str | None = None,
-    note: str | None = None,
-    split: str | None = None,
-) -> ImportSummary:
-    """Make the run directory `out` from an original dataset and its distilled counterpart (files or Hub ids).
+def import_pair(spec: ImportSpec | None = None, **settings) -> ImportSummary:
+    """Make the run directory `spec.out` from an original dataset and its distilled counterpart (files or Hub ids).
 
+    `spec` is an ImportSpec (sdft_data.spec), or its settings as keywords with the command line's names:
+    import_pair(original="alpaca_train.json", distilled="distilled_alpaca.json", recipe="alpaca", out=...).
+    `recipe` may then be a Recipe object (a Check of your own).
     See the module docstring. Raises ValueError with one line on bad input,
     before anything is written. Importing the same pair into the same `out`
     again is a no-op; anything else already in `out` is refused.
@@ -155,8 +150,14 @@ def import_pair(
     from .check import check_run
     from .rundir import GENERATION_SCHEMA, fingerprint, library_versions, now as utc_now, write_manifest
 
-    rec = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    out = Path(out)
+    from .run import recipe_object
+
+    own_recipe = recipe_object(settings)
+    if spec is None:
+        spec = ImportSpec.make(**settings)
+    rec = own_recipe or spec.recipe.resolve()
+    original, distilled, model, note, split = spec.original, spec.distilled, spec.model, spec.note, spec.split
+    out = Path(spec.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
     orig_frame, orig_desc = _open(original, "original", [rec.prompt_column, rec.response_column], split)
@@ -207,6 +208,7 @@ def import_pair(
         "sdft_version": __version__,
         "fingerprint": fp,
         "fingerprint_inputs": inputs,
+        "spec": spec.to_dict(),
         "imported": {  # where from: fingerprint_inputs.source (the original) and .distilled
             "model": "as stated at import, not verified" if model else "not stated",
             "note": note,

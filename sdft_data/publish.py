@@ -14,7 +14,7 @@ commit; `main` moves to the latest commit. The layout of a version:
     data/train-00000-of-0000N.parquet   distilled.parquet, re-sharded by size
     report/...                      the diff report: stats.json, report.md, plots
 
-The same layout goes to `--local DIR` as `DIR/ORG/NAME/versions/vN/`, written
+The same layout goes to `--hub-dir DIR` as `DIR/ORG/NAME/versions/vN/`, written
 into a staging folder and renamed into place, so a version appears whole or
 not at all; `DIR/ORG/NAME/README.md` is the latest card (edit its metadata
 there, as you would on the Hub). Tags and version folders are never moved or
@@ -43,7 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import first_line
-from .card import CardInput, VersionRow, dataset_info, latest_card, model_label, render_card, validate_on_hub
+from .card import (CardInput, VersionRow, dataset_info, latest_card, model_label, public_spec, render_card,
+                   validate_on_hub)
 from .rundir import now, read_manifest
 from .source import file_sha256
 
@@ -70,7 +71,7 @@ class PushResult:
     version: str
     status: str
     rows: int
-    location: str  # the commit sha on the Hub, the version folder for --local
+    location: str  # the commit sha on the Hub, the version folder for --hub-dir
     files: list[str] = field(default_factory=list)
 
     def message(self) -> str:
@@ -274,7 +275,7 @@ def _version_info(manifest: dict, revision: str) -> VersionInfo:
 
 def _stage(run: _Run, repo: str, version: str, folder: Path, *, previous_readme: str | None,
            previous: list[VersionInfo], license: str | None, max_shard_bytes: int,
-           template: str | os.PathLike | None) -> list[str]:
+           template: str | os.PathLike | None, hub_dir: str | None = None) -> list[str]:
     """Write one version's files into `folder`; return their repo paths."""
     shards = write_shards(run.distilled, folder / "data", max_shard_bytes)
     report = _ensure_report(run)
@@ -290,6 +291,8 @@ def _stage(run: _Run, repo: str, version: str, folder: Path, *, previous_readme:
         has_md = (report / "report.md").is_file()
 
     manifest = dict(run.manifest)
+    if isinstance(manifest.get("spec"), dict):  # a published record names no local absolute path
+        manifest["spec"] = public_spec(manifest, repo)
     manifest["publish"] = {
         "repo": repo,
         "version": version,
@@ -309,7 +312,7 @@ def _stage(run: _Run, repo: str, version: str, folder: Path, *, previous_readme:
         stats=stats, plots=plots, has_report_md=has_md,
         versions=[*previous, this], license=license,
         dataset_info=dataset_info(shards.schema, shards.rows, shards.raw_bytes, sum(f["bytes"] for f in shards.files)),
-        sample=sample_row(run.distilled),
+        sample=sample_row(run.distilled), hub_dir=hub_dir,
     )
     readme = render_card(card, previous_readme, template)
     (folder / "README.md").write_text(readme, encoding="utf-8")
@@ -544,8 +547,10 @@ def _push_local(run: _Run, repo: str, root: Path, *, license, tag, max_shard_byt
     version = tag or _next_version(names)
     previous = [_version_info(m, str(target.versions_dir / n)) for n, m in existing]
     with target.staging() as folder:
+        # The card names the folder as it was given (an absolute one by its name, like every local path).
+        shown = root.name if root.is_absolute() else str(root)
         files = _stage(run, repo, version, folder, previous_readme=target.previous_readme(), previous=previous,
-                       license=license, max_shard_bytes=max_shard_bytes, template=template)
+                       license=license, max_shard_bytes=max_shard_bytes, template=template, hub_dir=shown)
         rows = json.loads((folder / "manifest.json").read_text())["publish"]["rows"]
         location = target.publish(folder, version)
     return PushResult(repo, version, "published", rows, location, files)

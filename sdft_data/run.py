@@ -1,6 +1,7 @@
 """The run engine: distill a source dataset into a resumable, fingerprinted run directory.
 
     run = distill(recipe="gsm8k", source="openai/gsm8k", model="models/tiny", out="runs/gsm8k", limit=50)
+    run = distill(DistillSpec.make(recipe="gsm8k", ...))   # the same, from a spec (sdft_data.spec)
 
 A run is identified by a fingerprint: a hash of the source (id, config, split,
 resolved revision or file hash), the recipe and its version, the rendered
@@ -32,12 +33,13 @@ import polars as pl
 
 from . import __version__, templates
 from .backends import GenerationParams, Request, Result, make_backend
-from .recipes import Recipe, get_recipe
+from .recipes import Recipe
 # The run directory's helpers live in rundir; imported here under the names other modules and tests use.
 from .rundir import (  # noqa: F401
     GENERATION_SCHEMA,
     ShardWriter,
     check_shards,
+    diff_keys,
     fingerprint,
     generations,
     read_manifest,
@@ -46,6 +48,21 @@ from .rundir import (  # noqa: F401
 from .rundir import library_versions as _library_versions
 from .rundir import now as _now
 from .source import SourceSpec, open_source, write_source_parquet
+from .spec import DistillSpec
+
+def recipe_object(settings: dict) -> Recipe | None:
+    """A Recipe object given as the `recipe` keyword (one with a Check of your own): it is used, and the
+    spec names it (its name, or custom with its columns). None when `recipe` is a name."""
+    rec = settings.get("recipe")
+    if not isinstance(rec, Recipe):
+        return None
+    custom = rec.name == "custom"
+    settings["recipe"] = "custom" if custom else rec.name
+    if custom:
+        for name in ("prompt_column", "input_column", "response_column"):
+            settings.setdefault(name, getattr(rec, name))
+    return rec
+
 
 def row_seed(seed: int, row_id: int) -> int:
     """The row's own sampling seed: stable across resumes, batches and machines (31 bits)."""
@@ -81,22 +98,6 @@ def _pending_requests(
                 continue
             prompt = templates.distill_prompt(recipe, instruction, reference, tokenizer, fmt, layout=layout)
             yield Request(row_id=row_id, prompt=prompt, seed=row_seed(seed, row_id))
-
-
-def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """The dotted names of the fields that differ (`source.limit`), with both values when short."""
-    out = []
-    for k in sorted(set(a) | set(b)):
-        x, y = a.get(k), b.get(k)
-        if x == y:
-            continue
-        name = f"{prefix}{k}"
-        if isinstance(x, dict) and isinstance(y, dict):
-            out += _diff_keys(x, y, name + ".") or [name]
-            continue
-        shown = [json.dumps(v, ensure_ascii=False) for v in (x, y)]
-        out.append(f"{name} ({shown[0]} there, {shown[1]} here)" if max(map(len, shown)) <= 40 else name)
-    return out
 
 
 def _model_hint(backend: str, model: str | None) -> dict:
@@ -137,7 +138,7 @@ def _refuse_other_run(run_dir: Path, known: dict) -> None:
     old = manifest.get("fingerprint_inputs") or {}
     old_known = {k: old.get(k) for k in known}
     old_known["model"] = {k: (old.get("model") or {}).get(k) for k in known["model"]}
-    differs = _diff_keys(old_known, known)
+    differs = diff_keys(old_known, known)
     if differs:
         raise ValueError(
             f"{run_dir} holds a different run (fingerprint {str(manifest.get('fingerprint', '?'))[:12]}; differs in: "
@@ -146,76 +147,56 @@ def _refuse_other_run(run_dir: Path, known: dict) -> None:
     check_shards(sorted((run_dir / "generations").glob("*.parquet")))
 
 
-def distill(
-    *,
-    recipe: str | Recipe,
-    source: str,
-    out: str | Path,
-    model: str | None = None,
-    backend: str = "local",
-    config: str | None = None,
-    split: str | None = None,
-    revision: str | None = None,
-    limit: int | None = None,
-    fmt: str = "chat",
-    params: GenerationParams = GenerationParams(),
-    seed: int = 0,
-    batch_size: int = 16,
-    endpoints: tuple[str, ...] = (),
-    tokenizer: str | None = None,
-    concurrency: int | None = None,
-    token: str | None = None,
-    retry_failed: bool = False,
-    flush_rows: int = 1024,
-    flush_seconds: float = 10.0,
-    progress: bool = True,
-    engine=None,
-    max_prompt_tokens: int | None = None,
-    request_timeout: float | None = None,
-    retry_budget: float | None = None,
-    rules: str = "default",
-    paper_layout: str | None = None,
-) -> RunSummary:
-    """Distill `source` with `recipe` into the run directory `out`, resuming if it holds the same run.
+def distill(spec: DistillSpec | None = None, *, engine=None, retry_failed: bool = False, progress: bool = True,
+            flush_rows: int = 1024, flush_seconds: float = 10.0, **settings) -> RunSummary:
+    """Distill as `spec` says into its run directory, resuming if it holds the same run.
 
-    `engine` takes an already-open backend (tests, notebooks); otherwise one is
-    opened from `backend`, `model`, `endpoints`, ... Bad input raises ValueError
-    with one clear line before anything is written. `rules` is the check's rule
-    set (sdft_data.check); `paper_layout` ("llama2"/"llama3") overrides the
-    Llama layout the paper format infers from the tokenizer. The paper's
-    settings: fmt=paper.FORMAT, params=paper.DECODING, rules=paper.RULES.
+    `spec` is a DistillSpec (sdft_data.spec); or give its settings as keywords, with the command line's
+    names: distill(recipe="gsm8k", source="openai/gsm8k", model="models/tiny", out="runs/gsm8k", limit=50,
+    max_new_tokens=256); `recipe` may then be a Recipe object (a Check of your own). `engine` takes an already-open backend (tests, notebooks); otherwise one is
+    opened from the spec's backend settings. Bad input raises ValueError with one clear line before
+    anything is written. `retry_failed` re-runs only the rows that failed.
     """
     from . import paper
     from .check import check_rules
 
-    rec = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    if fmt not in templates.FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(templates.FORMATS)}")
+    own_recipe = recipe_object(settings)
+    if spec is None:
+        spec = DistillSpec.make(**settings)
+    elif settings:
+        raise TypeError("give a DistillSpec or keyword settings, not both")
+    rec = own_recipe or spec.recipe.resolve()
+    fmt, rules, params, seed, limit = spec.prompt.format, spec.rules, spec.decoding, spec.seed, spec.source.limit
+    paper_layout, backend, model = spec.prompt.paper_layout, spec.backend.backend, spec.backend.model
     check_rules(rules)
     templates.resolve_layout("llama", None, paper_layout)  # a bad --paper-layout fails here, before any work
-    if params.max_new_tokens < 1:
-        raise ValueError("--max-new-tokens must be at least 1")
+    diffs = spec.paper_differences()
+    if spec.paper and diffs:
+        raise ValueError(f"--paper distills with the paper's settings, and these are not: {'; '.join(diffs)}. "
+                         "Drop those options, or drop --paper")
+    source = spec.source.source or rec.source
     if not source:
         raise ValueError(f"recipe {rec.name} has no default source: pass --source (a Hub id or a local file)")
     # The recipe's config and split are for its own Hub source; another source starts from "train".
     own = source == rec.source
-    spec = SourceSpec(source, config if config is not None else (rec.config if own else None),
-                      split if split is not None else (rec.split if own else None), revision)
+    config, split = spec.source.config, spec.source.split
+    source_spec = SourceSpec(source, config if config is not None else (rec.config if own else None),
+                             split if split is not None else (rec.split if own else None), spec.source.revision)
     # A recipe with several column layouts picks the one the source has (recorded in the manifest).
     several = len(rec.layouts) > 1
-    ds, source_desc = open_source(spec, required=[] if several else [rec.prompt_column, rec.response_column],
+    ds, source_desc = open_source(source_spec, required=[] if several else [rec.prompt_column, rec.response_column],
                                   limit=None if rec.row_filter else limit)
     rec = rec.for_columns(ds.column_names)
     if rec.row_filter:
         ds, source_desc, rec = _filter_rows(ds, source_desc, rec, limit)
     source_inputs = {k: v for k, v in source_desc.items() if k != "format"}
     if engine is None:
-        _refuse_other_run(Path(out), {
+        _refuse_other_run(Path(spec.out), {
             "source": source_inputs, "recipe": rec.describe(), "generation": params.to_dict(), "seed": seed,
             "rules": rules, "model": _model_hint(backend, model),
         })
 
-    run_dir = Path(out)
+    run_dir = Path(spec.out)
     if run_dir.exists() and not run_dir.is_dir():
         raise ValueError(f"--out {run_dir} exists and is not a directory")
     if run_dir.is_dir() and any(run_dir.iterdir()) and not (run_dir / "manifest.json").is_file():
@@ -223,11 +204,7 @@ def distill(
 
     owns_engine = engine is None
     if engine is None:
-        engine = make_backend(
-            backend, model=model, endpoints=endpoints, tokenizer=tokenizer, concurrency=concurrency,
-            token=token, batch_size=batch_size, revision=None, max_prompt_tokens=max_prompt_tokens,
-            request_timeout=request_timeout, retry_budget=retry_budget,
-        )
+        engine = spec.backend.open()
     try:
         check_params = getattr(engine, "check_params", None)
         if check_params is not None:  # parameters this model or endpoint refuses for every row
@@ -244,7 +221,7 @@ def distill(
             "seed": seed,
             "rules": rules,
         }
-        paper_entry = paper.describe(fmt, rules, params, inputs["template"]["layout"])
+        paper_entry = paper.describe(diffs, inputs["template"]["layout"])
 
         def write_source(run: Path) -> None:
             if not (run / "source.parquet").is_file():
@@ -255,8 +232,9 @@ def distill(
 
         gen = generate_run(
             run_dir, inputs=inputs, rows=source_desc["rows"], requests=requests, engine=engine, params=params,
-            manifest_extra={"format": fmt, "rules": rules, "paper": paper_entry}, prepare=write_source, retry_failed=retry_failed,
-            flush_rows=flush_rows, flush_seconds=flush_seconds, progress=progress, desc="distill",
+            manifest_extra={"spec": spec.to_dict(), "format": fmt, "rules": rules, "paper": paper_entry},
+            prepare=write_source, retry_failed=retry_failed, flush_rows=flush_rows, flush_seconds=flush_seconds,
+            progress=progress, desc="distill",
         )
     finally:
         if owns_engine:
@@ -334,7 +312,7 @@ def generate_run(
         if resumed:
             manifest = read_manifest(run_dir)
             if manifest.get("fingerprint") != fp:
-                differs = _diff_keys(manifest.get("fingerprint_inputs", {}), inputs)
+                differs = diff_keys(manifest.get("fingerprint_inputs", {}), inputs)
                 raise ValueError(
                     f"{run_dir} holds a different run (fingerprint {str(manifest.get('fingerprint', '?'))[:12]}, this "
                     f"one {fp[:12]}; differs in: {', '.join(differs) or 'unknown'}): use another --out"

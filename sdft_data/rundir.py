@@ -52,6 +52,24 @@ def fingerprint(inputs: dict) -> str:
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
+def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
+    """The dotted names of the fields that differ between two records (`source.limit`), with both values when short.
+
+    How a refused resume says what changed (a distill run, an eval run, a training run)."""
+    out = []
+    for k in sorted(set(a) | set(b)):
+        x, y = a.get(k), b.get(k)
+        if x == y:
+            continue
+        name = f"{prefix}{k}"
+        if isinstance(x, dict) and isinstance(y, dict):
+            out += diff_keys(x, y, name + ".") or [name]
+            continue
+        shown = [json.dumps(v, ensure_ascii=False) for v in (x, y)]
+        out.append(f"{name} ({shown[0]} there, {shown[1]} here)" if max(map(len, shown)) <= 40 else name)
+    return out
+
+
 def now() -> str:
     """UTC time for manifests, to the second."""
     return datetime.now(timezone.utc).isoformat(timespec="seconds")

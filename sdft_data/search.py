@@ -77,7 +77,7 @@ def _search_local(root: Path, query: str | None, limit: int) -> list[Found]:
     from .card import read_metadata
 
     if not root.is_dir():
-        raise ValueError(f"--local {root} is not a folder")
+        raise ValueError(f"--hub-dir {root} is not a folder")
     found = []
     for readme in sorted(root.glob("*/*/README.md")):
         repo = f"{readme.parent.parent.name}/{readme.parent.name}"

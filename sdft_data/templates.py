@@ -51,7 +51,8 @@ from .recipes import (
 FORMATS = ("chat", "paper")
 # Concrete paper layouts, and the families a recipe may name.
 LAYOUTS = ("alpaca", "llama2", "llama3")
-LAYOUT_FAMILIES = ("alpaca", "llama")
+# The layouts --paper-layout picks between, for a recipe of the "llama" family.
+PAPER_LAYOUTS = ("llama2", "llama3")
 LLAMA3_EOS = "<|eot_id|>"
 _LLAMA3_HEADER = "<|start_header_id|>"
 

@@ -23,6 +23,8 @@ import io
 import json
 from pathlib import Path
 
+from sdft_data.diff.render import latex_escape
+
 from .evaluate import RESULTS_FILE
 
 
@@ -197,11 +199,10 @@ def render(table: dict) -> dict[str, str]:
         terminal += "\n\n" + "\n".join(f"note: {n}" for n in table["notes"])
     markdown = "\n".join(["| " + " | ".join(header) + " |", "|" + "---|" * len(header),
                           *("| " + " | ".join(r) + " |" for r in body)])
-    esc = lambda s: s.replace("_", "\\_").replace("&", "\\&").replace("%", "\\%")  # noqa: E731
-    latex_rows = [" & ".join([esc(r["label"])] + [_cell_text(r["cells"].get(t), percent.get(t, True), latex=True)
+    latex_rows = [" & ".join([latex_escape(r["label"])] + [_cell_text(r["cells"].get(t), percent.get(t, True), latex=True)
                                                   for t in tasks]) + " \\\\" for r in rows]
     latex = "\n".join(["\\begin{tabular}{l" + "r" * len(tasks) + "}", "\\toprule",
-                       " & ".join(["Model"] + [esc(t) for t in tasks]) + " \\\\", "\\midrule", *latex_rows,
+                       " & ".join(["Model"] + [latex_escape(t) for t in tasks]) + " \\\\", "\\midrule", *latex_rows,
                        "\\bottomrule", "\\end{tabular}"])
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")

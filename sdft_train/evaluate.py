@@ -1,7 +1,8 @@
 """Evaluate a model as the paper does: the tasks in sdft_train/tasks, generated through any backend.
 
-    results = evaluate(model="meta-llama/Llama-2-7b-chat-hf", adapter="ckpt/gsm8k-sdft",
-                       tasks=resolve(None, "paper"), out="eval/gsm8k-sdft", data_dir="data")
+    results = evaluate(model="meta-llama/Llama-2-7b-chat-hf", adapter="ckpt/gsm8k-sdft", suite="paper",
+                       out="eval/gsm8k-sdft", data_dir="data")
+    results = evaluate(EvalSpec.make(...))   # the same, from a spec (sdft_data.spec)
 
 Each task's prompts are generated as a resumable run (sdft_data.run.generate_run:
 fingerprint, shards, manifest) under OUT/runs/<task>/sample-<k>/, so a killed
@@ -14,9 +15,10 @@ decoding's runs is refused. Then every task is scored and OUT gets:
     predictions/<task>.jsonl  per row: input, reference, each sample's text and score
     alpacaeval/outputs.json   alpaca_eval's format (when alpacaeval ran)
 
-Decoding: `paper` samples as the authors did (temperature 0.95, top-p 0.7,
-top-k 50, 512 new tokens, one seed per row; HumanEval greedy, as their
-harness), `greedy` decodes greedily. With `samples` N > 1, each sampled task is
+Decoding: the spec's (sdft_data.spec.Decoding); its defaults sample as the
+authors did (temperature 0.95, top-p 0.7, top-k 50, 512 new tokens, one seed
+per row), and temperature 0 decodes greedily. HumanEval is always greedy, as
+the authors' harness ran it. With `samples` N > 1, each sampled task is
 generated N times with seeds seed, seed+1, ... and reported as mean and
 standard deviation.
 """
@@ -29,41 +31,21 @@ import json
 import statistics
 from pathlib import Path
 
-from sdft_data.backends import GenerationParams, Request
+from sdft_data.backends import Request
+from sdft_data.spec import Backend, Decoding, EvalSpec
 from sdft_data.errors import first_line
 from sdft_data.rundir import now
 
 from .tasks import Context, Task
 
 RESULTS_FILE = "results.json"
-DECODINGS = ("paper", "greedy")
 
 
-def decoding_params(mode: str, *, max_new_tokens: int | None = None, stop: tuple[str, ...] = ()) -> GenerationParams:
-    """The generation parameters of a task's decoding: "sample" (the paper's, sdft_data.paper) or "greedy"."""
-    from sdft_data import paper
-
-    base = paper.DECODING if mode == "sample" else dataclasses.replace(paper.DECODING, temperature=0.0)
-    return dataclasses.replace(base, max_new_tokens=max_new_tokens or base.max_new_tokens, stop=tuple(stop))
-
-
-def paper_differences(fmt: str, decoding: str, max_new_tokens: int | None) -> list[str]:
-    """How an eval's settings differ from the paper's (its prompt format and decoding), one phrase each."""
-    from sdft_data import paper
-
-    out = []
-    if fmt != paper.FORMAT:
-        out.append(f"format {fmt} (paper: {paper.FORMAT})")
-    if decoding != "paper":
-        out.append(f"decoding {decoding} (paper: sampling, temperature {paper.DECODING.temperature}, "
-                   f"top-p {paper.DECODING.top_p}, top-k {paper.DECODING.top_k})")
-    if max_new_tokens not in (None, paper.DECODING.max_new_tokens):
-        out.append(f"max_new_tokens {max_new_tokens} (paper: {paper.DECODING.max_new_tokens})")
-    return out
-
-
-def task_decoding(task: Task, decoding: str) -> str:
-    return "greedy" if decoding == "greedy" or task.paper_decoding == "greedy" else "sample"
+def task_params(task: Task, decoding: Decoding) -> Decoding:
+    """A task's decoding: the run's, greedy where the authors' harness was (HumanEval), with the task's stop strings."""
+    if task.paper_decoding == "greedy":
+        decoding = dataclasses.replace(decoding, temperature=0.0)
+    return dataclasses.replace(decoding, stop=tuple(task.stop))
 
 
 def read_train_record(path: str | Path | None) -> dict | None:
@@ -97,14 +79,12 @@ def dataset_of(train: dict | None) -> str | None:
     return str(data) if data else None
 
 
-def open_engine(*, model: str, adapter: str | None, backend: str, endpoints=(), tokenizer=None, concurrency=None,
-                token=None, batch_size: int = 16):
-    """The backend for `model`, with a LoRA `adapter` merged in for the local backend.
+def open_engine(settings: Backend, adapter: str | None):
+    """The backend the settings name, with a LoRA `adapter` merged in for the local backend.
 
-    `model` may itself be an adapter folder (its base is read from adapter_config.json).
+    The model may itself be an adapter folder (its base is read from adapter_config.json).
     """
-    from sdft_data.backends import make_backend
-
+    model, backend = settings.model, settings.backend
     if (Path(model) / "adapter_config.json").is_file() and adapter is None:
         model, adapter = None, model
     if adapter is not None:
@@ -118,8 +98,7 @@ def open_engine(*, model: str, adapter: str | None, backend: str, endpoints=(), 
         model = model or base
         if not model:
             raise ValueError(f"{config} names no base model: pass --model")
-    engine = make_backend(backend, model=model, endpoints=tuple(endpoints), tokenizer=tokenizer,
-                          concurrency=concurrency, token=token, batch_size=batch_size)
+    engine = dataclasses.replace(settings, model=model).open()
     if adapter is not None:
         from peft import PeftModel
 
@@ -144,63 +123,48 @@ def _sha(texts: list[str]) -> str:
     return h.hexdigest()
 
 
-def evaluate(
-    *,
-    model: str,
-    tasks: list[Task],
-    out: str | Path,
-    adapter: str | None = None,
-    backend: str = "local",
-    endpoints: tuple[str, ...] = (),
-    tokenizer: str | None = None,
-    concurrency: int | None = None,
-    token: str | None = None,
-    data_dir: str | None = None,
-    decoding: str = "paper",
-    samples: int = 1,
-    seed: int = 0,
-    limit: int | None = None,
-    fmt: str = "chat",
-    max_new_tokens: int | None = None,
-    batch_size: int = 16,
-    judge=None,
-    seed_results: str | Path | None = None,
-    embedding_model: str | None = None,
-    sandbox_limits=None,
-    suite: str | None = None,
-    progress: bool = True,
-    echo=print,
-    engine=None,
-) -> dict:
-    """Evaluate `model` (with `adapter`) on `tasks` into the folder `out`; returns the results (also written).
+def evaluate(spec: EvalSpec | None = None, *, judge=None, sandbox_limits=None, progress: bool = True, echo=print,
+             engine=None, **settings) -> dict:
+    """Evaluate as `spec` says into its folder; returns the results (also written to OUT/results.json).
 
-    Bad input raises ValueError with one line, before any model loads. `engine`
-    takes an already-open backend (tests, notebooks).
+    `spec` is an EvalSpec (sdft_data.spec), or its settings as keywords with the command line's names:
+    evaluate(model="models/tiny", tasks="gsm8k,advbench", out="eval/tiny", limit=8, temperature=0.0).
+    Bad input raises ValueError with one line, before any model loads. `engine` takes an already-open
+    backend (tests, notebooks); `judge` an AlpacaEval judge object (else one from --judge-endpoint).
     """
-    from sdft_data import __version__, templates
+    from sdft_data import __version__
     from sdft_data.run import generate_run, generations, row_seed
 
-    if decoding not in DECODINGS:
-        raise ValueError(f"unknown decoding {decoding!r}; choose one of: {', '.join(DECODINGS)}")
-    if limit is not None and limit < 1:
-        raise ValueError(f"--limit must be at least 1 (got {limit}); leave it out to evaluate every row")
-    if samples < 1:
-        raise ValueError(f"--samples must be at least 1 (got {samples})")
-    if batch_size < 1:  # before any data is read or model loaded
-        raise ValueError(f"--batch-size must be at least 1 (got {batch_size})")
-    if samples > 1 and decoding == "greedy":
-        raise ValueError("--samples > 1 needs --decoding paper: greedy decoding gives the same answer every time")
-    if max_new_tokens is not None and max_new_tokens < 1:
-        raise ValueError("--max-new-tokens must be at least 1")
-    if fmt not in templates.FORMATS:
-        raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(templates.FORMATS)}")
-    if not tasks:
-        raise ValueError("no task to evaluate")
-    if engine is None and backend in ("tgi", "openai") and not endpoints:
-        raise ValueError(f"--backend {backend} needs at least one --endpoint URL")
-    out = Path(out)
+    from .tasks import resolve
+
+    if spec is None:
+        spec = EvalSpec.make(**settings)
+    elif settings:
+        raise TypeError("give an EvalSpec or keyword settings, not both")
+    model, adapter, out = spec.backend.model, spec.adapter, Path(spec.out)
+    fmt, decoding, samples, seed, limit = spec.prompt.format, spec.decoding, spec.samples, spec.seed, spec.limit
+    data_dir, suite = spec.data_dir, spec.suite
+    if not model:
+        raise ValueError("--model is required (a Hub id, a local folder, or a served model's name)")
+    tasks = resolve(",".join(spec.tasks) or None, suite)
+    paper_diffs = spec.paper_differences()
+    if spec.paper and paper_diffs:
+        raise ValueError(f"--paper evaluates with the paper's settings, and these are not: {'; '.join(paper_diffs)}."
+                         " Drop those options, or drop --paper")
+    if engine is None and spec.backend.backend in ("tgi", "openai") and not spec.backend.endpoints:
+        raise ValueError(f"--backend {spec.backend.backend} needs at least one --endpoint URL")
+    if judge is None and spec.judge_endpoint:
+        import os
+
+        from .tasks.alpacaeval import Judge
+
+        judge = Judge(spec.judge_endpoint, spec.judge_model, token=os.environ.get("OPENAI_API_KEY"))
+    embedding_model = spec.embedding_model
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise ValueError(f"--data-dir {data_dir} does not exist (a folder laid out like the paper's data folder)")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
+    seed_results = spec.seed_results
     if seed_results is not None:
         seed_results = Path(seed_results)
         if not (seed_results / RESULTS_FILE).is_file():
@@ -223,9 +187,7 @@ def evaluate(
     train = read_train_record(adapter) or read_train_record(model if Path(model).is_dir() else None)
     owns_engine = engine is None
     if engine is None:
-        engine, base, adapter_used = open_engine(model=model, adapter=adapter, backend=backend, endpoints=endpoints,
-                                                 tokenizer=tokenizer, concurrency=concurrency, token=token,
-                                                 batch_size=batch_size)
+        engine, base, adapter_used = open_engine(spec.backend, adapter)
         train = train or read_train_record(adapter_used)
     out.mkdir(parents=True, exist_ok=True)
     info = engine.info.to_dict()
@@ -234,13 +196,13 @@ def evaluate(
                     seed=seed)
     results_tasks, notes = {}, []
     try:
-        generated: dict[tuple, list[list[str | None]]] = {}  # (run key, mode) -> per sample, per row
+        generated: dict[tuple, list[list[str | None]]] = {}  # (run key, params) -> per sample, per row
         prompts_of: dict[tuple, list[str]] = {}
         for task in tasks:
-            mode = task_decoding(task, decoding)
-            n_samples = samples if mode == "sample" else 1
-            key = (task.run_key, mode)
-            params = decoding_params(mode, max_new_tokens=max_new_tokens, stop=task.stop)
+            params = task_params(task, decoding)
+            mode = "sample" if params.do_sample else "greedy"
+            n_samples = samples if params.do_sample else 1
+            key = (task.run_key, params)
             rows = data[task.name].rows
             if key not in generated:
                 prompts = [task.prompt(r, engine.tokenizer, fmt) for r in rows]
@@ -273,15 +235,14 @@ def evaluate(
         if owns_engine:
             engine.close()
 
-    decoding_record = {"mode": decoding, "samples": samples, "seed": seed, "format": fmt,
-                       "max_new_tokens": max_new_tokens}
+    decoding_record = {"params": {k: v for k, v in decoding.to_dict().items() if k != "stop"},
+                       "samples": samples, "seed": seed, "format": fmt}
     if previous and previous.get("decoding") == decoding_record and previous.get("limit") == limit:
         # Tasks evaluated earlier into this folder, the same way, stay in the results.
         results_tasks = {**{k: v for k, v in previous.get("tasks", {}).items() if k not in results_tasks},
                          **results_tasks}
-    paper_diffs = paper_differences(fmt, decoding, max_new_tokens)
     results = {
-        "results_version": 1,
+        "results_version": 2,
         "sdft_version": __version__,
         "created_at": now(),
         "model": {"given": str(model), "adapter": str(adapter) if adapter else None, **info},
@@ -289,7 +250,8 @@ def evaluate(
         "dataset": dataset_of(train),
         "train": train,
         "decoding": decoding_record,
-        "paper": {"matches": not paper_diffs, "differences": paper_diffs},
+        "paper": {"mode": spec.paper, "matches": not paper_diffs, "differences": paper_diffs},
+        "spec": spec.to_dict(),
         "suite": suite if not previous or previous.get("suite") in (None, suite) else None,
         "limit": limit,
         "tasks": results_tasks,

@@ -2,9 +2,10 @@
 
     train(data="my-org/gsm8k-sdft@v1", model="meta-llama/Llama-2-7b-chat-hf", out="ckpt/gsm8k-sdft")
     train(data="my-org/gsm8k-sdft@v1", model="meta-llama/Llama-2-7b-chat-hf", out="ckpt/gsm8k-vanilla",
-          config=TrainConfig(responses="original"))
+          responses="original")
+    train(TrainSpec.make(data=..., model=..., out=..., lr=2e-4))   # the same, from a spec (sdft_data.spec)
 
-The defaults are the paper's preset (TrainConfig). The same entry point runs
+The defaults are the paper's preset (sdft_data.spec.Training, sdft_data.paper.training). The same entry point runs
 alone, under `torchrun` or under `accelerate launch` (DDP, FSDP or DeepSpeed
 through an accelerate config file): every process runs this function, the
 trainer splits the batches, and process 0 writes the outputs.
@@ -24,122 +25,31 @@ import json
 import shutil
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import replace
 from pathlib import Path
 
 from sdft_data import paper, templates
+from sdft_data.spec import Training, TrainSpec, differences
 from sdft_data.errors import first_line
-from sdft_data.rundir import now
+from sdft_data.rundir import diff_keys, now
 from sdft_data.recipes import Recipe, get_recipe
 
-from .data import RESPONSES, Examples, TrainData, build_examples, open_data, read_json, response_column
+from .card import model_card
+from .data import Examples, TrainData, build_examples, open_data, read_json, response_column
 
 STATE = "train_state.json"
 MANIFEST = "train_manifest.json"
 CHECKPOINTS = "checkpoints"
-# The authors' settings (sdft_data.paper): the defaults below, and 5 epochs for GSM8K and OpenFunctions, 2 otherwise.
-PRESET = paper.TrainingPreset()
 
-
-@dataclass
-class TrainConfig:
-    """Every knob of a training run. The defaults are the paper's preset (sdft_data.paper.TrainingPreset)."""
-
-    responses: str = "sdft"  # "sdft": the SDFT responses; "original": the dataset's original ones (vanilla arm)
-    full: bool = False  # full fine-tuning instead of LoRA
-    lora_rank: int = PRESET.lora_r
-    lora_alpha: int = PRESET.lora_alpha
-    lora_dropout: float = PRESET.lora_dropout
-    lora_targets: tuple[str, ...] = PRESET.lora_target
-    learning_rate: float = PRESET.learning_rate
-    lr_scheduler: str = PRESET.lr_scheduler_type
-    warmup_ratio: float = 0.0  # the paper: no warmup (PRESET.warmup_steps == 0)
-    weight_decay: float = PRESET.weight_decay
-    max_grad_norm: float = PRESET.max_grad_norm
-    batch_size: int = PRESET.per_device_train_batch_size  # per device
-    grad_accum: int = PRESET.gradient_accumulation_steps
-    epochs: float | None = None  # None: the paper's for the recipe (paper.training_preset)
-    max_steps: int | None = None  # optimizer steps; overrides epochs when set
-    max_length: int = PRESET.cutoff_len  # the paper's cutoff, prompt and response together
-    format: str | None = None  # None: the format the dataset was distilled in (its manifest), else "chat"
-    paper_layout: str | None = None  # llama2/llama3 for a Llama-family recipe in paper format; None: the dataset's
-    seed: int = 42  # the trainer's default, as in the authors' runs
-    save_steps: int = 500
-    save_total_limit: int | None = 2
-    bf16: bool | None = None  # None: on a GPU that has it
-    gradient_checkpointing: bool | None = None  # None: on GPU
-    # One flat sequence per micro-batch: the same rows and loss as padding, no pad tokens. Under sdpa (the
-    # default attention) the flat sequence's block-diagonal mask is dense, so its attention grows with the
-    # square of the micro-batch: faster at the preset's 2 rows, slower at 8 on CPU (benchmarks/bench_train.py).
-    padding_free: bool = True
-    # Micro-batches of rows of similar length (transformers' LengthGroupedSampler): little padding, but not the
-    # paper's random order, so off by default.
-    group_by_length: bool = False
-    attn_implementation: str | None = None  # None: transformers' default (sdpa); e.g. flash_attention_2 on GPU
-    merge: bool = False  # also save the LoRA-merged model under out/merged
-
-    def check(self) -> None:
-        """ValueError with one line for a value that cannot work."""
-        positive = {"--batch-size": self.batch_size, "--grad-accum": self.grad_accum, "--lora-rank": self.lora_rank,
-                    "--save-steps": self.save_steps}
-        for flag, value in positive.items():
-            if value < 1:
-                raise ValueError(f"{flag} must be at least 1 (got {value})")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ValueError(f"--max-steps must be at least 1 (got {self.max_steps})")
-        if self.epochs is not None and not self.epochs > 0:
-            raise ValueError(f"--epochs must be above 0 (got {self.epochs})")
-        if self.max_length < 2:
-            raise ValueError(f"--max-length must be at least 2 (got {self.max_length})")
-        if self.learning_rate <= 0:
-            raise ValueError(f"--lr must be above 0 (got {self.learning_rate})")
-        if self.responses not in RESPONSES:
-            raise ValueError(f"unknown --responses {self.responses!r}; choose one of: {', '.join(RESPONSES)}")
-        if self.format is not None and self.format not in templates.FORMATS:
-            raise ValueError(f"unknown --format {self.format!r}; choose one of: {', '.join(templates.FORMATS)}")
-        if self.paper_layout not in (None, "llama2", "llama3"):
-            raise ValueError(f"unknown --paper-layout {self.paper_layout!r}; choose llama2 or llama3")
-        if self.full and self.merge:
-            raise ValueError("--merge merges a LoRA adapter; with --full the saved model is already whole")
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["lora_targets"] = list(self.lora_targets)
-        return d
-
-
-# Knobs that change what is trained; the others (how often to save, where) may change on --resume.
+# Settings that change what is trained; the others (how often to save, where) may change on --resume.
 # Padding-free and the attention implementation change how a batch is computed, not what is trained.
 _NOT_IN_KEY = {"save_steps", "save_total_limit", "merge", "padding_free", "attn_implementation"}
 
 
-def paper_epochs(recipe: str) -> float:
-    return paper.training_preset(recipe).num_train_epochs
-
-
-def paper_differences(config: TrainConfig, recipe: str, fmt: str, epochs: float) -> list[str]:
+def paper_differences(config: Training, recipe: str, fmt: str, epochs: float) -> list[str]:
     """How a training run's settings differ from the paper's (sdft_data.paper), one phrase each ([]: none)."""
-    preset = paper.training_preset(recipe)
-    settings = [
-        ("format", fmt, paper.FORMAT),
-        ("full fine-tuning", config.full, False),
-        ("lora rank", config.lora_rank, preset.lora_r),
-        ("lora alpha", config.lora_alpha, preset.lora_alpha),
-        ("lora dropout", config.lora_dropout, preset.lora_dropout),
-        ("lora targets", ",".join(config.lora_targets), ",".join(preset.lora_target)),
-        ("lr", config.learning_rate, preset.learning_rate),
-        ("lr scheduler", config.lr_scheduler, preset.lr_scheduler_type),
-        ("warmup ratio", config.warmup_ratio, 0.0),
-        ("weight decay", config.weight_decay, preset.weight_decay),
-        ("max grad norm", config.max_grad_norm, preset.max_grad_norm),
-        ("batch size", config.batch_size, preset.per_device_train_batch_size),
-        ("grad accum", config.grad_accum, preset.gradient_accumulation_steps),
-        ("epochs", epochs, preset.num_train_epochs),
-        ("max steps", config.max_steps, None),
-        ("max length", config.max_length, preset.cutoff_len),
-        ("row order", "grouped by length" if config.group_by_length else "random", "random"),
-    ]
-    return [f"{name} {ours} (paper: {theirs})" for name, ours, theirs in settings if ours != theirs]
+    diffs = [f"format {fmt} (paper: {paper.PROMPT.format})"] if fmt != paper.PROMPT.format else []
+    return diffs + differences(replace(config, epochs=epochs), paper.training(recipe))
 
 
 def model_identity(model: str, revision: str | None = None) -> dict:
@@ -176,13 +86,13 @@ def _label(model: dict) -> str:
     return model.get("model_id", "?") + (f"@{rev.split(':')[-1][:12]}" if rev else "")
 
 
-def _resolve_format(config: TrainConfig, manifest: dict | None) -> tuple[str, str | None, str]:
+def _resolve_format(prompt, manifest: dict | None) -> tuple[str, str | None, str]:
     """(format, paper layout override, where they came from): the flags, else what the dataset was distilled in."""
     template = ((manifest or {}).get("fingerprint_inputs") or {}).get("template") or {}
     recorded = (manifest or {}).get("format") or template.get("format")
-    fmt, source = (config.format, "flag") if config.format else (recorded, "dataset manifest") if recorded \
+    fmt, source = (prompt.format, "flag") if prompt.format else (recorded, "dataset manifest") if recorded \
         else ("chat", "default")
-    layout = config.paper_layout
+    layout = prompt.paper_layout
     if layout is None and fmt == "paper" and template.get("layout") in ("llama2", "llama3"):
         layout = template["layout"]
     return fmt, layout, source
@@ -213,10 +123,9 @@ def _check_out(out: Path, inputs: dict, resume: bool) -> bool:
     if state is None:
         raise ValueError(f"--out {out} is not empty and holds no training run: choose another folder")
     if state.get("key") != _key(inputs):
-        before = state.get("inputs") or {}
-        differs = sorted(k for k in set(before) | set(inputs) if before.get(k) != inputs.get(k))
+        differs = diff_keys(state.get("inputs") or {}, inputs)
         raise ValueError(f"--out {out} holds another training run (differs in: {', '.join(differs) or 'unknown'}):"
-                         " choose another folder")
+                         " choose another folder, or the same settings to resume it")
     if not resume:
         raise ValueError(f"--out {out} holds an unfinished run of this training: pass --resume to continue it,"
                          " or choose another folder")
@@ -235,40 +144,33 @@ def _library_versions() -> dict:
     return out
 
 
-def train(
-    *,
-    data: str,
-    model: str,
-    out: str | Path,
-    recipe: str | Recipe | None = None,
-    local: str | None = None,
-    config: TrainConfig = TrainConfig(),
-    revision: str | None = None,
-    resume: bool = False,
-    allow_other_model: bool = False,
-    push_to_hub: str | None = None,
-    private: bool = False,
-    progress: bool = True,
-    paper_mode: bool = False,
-) -> dict:
-    """Fine-tune `model` on `data` (one arm, `config.responses`) into `out`. Returns the train manifest.
+def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool = True, **settings) -> dict:
+    """Fine-tune as `spec` says (one arm, `spec.training.responses`) into `spec.out`. Returns the train manifest.
 
-    `paper_mode` (--paper) refuses any setting that is not the paper's (format and preset);
-    every run records how its settings differ from the paper's.
+    `spec` is a TrainSpec (sdft_data.spec), or its settings as keywords with the command line's names:
+    train(data="my-org/gsm8k-sdft@v1", model="models/tiny", out="ckpt/x", max_steps=20). `spec.paper`
+    (--paper) refuses any setting that is not the paper's (format and preset); every run records how its
+    settings differ from the paper's. `resume` continues an unfinished run of the same training in `out`.
 
-    Every check that can refuse the run (the config, the dataset and its
+    Every check that can refuse the run (the settings, the dataset and its
     columns, the model and its tokenizer, the seed model, `out`) runs before
     anything is written; a refusal is a ValueError with one line.
     """
-    config.check()
-    out = Path(out)
+    if spec is None:
+        spec = TrainSpec.make(**settings)
+    elif settings:
+        raise TypeError("give a TrainSpec or keyword settings, not both")
+    config, data, model, revision = spec.training, spec.data, spec.model, spec.revision
+    recipe, local, push_to_hub, private = spec.recipe, spec.hub_dir, spec.push_to_hub, spec.private
+    allow_other_model, paper_mode = spec.allow_other_model, spec.paper
+    out = Path(spec.out)
     if push_to_hub:
         from sdft_data.publish import parse_repo
 
         parse_repo(push_to_hub)
     opened = open_data(data, local=local)
     rec = _recipe_for(opened, recipe)
-    fmt, layout, fmt_source = _resolve_format(config, opened.manifest)
+    fmt, layout, fmt_source = _resolve_format(spec.prompt, opened.manifest)
     if fmt not in templates.FORMATS:
         raise ValueError(f"{data} was distilled in format {fmt!r}, which training does not know: pass --format")
     from .data import check_columns
@@ -296,10 +198,10 @@ def train(
                               max_length=config.max_length, layout=layout)
     if fmt == "paper":
         layout = templates.resolve_layout(rec.paper_layout, tokenizer, layout)
-    epochs = config.epochs if config.epochs is not None else paper_epochs(rec.name)
-    differences = paper_differences(config, rec.name, fmt, epochs)
-    if paper_mode and differences:
-        raise ValueError(f"--paper trains with the paper's settings, and these are not: {'; '.join(differences)}."
+    epochs = config.epochs if config.epochs is not None else paper.epochs(rec.name)
+    diffs = paper_differences(config, rec.name, fmt, epochs)
+    if paper_mode and diffs:
+        raise ValueError(f"--paper trains with the paper's settings, and these are not: {'; '.join(diffs)}."
                          " Drop those options, or drop --paper")
 
     inputs = {
@@ -360,7 +262,7 @@ def train(
         "seed_model": seed,
         "seed_model_match": matches,
         "allow_other_model": allow_other_model,
-        "paper": {"mode": paper_mode, "matches": not differences, "differences": differences},
+        "paper": {"mode": paper_mode, "matches": not diffs, "differences": diffs},
         "config": config.to_dict() | {"epochs": epochs, "format": fmt, "paper_layout": layout,
                                       "bf16": bool(trainer.args.bf16),
                                       "gradient_checkpointing": bool(trainer.args.activation_checkpointing)},
@@ -380,6 +282,7 @@ def train(
         "resumed_from": Path(checkpoint).name if checkpoint else None,
         "push_to_hub": push_to_hub,
         "library_versions": _library_versions(),
+        "spec": spec.to_dict(),
         "finished_at": now(),
     }
     if state.is_main_process:
@@ -396,7 +299,7 @@ def _sdft_version() -> str:
     return __version__
 
 
-def _load_model(model: str, revision: str | None, config: TrainConfig):
+def _load_model(model: str, revision: str | None, config: Training):
     import torch
     from transformers import AutoModelForCausalLM, set_seed
 
@@ -411,7 +314,7 @@ def _load_model(model: str, revision: str | None, config: TrainConfig):
         raise ValueError(f"cannot load model {model}: {first_line(e)}") from None
 
 
-def _bf16(config: TrainConfig) -> bool:
+def _bf16(config: Training) -> bool:
     import torch
 
     if config.bf16 is not None:
@@ -419,7 +322,7 @@ def _bf16(config: TrainConfig) -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def _sft_args(out: Path, config: TrainConfig, epochs: float, progress: bool):
+def _sft_args(out: Path, config: Training, epochs: float, progress: bool):
     import torch
     from trl import SFTConfig
 
@@ -459,7 +362,7 @@ def _sft_args(out: Path, config: TrainConfig, epochs: float, progress: bool):
     return args
 
 
-def _trainer(net, tokenizer, examples: Examples, args, config: TrainConfig):
+def _trainer(net, tokenizer, examples: Examples, args, config: Training):
     import datasets
 
     from .trainer import Trainer
@@ -504,13 +407,15 @@ def _last_checkpoint(out: Path) -> str | None:
 
 
 def _finish(staging: Path, out: Path, tokenizer, record: dict, model: str, revision: str | None,
-            config: TrainConfig) -> None:
+            config: Training) -> None:
     """Write the outputs into `staging`, then move them into `out`, the train manifest last."""
     tokenizer.save_pretrained(staging)
     if config.merge:
         _merge(staging, model, revision, config)
     _plot_loss(record, staging / "loss.png")
     (staging / "README.md").write_text(model_card(record))
+    # TRL leaves its own card (about a model "fine-tuned from [None]") in the checkpoints folder: ours replaces it.
+    (out / CHECKPOINTS / "README.md").unlink(missing_ok=True)
     (staging / MANIFEST).write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     for path in sorted(staging.iterdir(), key=lambda p: p.name == MANIFEST):
         target = out / path.name
@@ -520,7 +425,7 @@ def _finish(staging: Path, out: Path, tokenizer, record: dict, model: str, revis
     staging.rmdir()
 
 
-def _merge(staging: Path, model: str, revision: str | None, config: TrainConfig) -> None:
+def _merge(staging: Path, model: str, revision: str | None, config: Training) -> None:
     import torch
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -547,65 +452,6 @@ def _plot_loss(record: dict, path: Path) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def model_card(record: dict) -> str:
-    """The model card: Hub metadata, then what was trained on what, how, and the loss curve."""
-    from huggingface_hub import ModelCardData
-
-    base = record["base_model"]
-    source = record["data_source"]
-    hub_base = base["name"] if not Path(base["name"]).exists() else None
-    data_repo = source["spec"].partition("@")[0] if source["kind"] == "published" else None
-    cfg = record["config"]
-    lora = not cfg["full"]
-    meta = ModelCardData(
-        base_model=hub_base,
-        datasets=[data_repo] if data_repo else None,
-        library_name="peft" if lora else "transformers",
-        tags=["sdft", f"responses-{record['responses']}", "trl", "sft"] + (["lora"] if lora else []),
-    )
-    arm = ("SDFT responses (the seed model's own rewrites)" if record["responses"] == "sdft"
-           else "original responses (vanilla fine-tuning)")
-    rows = "\n".join(f"| {k} | {v} |" for k, v in cfg.items())
-    ex = record["examples"]
-    return f"""---
-{meta.to_yaml()}
----
-
-# {record['recipe']['name']}: {record['responses']} arm
-
-{"A LoRA adapter for" if lora else "A full fine-tune of"} `{base['name']}` (revision `{base.get('revision')}`),
-trained with the sdft toolkit's trainer on the **{arm}** of
-`{source['spec']}` (revision `{source.get('revision')}`, fingerprint `{source.get('fingerprint')}`).
-The other arm of the comparison trains on the same rows and prompts with `--responses
-{"original" if record["responses"] == "sdft" else "sdft"}`.
-
-- Prompt format: `{record['format']}` (from the {record['format_from']}); loss on the response and EOS only.
-- The paper's settings (format and training preset): {_paper_line(record.get('paper') or {})}.
-- Examples: {ex['examples']} of {ex['rows']} rows ({ex['truncated']} truncated, {ex['cut_away']} whose response
-  the {cfg['max_length']}-token cutoff removed entirely).
-- {record['optimizer_steps']} optimizer steps, {record['world_size']} process(es), global batch
-  {record['global_batch']}, {record['precision']}; final loss {record['final_loss']}.
-- Seed model of the dataset: `{(record['seed_model'] or {}).get('model_id')}`; this base is
-  {"the seed model" if record['seed_model_match'] else "not the seed model (--allow-other-model)" if record['seed_model_match'] is False else "not checked (no manifest)"}.
-
-![training loss](loss.png)
-
-## Hyper-parameters
-
-| name | value |
-|---|---|
-{rows}
-
-`train_manifest.json` records everything above, plus library versions and timings.
-"""
-
-
-def _paper_line(entry: dict) -> str:
-    if entry.get("matches"):
-        return "yes" + (" (--paper)" if entry.get("mode") else "")
-    return "no: " + "; ".join(entry.get("differences") or ["not recorded"])
 
 
 def _push(out: Path, repo: str, *, private: bool) -> str:

@@ -258,15 +258,15 @@ def resume_into(run: Callable[[Ctx], Path], *extra, model=None) -> Callable[[Ctx
 
 
 def push(run: Callable[[Ctx], Path], *extra) -> Callable[[Ctx], list]:
-    return lambda c: ["push", run(c), "--repo", "org/data", "--local", c.tmp / "hub", *extra]
+    return lambda c: ["push", run(c), "--repo", "org/data", "--hub-dir", c.tmp / "hub", *extra]
 
 
 CASES = [
     # ---- distill: values no engine accepts (click ranges, exit 2)
     Case("temperature-negative", distill("--temperature", "-1"), 2, "'--temperature': -1.0 is not in the range x>=0"),
-    Case("temperature-nan", distill("--temperature", "nan"), 1, "--temperature must be 0 (greedy) or more, not nan"),
-    Case("top-p-above-1", distill("--top-p", "2"), 2, "'--top-p': 2.0 is not in the range 0<x<=1"),
-    Case("top-p-zero", distill("--top-p", "0"), 2, "'--top-p': 0.0 is not in the range 0<x<=1"),
+    Case("temperature-nan", distill("--temperature", "nan"), 1, "--temperature must be a number, not nan"),
+    Case("top-p-above-1", distill("--top-p", "2"), 2, "'--top-p': 2.0 is not in the range 0.0<x<=1.0"),
+    Case("top-p-zero", distill("--top-p", "0"), 2, "'--top-p': 0.0 is not in the range 0.0<x<=1.0"),
     Case("max-new-tokens-zero", distill("--max-new-tokens", "0"), 2, "'--max-new-tokens': 0 is not in the range x>=1"),
     Case("batch-size-zero", distill("--batch-size", "0"), 2, "'--batch-size': 0 is not in the range x>=1"),
     Case("limit-zero", distill("--limit", "0"), 2, "'--limit': 0 is not in the range x>=1"),
@@ -280,7 +280,7 @@ CASES = [
     Case("temperature-not-a-number", distill("--temperature", "warm"), 2, "'warm' is not a valid float"),
     Case("format-unknown", distill("--format", "xml"), 2, "'xml' is not one of 'chat', 'paper'"),
     Case("backend-unknown", distill("--backend", "vllm"), 2, "'vllm' is not one of 'local', 'tgi', 'openai'"),
-    Case("recipe-unknown", distill("--recipe", "nope"), 1, "unknown recipe 'nope'"),
+    Case("recipe-unknown", distill("--recipe", "nope"), 2, "'nope' is not one of 'alpaca', 'dolly', 'gsm8k'"),
     Case("custom-without-columns", distill("--recipe", "custom"), 1, "--recipe custom needs --prompt-column"),
     # ---- distill: sources
     Case("source-0-bytes", distill_from(lambda c: c.f("empty.jsonl")), 1, "is empty (0 bytes)"),
@@ -326,7 +326,7 @@ CASES = [
     Case("token-file-missing", distill("--backend", "tgi", "--endpoint", "http://127.0.0.1:9", "--token-file",
                                        lambda c: c.tmp / "no-token"), 1, "no-token"),
     # ---- distill: run directories
-    Case("out-is-a-file", distill(out=lambda c: c.f("notes.txt")), 2, "notes.txt' is a file"),
+    Case("out-is-a-file", distill(out=lambda c: c.f("notes.txt")), 1, "notes.txt exists and is not a directory"),
     Case("out-not-a-run", distill(out=lambda c: c.files), 1,
          "is not empty and is not a run directory", nothing_written=True, unchanged=lambda c: c.files),
     Case("out-other-limit", resume_into(lambda c: c.copy_run(), "--limit", "2"), 1,
@@ -357,20 +357,20 @@ CASES = [
          unchanged=lambda c: c.unfinished_run()),
     Case("push-max-shard-size-zero", push(lambda c: c.copy_run(), "--max-shard-size", "0"), 2,
          "'--max-shard-size': 0 is not in the range x>=1"),
-    Case("push-bad-repo", lambda c: ["push", c.copy_run(), "--repo", "just-a-name", "--local", c.tmp / "hub"], 1,
+    Case("push-bad-repo", lambda c: ["push", c.copy_run(), "--repo", "just-a-name", "--hub-dir", c.tmp / "hub"], 1,
          "invalid repo name 'just-a-name'"),
     Case("push-bad-tag", push(lambda c: c.copy_run(), "--tag", "latest", "--allow-no-rewrites"), 1,
          "invalid version tag 'latest'"),
     Case("push-not-a-run", push(lambda c: c.files), 1, "has no manifest.json"),
     # ---- versions, pull
-    Case("versions-unknown-local-repo", lambda c: ["versions", "org/unknown", "--local", c.files], 1,
+    Case("versions-unknown-local-repo", lambda c: ["versions", "org/unknown", "--hub-dir", c.files], 1,
          "dataset repo org/unknown not found in"),
-    Case("versions-missing-local-folder", lambda c: ["versions", "org/data", "--local", c.tmp / "nope"], 1,
+    Case("versions-missing-local-folder", lambda c: ["versions", "org/data", "--hub-dir", c.tmp / "nope"], 1,
          "publishing folder"),
-    Case("versions-bad-repo", lambda c: ["versions", "no-slash", "--local", c.files], 1, "invalid repo name"),
-    Case("pull-unknown-version", lambda c: ["pull", "org/data@v9", "--out", c.out, "--local", c.files], 1,
+    Case("versions-bad-repo", lambda c: ["versions", "no-slash", "--hub-dir", c.files], 1, "invalid repo name"),
+    Case("pull-unknown-version", lambda c: ["pull", "org/data@v9", "--out", c.out, "--hub-dir", c.files], 1,
          "org/data"),
-    Case("pull-bad-version", lambda c: ["pull", "org/data@latest", "--out", c.out, "--local", c.files], 1,
+    Case("pull-bad-version", lambda c: ["pull", "org/data@latest", "--out", c.out, "--hub-dir", c.files], 1,
          "invalid version 'latest'"),
     # ---- diff
     Case("diff-against-missing-path", lambda c: ["diff", c.copy_run(), "--against", c.tmp / "old-run"], 1,
@@ -411,13 +411,13 @@ def evaluate(*extra, model=None, tasks="gsm8k", data_dir=None) -> Callable[[Ctx]
 
 
 TRAIN_CASES = [
-    Case("train-batch-size-zero", train("--batch-size", "0"), 1, "--batch-size must be at least 1 (got 0)"),
-    Case("train-max-steps-zero", train("--max-steps", "0"), 1, "--max-steps must be at least 1 (got 0)"),
-    Case("train-max-length-one", train("--max-length", "1"), 1, "--max-length must be at least 2 (got 1)"),
-    Case("train-lr-negative", train("--lr", "-1"), 1, "--lr must be above 0"),
-    Case("train-epochs-zero", train("--epochs", "0"), 1, "--epochs must be above 0"),
-    Case("train-grad-accum-zero", train("--grad-accum", "0"), 1, "--grad-accum must be at least 1 (got 0)"),
-    Case("train-lora-rank-zero", train("--lora-rank", "0"), 1, "--lora-rank must be at least 1 (got 0)"),
+    Case("train-batch-size-zero", train("--batch-size", "0"), 2, "'--batch-size': 0 is not in the range x>=1"),
+    Case("train-max-steps-zero", train("--max-steps", "0"), 2, "'--max-steps': 0 is not in the range x>=1"),
+    Case("train-max-length-one", train("--max-length", "1"), 2, "'--max-length': 1 is not in the range x>=2"),
+    Case("train-lr-negative", train("--lr", "-1"), 2, "'--lr': -1.0 is not in the range x>0.0"),
+    Case("train-epochs-zero", train("--epochs", "0"), 2, "'--epochs': 0.0 is not in the range x>0.0"),
+    Case("train-grad-accum-zero", train("--grad-accum", "0"), 2, "'--grad-accum': 0 is not in the range x>=1"),
+    Case("train-lora-rank-zero", train("--lora-rank", "0"), 2, "'--lora-rank': 0 is not in the range x>=1"),
     Case("train-responses-unknown", train("--responses", "both"), 2, "'both' is not one of 'sdft', 'original'"),
     Case("train-missing-columns-with-recipe", train("--recipe", "alpaca", data=lambda c: c.f("question_answer.jsonl")),
          1, "lacks column(s) instruction, output that recipe alpaca needs; columns found: question, answer"),
@@ -435,20 +435,20 @@ TRAIN_CASES = [
          "is not a model folder (no config.json)"),
     Case("train-missing-model-folder", train(model=lambda c: c.tmp / "models" / "nope"), 1,
          "model folder", ),
-    Case("train-unknown-recipe", train("--recipe", "nope"), 1, "unknown recipe 'nope'"),
+    Case("train-unknown-recipe", train("--recipe", "nope"), 2, "'nope' is not one of 'alpaca', 'dolly'"),
 ]
 for case in TRAIN_CASES:
     case.cli = "train"
 
 EVAL_CASES = [
-    Case("eval-limit-zero", evaluate("--limit", "0"), 1, "--limit must be at least 1 (got 0)"),
-    Case("eval-unknown-task", evaluate(tasks="nope"), 1, "unknown task 'nope'"),
+    Case("eval-limit-zero", evaluate("--limit", "0"), 2, "'--limit': 0 is not in the range x>=1"),
+    Case("eval-unknown-task", evaluate(tasks="nope"), 1, "unknown --tasks 'nope'; choose one of: gsm8k, multiarith"),
     Case("eval-no-task", lambda c: ["eval", "--model", c.model, "--out", c.out], 1, "pass either --tasks"),
-    Case("eval-batch-size-zero", evaluate("--batch-size", "0"), 1, "--batch-size must be at least 1 (got 0)"),
-    Case("eval-max-new-tokens-zero", evaluate("--max-new-tokens", "0"), 1, "--max-new-tokens must be at least 1"),
-    Case("eval-samples-zero", evaluate("--samples", "0"), 1, "--samples must be at least 1 (got 0)"),
-    Case("eval-missing-data-dir", evaluate(data_dir=lambda c: c.tmp / "nodir"), 2,
-         "nodir' does not exist"),
+    Case("eval-batch-size-zero", evaluate("--batch-size", "0"), 2, "'--batch-size': 0 is not in the range x>=1"),
+    Case("eval-max-new-tokens-zero", evaluate("--max-new-tokens", "0"), 2, "'--max-new-tokens': 0 is not in the range x>=1"),
+    Case("eval-samples-zero", evaluate("--samples", "0"), 2, "'--samples': 0 is not in the range x>=1"),
+    Case("eval-missing-data-dir", evaluate(data_dir=lambda c: c.tmp / "nodir"), 1,
+         "nodir does not exist (a folder laid out like the paper's data folder)"),
     Case("eval-data-file-missing", evaluate(data_dir=lambda c: c.files), 1,
          "gsm8k: no data file"),
     Case("eval-empty-data-file", evaluate(data_dir=lambda c: c.f("evaldata_empty")), 1,

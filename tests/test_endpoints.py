@@ -404,7 +404,7 @@ def test_distill_through_faults_writes_every_row_once_equal_to_local(servers, se
         s.set_faults(**TRANSIENT_20, seed=seed + 10, script=[503, "drop"])
     backend = TGIBackend([s.url for s in servers], concurrency=4, policy=FAST)
     summary = distill(recipe="gsm8k", source=str(source), out=tmp_path / "tgi", engine=backend,
-                      params=PARAMS_E2E, flush_rows=4, progress=False)
+                      decoding=PARAMS_E2E, flush_rows=4, progress=False)
     assert summary.counts == {"rows": 30, "ok": 30, "failed": 0, "pending": 0}
     shards = _shard_rows(tmp_path / "tgi")
     assert sorted(shards["row_id"].to_list()) == list(range(30)), "every row exactly once"
@@ -412,7 +412,7 @@ def test_distill_through_faults_writes_every_row_once_equal_to_local(servers, se
     assert manifest["model_info"]["backend"] == "tgi" and manifest["model_info"]["revision"] == "f" * 40
     assert manifest["sessions"][0]["retries"] > 0
 
-    distill(recipe="gsm8k", source=str(source), out=tmp_path / "local", engine=local, params=PARAMS_E2E,
+    distill(recipe="gsm8k", source=str(source), out=tmp_path / "local", engine=local, decoding=PARAMS_E2E,
             progress=False)
     columns = ["row_id", "text", "finish_reason", "generated_tokens", "prompt_tokens"]
     assert shards.sort("row_id").select(columns).equals(_shard_rows(tmp_path / "local").sort("row_id").select(columns))
@@ -423,7 +423,7 @@ import sys
 from sdft_data.backends import GenerationParams
 from sdft_data.run import distill
 distill(recipe="gsm8k", source=sys.argv[1], out=sys.argv[2], backend="tgi", endpoints=(sys.argv[3],),
-        concurrency=1, params=GenerationParams(max_new_tokens=12, temperature=0), flush_rows=2, progress=False)
+        concurrency=1, max_new_tokens=12, temperature=0, flush_rows=2, progress=False)
 """
 
 
@@ -447,7 +447,7 @@ def test_a_killed_tgi_run_resumes_with_every_row_once(server, tmp_path):
 
     server.set_faults(latency=0)
     backend = TGIBackend([server.url], concurrency=1, policy=FAST)
-    summary = distill(recipe="gsm8k", source=str(source), out=run, engine=backend, params=PARAMS_E2E,
+    summary = distill(recipe="gsm8k", source=str(source), out=run, engine=backend, decoding=PARAMS_E2E,
                       flush_rows=2, progress=False)
     assert summary.resumed and summary.generated_now == 30 - partial
     assert sorted(_shard_rows(run)["row_id"].to_list()) == list(range(30)), "every row exactly once"
@@ -461,14 +461,14 @@ def test_a_422_row_is_recorded_failed_then_retry_failed_fills_it(server, tmp_pat
     server.set_faults(reject=r"eggs are in 5 boxes\? \(variant 1\)")
     backend = TGIBackend([server.url], concurrency=4, policy=FAST)
     first = distill(recipe="gsm8k", source=str(source), out=tmp_path / "run", engine=backend,
-                    params=PARAMS_E2E, progress=False)
+                    decoding=PARAMS_E2E, progress=False)
     assert first.counts == {"rows": 12, "ok": 11, "failed": 1, "pending": 0}
     (failed,) = generations(tmp_path / "run").filter(pl.col("status") == "failed").collect().iter_rows(named=True)
     assert failed["row_id"] == 7 and failed["text"] is None and "HTTP 422" in failed["error"]
 
     server.set_faults(reject=None)
     again = distill(recipe="gsm8k", source=str(source), out=tmp_path / "run", engine=backend,
-                    params=PARAMS_E2E, retry_failed=True, progress=False)
+                    decoding=PARAMS_E2E, retry_failed=True, progress=False)
     assert again.generated_now == 1
     assert again.counts == {"rows": 12, "ok": 12, "failed": 0, "pending": 0}
     assert generations(tmp_path / "run").collect().filter(pl.col("row_id") == 7)["status"].to_list() == ["ok"]

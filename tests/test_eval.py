@@ -10,7 +10,8 @@ from click.testing import CliRunner
 
 from sdft_data.backends.local import LocalBackend
 from sdft_train.cli import main
-from sdft_train.evaluate import decoding_params, evaluate
+from sdft_data import paper
+from sdft_train.evaluate import evaluate, task_params
 from sdft_train.tasks import advbench, advbench_jailbreak, get_task, humaneval, resolve
 
 DATA = Path(__file__).parent / "fixtures" / "eval_data"
@@ -103,18 +104,22 @@ def test_suites_and_unknown_names():
 
 
 def test_paper_decoding_is_the_authors():
-    p = decoding_params("sample")
-    assert (p.temperature, p.top_p, p.max_new_tokens) == (0.95, 0.7, 512)
-    assert getattr(p, "top_k", 50) == 50
-    assert decoding_params("greedy").temperature == 0
-    assert get_task("humaneval").paper_decoding == "greedy"
+    from sdft_data import paper
+    from sdft_data.spec import Decoding, EvalSpec
+
+    p = paper.DECODING
+    assert (p.temperature, p.top_p, p.top_k, p.max_new_tokens) == (0.95, 0.7, 50, 512)
+    # The defaults of every command are the paper's decoding; HumanEval alone runs greedily, as their harness did.
+    assert EvalSpec.make(model="m", suite="quick", out="o").decoding == Decoding() == p
+    assert task_params(get_task("humaneval"), p).temperature == 0
+    assert task_params(get_task("gsm8k"), p) == p
 
 
 # --- the eval run -----------------------------------------------------------------------------
 
 def _eval(engine, out, tasks="gsm8k,advbench", **kw):
     kw.setdefault("max_new_tokens", 6)
-    return evaluate(model="tiny", tasks=resolve(tasks, None), out=out, data_dir=str(DATA), engine=engine,
+    return evaluate(model="tiny", tasks=tasks, out=out, data_dir=str(DATA), engine=engine,
                     progress=False, echo=lambda *_: None, **kw)
 
 
@@ -122,7 +127,7 @@ def test_eval_writes_results_and_resumes(engine, tmp_path):
     out = tmp_path / "seed"
     results = _eval(engine, out, tasks="gsm8k,advbench,advbench-jailbreak,multiarith", samples=2, limit=3)
     assert set(results) >= {"model", "arm", "dataset", "train", "decoding", "tasks", "limit", "notes"}
-    assert results["arm"] == "seed" and results["decoding"]["mode"] == "paper"
+    assert results["arm"] == "seed" and results["decoding"]["params"]["temperature"] == 0.95
     gsm = results["tasks"]["gsm8k"]
     assert gsm["version"] == 1 and gsm["rows"] == 3 and gsm["decoding"]["samples"] == 2
     assert len(gsm["per_sample"]) == 2 and gsm["std"] is not None
@@ -143,30 +148,30 @@ def test_eval_writes_results_and_resumes(engine, tmp_path):
     assert [s["rows"] for s in m0["sessions"]] == [3, 0]
     # Other decoding into the same folder: refused by the run's fingerprint.
     with pytest.raises(ValueError, match="holds a different run"):
-        _eval(engine, out, tasks="gsm8k", decoding="greedy", limit=3)
+        _eval(engine, out, tasks="gsm8k", temperature=0.0, limit=3)
 
 
 def test_greedy_is_repeatable_and_samples_need_sampling(engine, tmp_path):
-    a = _eval(engine, tmp_path / "a", tasks="advbench", decoding="greedy", limit=2)
-    b = _eval(engine, tmp_path / "b", tasks="advbench", decoding="greedy", limit=2)
+    a = _eval(engine, tmp_path / "a", tasks="advbench", temperature=0.0, limit=2)
+    b = _eval(engine, tmp_path / "b", tasks="advbench", temperature=0.0, limit=2)
     pa = (tmp_path / "a" / "predictions" / "advbench.jsonl").read_text()
     assert pa == (tmp_path / "b" / "predictions" / "advbench.jsonl").read_text()
     assert a["tasks"]["advbench"]["decoding"]["params"]["temperature"] == 0 == b["decoding"]["samples"] - 1
-    with pytest.raises(ValueError, match="--samples > 1 needs --decoding paper"):
-        _eval(engine, tmp_path / "c", decoding="greedy", samples=2)
+    with pytest.raises(ValueError, match=r"--samples > 1 needs sampling \(--temperature above 0\)"):
+        _eval(engine, tmp_path / "c", temperature=0.0, samples=2)
 
 
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--suite", "quick", "--limit", "0"], "--limit must be at least 1"),
-        (["--tasks", "gsm9k"], "unknown task 'gsm9k'; known tasks:"),
-        (["--suite", "full"], "unknown suite 'full'"),
+        (["--suite", "quick", "--limit", "0"], "'--limit': 0 is not in the range x>=1"),
+        (["--tasks", "gsm9k"], "unknown --tasks 'gsm9k'; choose one of: gsm8k, multiarith"),
+        (["--suite", "full"], "'full' is not one of 'paper', 'quick', 'toy'"),
         (["--tasks", "openfunctions"], "pass --data-dir DIR with openfunction/openfunction_test.json"),
         (["--tasks", "gsm8k", "--data-dir", "."], "no data file gsm8k/gsm8k_test.json"),
-        (["--tasks", "gsm8k", "--samples", "2", "--decoding", "greedy"], "--samples > 1 needs --decoding paper"),
+        (["--tasks", "gsm8k", "--samples", "2", "--temperature", "0"], "--samples > 1 needs sampling"),
         (["--tasks", "gsm8k", "--backend", "tgi", "--data-dir", str(DATA)], "--backend tgi needs at least one --endpoint"),
-        (["--tasks", "gsm8k", "--paper", "--decoding", "greedy"], "--paper sets --decoding paper: drop --decoding greedy"),
+        (["--tasks", "gsm8k", "--paper", "--temperature", "0"], "--paper sets --temperature 0.95: drop --temperature 0"),
         (["--tasks", "gsm8k", "--paper", "--format", "chat"], "--paper sets --format paper: drop --format chat"),
         (["--tasks", "gsm8k", "--paper", "--max-new-tokens", "8"], "--paper sets --max-new-tokens 512"),
     ],
@@ -185,8 +190,8 @@ def test_paper_switch_evaluates_in_the_papers_format_and_decoding(tiny_model_dir
                                        "--limit", "1", "--data-dir", str(DATA), "--paper", "--quiet"])
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
-    assert results["paper"] == {"matches": True, "differences": []}
-    assert (results["decoding"]["format"], results["decoding"]["mode"]) == ("paper", "paper")
+    assert results["paper"] == {"mode": True, "matches": True, "differences": []}
+    assert results["decoding"]["format"] == "paper" and results["decoding"]["params"] == {k: v for k, v in paper.DECODING.to_dict().items() if k != "stop"}
     assert results["tasks"]["gsm8k"]["prompt_example"].startswith("<<SYS>>\nYou are an expert in math.")
     # Without it, the results say where they left the paper.
     plain = _eval_cli_greedy(tiny_model_dir, tmp_path / "plain")
@@ -195,7 +200,7 @@ def test_paper_switch_evaluates_in_the_papers_format_and_decoding(tiny_model_dir
 
 def _eval_cli_greedy(tiny_model_dir, out):
     result = CliRunner().invoke(main, ["eval", "--model", str(tiny_model_dir), "--out", str(out), "--tasks", "gsm8k",
-                                       "--limit", "1", "--data-dir", str(DATA), "--decoding", "greedy",
+                                       "--limit", "1", "--data-dir", str(DATA), "--temperature", "0",
                                        "--max-new-tokens", "4", "--quiet"])
     assert result.exit_code == 0, result.output
     return json.loads((out / "results.json").read_text())
@@ -332,11 +337,11 @@ def test_eval_through_a_served_model_matches_the_local_backend(engine, tiny_mode
     """--backend openai against a loopback OpenAI-compatible server: the same greedy answers as in process."""
     from helpers.engine_server import EngineServer
 
-    local = _eval(engine, tmp_path / "local", tasks="gsm8k,advbench-jailbreak", decoding="greedy", limit=3)
+    local = _eval(engine, tmp_path / "local", tasks="gsm8k,advbench-jailbreak", temperature=0.0, limit=3)
     with EngineServer(tiny_model_dir, served_name="tiny-served") as server:
         served = evaluate(model="tiny-served", backend="openai", endpoints=(server.url,), tokenizer=str(tiny_model_dir),
-                          tasks=resolve("gsm8k,advbench-jailbreak", None), out=tmp_path / "served",
-                          data_dir=str(DATA), decoding="greedy", limit=3, max_new_tokens=6, progress=False,
+                          tasks="gsm8k,advbench-jailbreak", out=tmp_path / "served",
+                          data_dir=str(DATA), temperature=0.0, limit=3, max_new_tokens=6, progress=False,
                           echo=lambda *_: None)
     assert served["model"]["backend"] == "openai" and served["model"]["model_id"] == "tiny-served"
     for task in ("gsm8k", "advbench-jailbreak"):

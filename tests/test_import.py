@@ -111,7 +111,7 @@ def test_cli_import_then_check_diff_push_and_load(pair, tmp_path):
          "--model", "meta-llama/Llama-2-7b-chat-hf"],
         ["check", run],
         ["diff", run],
-        ["push", run, "--repo", "org/alpaca-sdft", "--local", hub],
+        ["push", run, "--repo", "org/alpaca-sdft", "--hub-dir", hub],
     ]
     outputs = []
     for args in steps:

@@ -68,7 +68,7 @@ def test_stop_sequence_cuts_and_says_so(backend):
     pieces = (texts[0][1:k] for k in range(3, len(texts[0])))
     stop = next(p for p in pieces if p not in texts[1] and "\ufffd" not in p)
     # Row 0 stops early inside a batch whose row 1 runs on: its count must stop with it.
-    results = {r.row_id: r for r in backend.generate(pair, GenerationParams(12, 0, 1.0, (stop,)))}
+    results = {r.row_id: r for r in backend.generate(pair, GenerationParams(max_new_tokens=12, temperature=0, top_p=1.0, stop=(stop,)))}
     assert results[0].finish_reason == "stop_sequence"
     assert results[0].text.endswith(stop) and texts[0].startswith(results[0].text)
     assert results[0].generated_tokens < results[1].generated_tokens

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 from huggingface_hub import CommitOperationAdd, DatasetCard, DatasetCardData, HfApi
 from polars.testing import assert_frame_equal
 
+from sdft_data.spec import DistillSpec, ImportSpec
 from sdft_data.card import read_metadata, reproduce_commands, size_category
 from sdft_data.cli import main as cli
 from sdft_data.publish import PublishError, load, parse_spec, push, read_version_manifest, verify_version, versions
@@ -50,6 +51,9 @@ def make_run(run: Path, *, rows: int = 6, tag: str = "a", checked: bool = True) 
             "generation": {"max_new_tokens": 64, "temperature": 0.0, "top_p": 1.0, "stop": []},
             "seed": 0,
         },
+        "spec": DistillSpec.make(recipe="gsm8k", source="openai/gsm8k", config="main", split="train",
+                                 revision="e53f048856ff4f594e959d75785d2c2d37b678ee", model="sdft-tests/tiny-llama",
+                                 max_new_tokens=64, temperature=0.0, top_p=1.0, out=str(run)).to_dict(),
         "created_at": "2024-05-01T00:00:00+00:00",
     }
     if checked:
@@ -154,7 +158,9 @@ def test_card_validates_and_shows_the_statistics(hub, runs, tmp_path):
     assert "![report/lengths.png](report/lengths.png)" in text
     assert 'load_dataset("sdft-org/gsm8k-sdft", revision="v2"' in text
     assert "sdft-org/gsm8k-sdft@v2" in text and "sdft-train" in text
-    assert "sdft-tests/tiny-llama" in text and "{instruction}\n\n{response}" in text and "temperature" in text
+    assert "sdft-tests/tiny-llama" in text and "{instruction}\n\n{response}" in text
+    # Greedy decoding: only the parameters that applied.
+    assert "| decoding | `greedy` |" in text and "| max_new_tokens | `64` |" in text and "top_p" not in text
     # every version in the table, and both citations
     assert "| v1 |" in text and "| v2 |" in text and "`" + "a" * 12 + "`" in text
     assert "Self-Distillation Bridges Distribution Gap" in text and "cobbe2021gsm8k" in text
@@ -349,7 +355,7 @@ def test_local_folder_loads_with_datasets_latest_and_pinned(runs, tmp_path):
     assert f'load_dataset("DIR/{REPO}/versions/v2", split="train")' in card
     assert f'load_dataset("{REPO}", revision="v2", split="train")' in card
     out = tmp_path / "pulled"
-    result = CliRunner().invoke(cli, ["pull", f"{REPO}@v1", "--out", str(out), "--local", str(local)])
+    result = CliRunner().invoke(cli, ["pull", f"{REPO}@v1", "--out", str(out), "--hub-dir", str(local)])
     assert result.exit_code == 0, result.output
     assert f'datasets.load_dataset("{out}", split="train")' in result.output
     assert f'datasets.load_dataset("{folder / "versions" / "v1"}", split="train")' in result.output
@@ -359,9 +365,9 @@ def test_local_folder_loads_with_datasets_latest_and_pinned(runs, tmp_path):
 def test_local_versions_are_immutable_and_interrupted_pushes_leave_nothing(runs, tmp_path):
     local = tmp_path / "published"
     runner = CliRunner()
-    assert "published sdft-org/gsm8k-sdft@v1" in runner.invoke(cli, ["push", str(runs[0]), "--repo", REPO, "--local", str(local)]).output
-    assert "already published" in runner.invoke(cli, ["push", str(runs[0]), "--repo", REPO, "--local", str(local)]).output
-    refused = runner.invoke(cli, ["push", str(runs[1]), "--repo", REPO, "--local", str(local), "--tag", "v1"])
+    assert "published sdft-org/gsm8k-sdft@v1" in runner.invoke(cli, ["push", str(runs[0]), "--repo", REPO, "--hub-dir", str(local)]).output
+    assert "already published" in runner.invoke(cli, ["push", str(runs[0]), "--repo", REPO, "--hub-dir", str(local)]).output
+    refused = runner.invoke(cli, ["push", str(runs[1]), "--repo", REPO, "--hub-dir", str(local), "--tag", "v1"])
     assert refused.exit_code == 1 and "never overwritten" in refused.output
     v1 = local / REPO / "versions" / "v1" / "manifest.json"
     assert stat.S_IMODE(v1.stat().st_mode) & 0o222 == 0  # published files are read-only
@@ -370,7 +376,7 @@ def test_local_versions_are_immutable_and_interrupted_pushes_leave_nothing(runs,
     (stale / "data").mkdir(parents=True)
     assert [v.version for v in versions(REPO, local=local)] == ["v1"]
     assert push(runs[1], REPO, local=local).version == "v2" and not stale.exists()
-    pulled = runner.invoke(cli, ["pull", f"{REPO}@v2", "--out", str(tmp_path / "copy"), "--local", str(local)])
+    pulled = runner.invoke(cli, ["pull", f"{REPO}@v2", "--out", str(tmp_path / "copy"), "--hub-dir", str(local)])
     assert pulled.exit_code == 0 and (tmp_path / "copy" / "data" / "train-00000-of-00001.parquet").is_file()
 
 
@@ -386,12 +392,18 @@ def test_card_has_a_sample_the_command_that_reproduces_it_and_limitations(runs, 
     assert "## A sample row" in text and '"question": "What is 1 + 1? (b)"' in text  # row 1: the first accepted
     assert "## Limitations" in text and "## How to reproduce this version" in text
     command = ("sdft-data distill --recipe gsm8k --source openai/gsm8k --config main --split train --revision"
-               " e53f048856ff4f594e959d75785d2c2d37b678ee --model sdft-tests/tiny-llama --backend local --format chat"
-               " --max-new-tokens 64 --temperature 0.0 --top-p 1.0 --seed 0 --out runs/gsm8k-sdft")
-    assert command in text and f"sdft-data push runs/gsm8k-sdft --repo {REPO}" in text
+               " e53f048856ff4f594e959d75785d2c2d37b678ee --max-new-tokens 64 --temperature 0.0 --top-p 1.0"
+               " --model sdft-tests/tiny-llama --out runs/gsm8k-sdft")
+    assert command in text and f"sdft-data push runs/gsm8k-sdft --repo {REPO} --hub-dir hub" in text
     manifest = json.loads((runs[1] / "manifest.json").read_text())
     manifest["imported"] = {"model": "not stated"}
+    manifest["spec"] = ImportSpec.make(original="openai/gsm8k@e53f048856ff4f594e959d75785d2c2d37b678ee",
+                                       distilled="/data/distilled.json", recipe="gsm8k",
+                                       model="sdft-tests/tiny-llama", out="here").to_dict()
     manifest["fingerprint_inputs"]["distilled"] = {"kind": "file", "id": "distilled.json", "sha256": "0" * 64}
     assert reproduce_commands(manifest, "org/x")[0] == (
         "sdft-data import --original openai/gsm8k@e53f048856ff4f594e959d75785d2c2d37b678ee --distilled distilled.json"
         " --recipe gsm8k --model sdft-tests/tiny-llama --out runs/x")
+    # A run recorded by an older version, with no settings: the card says so rather than guess.
+    del manifest["spec"]
+    assert reproduce_commands(manifest, "org/x")[0].startswith("# made by an sdft version that did not record")

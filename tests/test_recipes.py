@@ -111,8 +111,9 @@ def test_recipe_reads_each_layout(name, layout, tmp_path):
     expected_instruction = {"alpaca": "Translate.\nGood morning.", "dolly": "Translate.\nGood morning.",
                             "gsm8k": "2 + 2?", "openfunctions": "Make a timestamp.", "magicoder": "Square x."}[name]
     assert instruction == expected_instruction
-    assert reference == {"gsm8k": "2 + 2 = 4\nThe answer is 4."}.get(name, reference)
-    assert reference.strip() and reference == reference.strip()
+    # GSM8K normalises its answers; every other recipe's reference is the response column, stripped.
+    expected_reference = {"gsm8k": "2 + 2 = 4\nThe answer is 4."}.get(name, str(row[recipe.response_column]).strip())
+    assert reference == expected_reference and reference
     # The layout round-trips through the manifest description.
     assert get_recipe(name).with_layout(layout) == recipe
 

@@ -30,7 +30,7 @@ def engine(tiny_model_dir):
 
 
 def _distill(engine, source, out, **kw):
-    kw.setdefault("params", PARAMS)
+    kw.setdefault("decoding", PARAMS)
     kw.setdefault("recipe", "gsm8k")
     return distill(source=str(source), out=out, engine=engine, progress=False, **kw)
 
@@ -68,8 +68,8 @@ def test_fingerprint_covers_every_input(engine, gsm8k_file, tmp_path, tiny_model
     changes = {
         "source": dict(source=other_file),
         "recipe": dict(recipe=bumped),
-        "template": dict(fmt="paper"),
-        "generation": dict(params=GenerationParams(max_new_tokens=9)),
+        "template": dict(format="paper"),
+        "generation": dict(max_new_tokens=9),
         "seed": dict(seed=1),
     }
     for key, change in changes.items():
@@ -92,7 +92,7 @@ import sys
 from sdft_data.backends import GenerationParams
 from sdft_data.run import distill
 distill(recipe="gsm8k", source=sys.argv[1], out=sys.argv[2], model=sys.argv[3], batch_size=2,
-        params=GenerationParams(max_new_tokens=24), flush_rows=2, progress=False)
+        max_new_tokens=24, flush_rows=2, progress=False)
 """
 
 
@@ -135,7 +135,6 @@ def _cli(*args):
 @pytest.mark.parametrize(
     "make_source, extra, message",
     [
-        (lambda p: p.write_text(json.dumps(GSM8K_ROWS)), ["--recipe", "gsm9k"], "unknown recipe 'gsm9k'; known recipes: alpaca"),
         (lambda p: p.write_text(json.dumps([{"q": "x", "a": "y"}])), [], "missing column(s) question, answer; columns found: q, a"),
         (lambda p: p.write_text("[]"), [], "is empty"),
         (lambda p: p.write_text("{not json"), [], "cannot read source"),
@@ -147,14 +146,21 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_model_dir, tmp_path, make
     source = tmp_path / "src.json"
     make_source(source)
     out = tmp_path / "out"
-    args = ["distill", "--recipe", "gsm8k", "--source", source, "--model", tiny_model_dir, "--out", out, *extra]
-    if "--recipe" in extra:
-        args = ["distill", "--source", source, "--model", tiny_model_dir, "--out", out, *extra]
-    result = _cli(*args)
+    result = _cli("distill", "--recipe", "gsm8k", "--source", source, "--model", tiny_model_dir, "--out", out, *extra)
     assert result.exit_code == 1, result.output
     assert message in result.output
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
     assert not out.exists()
+
+
+def test_unknown_recipe_lists_the_registry(tmp_path, gsm8k_file):
+    # The CLI's --recipe choices come from the registry; the library says the same in its own words.
+    result = _cli("distill", "--recipe", "gsm9k", "--source", gsm8k_file, "--model", "m", "--out", tmp_path / "o")
+    assert result.exit_code == 2
+    assert "'gsm9k' is not one of 'alpaca', 'dolly', 'gsm8k', 'magicoder', 'openfunctions', 'toy', 'custom'" in result.output
+    with pytest.raises(ValueError, match="unknown --recipe 'gsm9k'; choose one of: alpaca, dolly"):
+        distill(recipe="gsm9k", source=str(gsm8k_file), out=tmp_path / "o", model="m")
+    assert not (tmp_path / "o").exists()
 
 
 def test_not_a_model_folder(tmp_path, gsm8k_file):

@@ -143,15 +143,15 @@ def test_whole_chain_on_the_toy_world(small_world, tmp_path, one_thread):
 
     runner, model, data = CliRunner(), small_world / "model", small_world / "data"
     train = ["--full", "--lr", "5e-4", "--max-steps", "6", "--batch-size", "8", "--grad-accum", "1", "--quiet"]
-    evals = ["--suite", "toy", "--data-dir", data, "--decoding", "greedy", "--max-new-tokens", "40", "--limit", "8",
+    evals = ["--suite", "toy", "--data-dir", data, "--temperature", "0", "--max-new-tokens", "40", "--limit", "8",
              "--batch-size", "32", "--quiet"]
     steps = [
         (sdft_data, ["distill", "--recipe", "toy", "--source", data / "target_train.jsonl", "--model", model,
                      "--out", tmp_path / "run", "--temperature", "0", "--max-new-tokens", "48"]),
-        (sdft_data, ["push", tmp_path / "run", "--repo", "toy/world", "--local", tmp_path / "hub"]),
-        (sdft_train, ["train", "--data", "toy/world@v1", "--local", tmp_path / "hub", "--model", model,
+        (sdft_data, ["push", tmp_path / "run", "--repo", "toy/world", "--hub-dir", tmp_path / "hub"]),
+        (sdft_train, ["train", "--data", "toy/world@v1", "--hub-dir", tmp_path / "hub", "--model", model,
                       "--out", tmp_path / "vanilla", "--responses", "original", *train]),
-        (sdft_train, ["train", "--data", "toy/world@v1", "--local", tmp_path / "hub", "--model", model,
+        (sdft_train, ["train", "--data", "toy/world@v1", "--hub-dir", tmp_path / "hub", "--model", model,
                       "--out", tmp_path / "sdft", "--responses", "sdft", *train]),
         (sdft_train, ["eval", "--model", model, "--out", tmp_path / "eval" / "seed", *evals]),
         (sdft_train, ["eval", "--model", tmp_path / "vanilla", "--out", tmp_path / "eval" / "vanilla", *evals]),

@@ -21,7 +21,9 @@ from sdft_data.recipes import get_recipe
 from sdft_data.run import distill
 from sdft_train.cli import main as sdft_train
 from sdft_train.data import IGNORE_INDEX, build_examples, load_rows
-from sdft_train.train import TrainConfig, _sft_args, _trainer, paper_differences, paper_epochs
+from sdft_data.paper import epochs as paper_epochs
+from sdft_data.spec import Training
+from sdft_train.train import _sft_args, _trainer, paper_differences
 
 TOKEN = "hf_train_secret_token"
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,8 +42,8 @@ def run_dir(tiny_model_dir, tmp_path_factory):
     src = tmp_path_factory.mktemp("src") / "gsm8k.json"
     src.write_text(json.dumps(GSM8K_ROWS))
     out = tmp_path_factory.mktemp("runs") / "run"
-    distill(recipe="gsm8k", source=str(src), out=out, model=str(tiny_model_dir), fmt="paper", progress=False,
-            params=GenerationParams(max_new_tokens=8))
+    distill(recipe="gsm8k", source=str(src), out=out, model=str(tiny_model_dir), format="paper", progress=False,
+            max_new_tokens=8)
     return out
 
 
@@ -88,7 +90,7 @@ def test_loss_covers_exactly_the_response_and_eos_on_a_real_batch(run_dir, tiny_
     losses = {}
     for padding_free in (True, False):
         net = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-        config = TrainConfig(batch_size=3, grad_accum=1, max_steps=1, padding_free=padding_free)
+        config = Training(batch_size=3, grad_accum=1, max_steps=1, padding_free=padding_free)
         trainer = _trainer(net, tok, examples, _sft_args(tmp_path / str(padding_free), config, 1, False), config)
         batch = next(iter(trainer.get_train_dataloader()))
         seen = 0
@@ -120,7 +122,7 @@ def test_lm_head_on_trained_positions_only_gives_trls_loss_gradients_and_metrics
     ds, _ = load_rows(str(run_dir))
     examples = build_examples(ds, get_recipe("gsm8k"), tok, fmt="paper")
     net = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
-    config = TrainConfig(batch_size=3, grad_accum=1, max_steps=1, padding_free=padding_free)
+    config = Training(batch_size=3, grad_accum=1, max_steps=1, padding_free=padding_free)
     trainer = _trainer(net, tok, examples, _sft_args(tmp_path, config, 1, False), config)
     assert trainer.trained_positions_only, "the tiny Llama takes logits_to_keep"
     batch = next(iter(trainer.get_train_dataloader()))
@@ -186,7 +188,7 @@ def test_cutoff_counts_the_examples_it_cuts_away(run_dir, tiny_model_dir):
 
 
 def test_preset_is_the_papers_and_reaches_the_trainer():
-    config = TrainConfig()
+    config = Training()
     assert {k: getattr(config, k) for k in PAPER} == PAPER
     assert (paper_epochs("gsm8k"), paper_epochs("openfunctions"), paper_epochs("alpaca"), paper_epochs("dolly")) == (
         5, 5, 2, 2)
@@ -197,9 +199,11 @@ def test_preset_is_the_papers_and_reaches_the_trainer():
     assert args.completion_only_loss is True and args.report_to == []
     # The paper's rows come in random order; grouping them by length is an opt-in that counts as a difference.
     assert args.train_sampling_strategy == "random"
-    grouped = TrainConfig(group_by_length=True)
+    grouped = Training(group_by_length=True)
     assert _sft_args(Path("unused"), grouped, 5, False).train_sampling_strategy == "group_by_length"
-    assert paper_differences(grouped, "gsm8k", "paper", 5) == ["row order grouped by length (paper: random)"]
+    assert paper_differences(grouped, "gsm8k", "paper", 5) == ["row order grouped by length: yes (paper: no)"]
+    assert paper_differences(Training(max_steps=20), "alpaca", "chat", 2) == [
+        "format chat (paper: paper)", "max steps 20 (paper: not set)"]
 
 
 def test_train_on_the_hub_lowers_the_loss_and_pushes_the_model(run_dir, tiny_model_dir, tmp_path, monkeypatch):
@@ -245,6 +249,12 @@ def test_train_on_the_hub_lowers_the_loss_and_pushes_the_model(run_dir, tiny_mod
 
     card = (out / "README.md").read_text()
     assert "- org/gsm8k-sdft" in card and "- sdft" in card and "![training loss](loss.png)" in card
+    # An adapter's card: peft, LoRA's settings, the steps and epochs that ran, rounded numbers, no TRL leftovers.
+    assert "library_name: peft" in card and "| method | LoRA, rank 8, alpha 16, dropout 0, on `q_proj,v_proj` |" in card
+    assert f"| optimizer steps | 8, {record['epochs_done']:.4g} epochs (stopped by --max-steps 8) |" in card
+    assert f"| final loss | {record['final_loss']:.4f} |" in card and str(record["final_loss"]) not in card
+    assert "license:" not in card  # the tiny model's record states no licence
+    assert not (out / "checkpoints" / "README.md").exists()
     assert (out / "loss.png").read_bytes()[:4] == b"\x89PNG"
     assert {"adapter_model.safetensors", "README.md", "train_manifest.json", "loss.png"} <= pushed
     assert not any(p.startswith("checkpoints/") for p in pushed)
@@ -293,20 +303,20 @@ def test_paper_switch_trains_with_the_papers_settings_and_says_so(run_dir, tiny_
     record = _manifest(out)
     assert record["paper"] == {"mode": True, "matches": True, "differences": []}
     assert record["format"] == "paper" and record["config"]["epochs"] == paper_epochs("gsm8k") == 5
-    assert "The paper's settings (format and training preset): yes (--paper)" in (out / "README.md").read_text()
+    assert "| the paper's settings | yes (`--paper`) |" in (out / "README.md").read_text()
     # Without the switch, a run records where it left the paper.
     other = tmp_path / "other"
     _ok("--data", run_dir, "--model", tiny_model_dir, "--out", other, "--max-steps", 1, "--lr", "3e-4")
     diffs = _manifest(other)["paper"]["differences"]
-    assert diffs == ["lr 0.0003 (paper: 0.0001)", "max steps 1 (paper: None)"]
+    assert diffs == ["lr 0.0003 (paper: 0.0001)", "max steps 1 (paper: not set)"]
     assert "no: lr 0.0003 (paper: 0.0001); max steps 1" in (other / "README.md").read_text()
 
 
 @pytest.mark.parametrize("args, message", [
     (["--lr", "2e-4"], "--paper trains with the paper's settings, and these are not: lr 0.0002 (paper: 0.0001)"),
-    (["--max-steps", "3", "--full"], "full fine-tuning True (paper: False); max steps 3 (paper: None)"),
+    (["--max-steps", "3", "--full"], "full fine-tuning: yes (paper: no); max steps 3 (paper: not set)"),
     (["--format", "chat"], "--paper sets --format paper: drop --format chat"),
-    (["--group-by-length"], "row order grouped by length (paper: random)"),
+    (["--group-by-length"], "row order grouped by length: yes (paper: no)"),
 ])
 def test_paper_switch_refuses_settings_that_are_not_the_papers(run_dir, tiny_model_dir, tmp_path, args, message):
     out = tmp_path / "refused"
@@ -323,6 +333,10 @@ def test_full_fine_tuning_saves_the_whole_model(run_dir, tiny_model_dir, tmp_pat
     assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").is_file()
     assert _manifest(out)["config"]["full"] is True
     assert AutoModelForCausalLM.from_pretrained(out).config.hidden_size > 0
+    # A full fine-tune's card has no LoRA settings and is a transformers model.
+    card = (out / "README.md").read_text()
+    assert "library_name: transformers" in card and "| method | full fine-tuning |" in card
+    assert "LoRA, rank" not in card and "lora" not in card.split("---")[1]
 
 
 @pytest.fixture
@@ -356,13 +370,13 @@ def bad(run_dir, tiny_model_dir, tmp_path):
 
 
 @pytest.mark.parametrize("case, args, message", [
-    ("unknown version", ["--data", "org/gsm8k-sdft@v9", "--local", "{hub}"], "has no version v9"),
+    ("unknown version", ["--data", "org/gsm8k-sdft@v9", "--hub-dir", "{hub}"], "has no version v9"),
     ("missing columns", ["--data", "{wrong}", "--recipe", "gsm8k"], "lacks column(s) question, answer"),
     ("no original column", ["--data", "{wrong_gsm8k}", "--recipe", "gsm8k", "--responses", "original"],
      "lacks column(s) original_response"),
     ("unfinished run", ["--data", "{unfinished}"], "was never checked"),
-    ("batch size 0", ["--batch-size", "0"], "--batch-size must be at least 1"),
-    ("max steps 0", ["--max-steps", "0"], "--max-steps must be at least 1"),
+    ("batch size 0", ["--batch-size", "0"], "'--batch-size': 0 is not in the range x>=1"),
+    ("max steps 0", ["--max-steps", "0"], "'--max-steps': 0 is not in the range x>=1"),
     ("not a model", ["--model", "{not_model}"], "is not a model folder"),
     ("other seed model", ["--model", "{no_template}"], "is not the dataset's seed model"),
     ("no chat template", ["--model", "{no_template}", "--allow-other-model", "--format", "chat"],
@@ -419,7 +433,7 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_end(run_dir, tiny_mod
     refused = _cli(*common, "--out", killed)
     assert refused.exit_code != 0 and "pass --resume" in refused.output
     other = _cli(*common[:-2], "--save-steps", 2, "--lr", "2e-2", "--out", killed, "--resume")
-    assert other.exit_code != 0 and "holds another training run (differs in: config)" in other.output
+    assert other.exit_code != 0 and "holds another training run (differs in: config.learning_rate (0.01 there, 0.02 here))" in other.output
 
     _ok(*common, "--out", killed, "--resume")
     whole, resumed = _manifest(tmp_path / "whole"), _manifest(killed)

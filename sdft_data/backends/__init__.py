@@ -14,40 +14,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Iterable, Iterator, Protocol
 
+from ..spec import Decoding
 
-@dataclass(frozen=True)
-class GenerationParams:
-    """Decoding parameters. temperature 0 means greedy. Defaults: the paper's."""
 
-    max_new_tokens: int = 512
-    temperature: float = 0.95
-    top_p: float = 0.7
-    stop: tuple[str, ...] = ()
-    # Keep only the k most likely tokens before top-p; 0 turns it off. The paper
-    # sampled with top_k 50 (sdft_data.paper.DECODING); off by default because
-    # not every OpenAI-compatible server accepts the field.
-    top_k: int = 0
+# Decoding parameters are a run setting (sdft_data.spec.Decoding); backends take them as they are.
+GenerationParams = Decoding
 
-    def __post_init__(self):
-        # Checked here too, not only in the CLI, so no caller writes a manifest with
-        # parameters no engine accepts.
-        if isinstance(self.max_new_tokens, bool) or not isinstance(self.max_new_tokens, int) or self.max_new_tokens < 1:
-            raise ValueError(f"--max-new-tokens must be an integer of at least 1, not {self.max_new_tokens!r}")
-        if not self.temperature >= 0:  # also refuses NaN
-            raise ValueError(f"--temperature must be 0 (greedy) or more, not {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"--top-p must be in (0, 1], not {self.top_p}")
-        if isinstance(self.top_k, bool) or not isinstance(self.top_k, int) or self.top_k < 0:
-            raise ValueError(f"--top-k must be an integer of 0 (off) or more, not {self.top_k!r}")
-
-    @property
-    def do_sample(self) -> bool:
-        return self.temperature > 0
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["stop"] = list(self.stop)
-        return d
+# The engines make_backend opens (the --backend choices).
+BACKENDS = ("local", "tgi", "openai")
 
 
 @dataclass(frozen=True)
@@ -144,8 +118,8 @@ def make_backend(
         from .local import LocalBackend
 
         return LocalBackend(model, batch_size=batch_size, revision=revision, max_prompt_tokens=max_prompt_tokens)
-    if backend not in ("tgi", "openai"):
-        raise ValueError(f"unknown backend {backend!r}; choose one of: local, tgi, openai")
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
     from ._http import RetryPolicy
 
     policy_args = {k: v for k, v in (("request_timeout", request_timeout), ("retry_budget", retry_budget))
@@ -165,4 +139,4 @@ def make_backend(
 
         return OpenAIBackend(endpoints, model=model, tokenizer=tokenizer, concurrency=concurrency, token=token,
                              policy=policy, max_prompt_tokens=max_prompt_tokens)
-    raise ValueError(f"unknown backend {backend!r}; choose one of: local, tgi, openai")
+    raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")

@@ -26,12 +26,6 @@ PLOTS = ("reasons", "lengths", "similarity", "markers")
 PLOT_FORMATS = ("png", "pdf")
 TABLES = ("outcome", "lengths", "markers", "openings", "ngrams")
 
-TASK_CHECKS = {
-    "none": "banned phrases and \"Your turn\"; no task check",
-    "math": "banned phrases, \"Your turn\", last integer equal to the reference's",
-    "function_call": "banned phrases, \"Your turn\", the reference call present",
-    "code": "banned phrases, \"Your turn\", a ```python block and the expected opening",
-}
 
 
 def _pct(n: int, total: int) -> str:
@@ -223,7 +217,8 @@ def render_markdown(stats: dict, examples: pl.DataFrame | None, plots: list[str]
         described=", ".join(f"{k}: `{v}`" for k, v in inputs.items() if isinstance(v, str) and v),
         headline=_headline(stats), mismatches=(stats.get("alignment") or {}).get("instruction_mismatches"),
         plots=plots, recheck=stats.get("recheck"),
-        task_check=TASK_CHECKS.get(recipe["check"]) or recipe.get("check_description", ""),
+        # The recipe's check says what it does (Check.description); the shared checks come first.
+        task_check="banned phrases and \"Your turn\", then " + (recipe.get("check_description") or recipe["check"]),
         wording=wording if wording and wording["rows_with_rewrite"] else None, openings=openings,
         length_note="".join(f" {u.capitalize()} are counted on a seeded uniform sample of {n:,} rows."
                             for u, n in sampled.items()),

@@ -73,7 +73,7 @@ class Task:
     data_file: str | None = None
     # Shown x100 in tables (rates); similarity is a cosine.
     percent: bool = True
-    # The authors' decoding for this task under --decoding paper, when it is not sampling (HumanEval: greedy).
+    # The authors' decoding for this task when the run samples, if not sampling (HumanEval: greedy).
     paper_decoding: str = "sample"
     # Generation runs are shared by tasks with the same key (similarity scores advbench's answers).
     generation_key: str | None = None
