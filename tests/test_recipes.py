@@ -181,3 +181,25 @@ def test_magicoder_keeps_python_rows_unless_told(tiny_model_dir, tmp_path):
         refused = CliRunner().invoke(main, ["distill", "--recipe", "alpaca", "--source", str(hub), "--lang", "go",
                                             "--backend", "tgi", "--endpoint", server.url, "--out", str(tmp_path / "x")])
     assert refused.exit_code == 1 and "--lang is for recipes that select rows by language" in refused.output
+
+
+def test_shipped_samples_are_what_the_generator_makes(tmp_path):
+    """sdft_data/samples/{gsm8k_train.jsonl, alpaca_train.jsonl, eval/} come from sdft_data.sampledata, byte for byte."""
+    from pathlib import Path
+
+    from sdft_data import sampledata
+    shipped = Path(sampledata.__file__).parent / "samples"
+    for path in sampledata.build(tmp_path):
+        assert (shipped / path.relative_to(tmp_path)).read_bytes() == path.read_bytes(), path.name
+    rows = [json.loads(line) for line in (shipped / "gsm8k_train.jsonl").read_text().splitlines()]
+    test = json.loads((shipped / "eval" / "gsm8k" / "gsm8k_test.json").read_text())
+    assert len(rows) == 128 and len(test) == 64
+    assert not {r["question"] for r in rows} & {r["question"] for r in test}
+    # Every reference carries its answer in the recipe's form: the check can read it.
+    from sdft_data.recipes.gsm8k import find_last_integer
+
+    recipe = get_recipe("gsm8k")
+    frame = pl.DataFrame(rows).select(recipe.reference_expr())
+    for row, reference in zip(rows, frame["reference"]):
+        assert reference.endswith(f"The answer is {row['answer'].rpartition('#### ')[2]}.")
+        assert find_last_integer(reference) == row["answer"].rpartition("#### ")[2]
