@@ -270,7 +270,8 @@ def test_through_sdft_train_eval(tmp_path, tiny_model_dir):
 
     from sdft_train.cli import main
 
-    with EngineServer(echo=True, model_id=str(tiny_model_dir)) as server:
+    # A server that answers every prompt with the forgery (HumanEval asks for 7 stop sequences).
+    with EngineServer(echo=True, model_id=str(tiny_model_dir), max_stop_sequences=8) as server:
         server.set_faults(text=FRAME_TOKEN)
         out = tmp_path / "eval"
         result = CliRunner().invoke(main, ["eval", "--model", str(tiny_model_dir), "--backend", "tgi", "--endpoint",
