@@ -542,9 +542,11 @@ def describe_isolation(isolation: dict) -> str:
     text = (f"sandbox: verdicts from a separate harness process; filesystem: {isolation.get('filesystem')}; "
             f"/proc: {isolation.get('proc')}; network: {isolation.get('network')}; writable: "
             f"{isolation.get('writable')}; user: {who}")
-    if not isolation.get("namespaces") or isolation.get("filesystem") == "host":
-        text = ("sandbox WITHOUT namespaces here (the kernel refused them): programs could read what this user may "
-                "read, see its processes and network, and a program's tests could be read by it; " + text)
+    if isolation.get("filesystem") == "host":
+        why = ("no namespaces (refused by the kernel, or turned off)" if not isolation.get("namespaces") else
+               f"no filesystem of its own ({isolation.get('jail_error', 'refused')})")
+        text = (f"sandbox with {why}: programs could read and write what {who} may (the benchmark's own tests "
+                f"included) and see its processes; " + text)
     return text
 
 

@@ -593,7 +593,7 @@ HOSTILE = [
      "/generate answered 307, a redirect to"),
     ("info-slow-drip", {"drip": 0.5}, "/info within 2 s (connect to last byte)"),
     ("generate-slow-drip", {"drip": 0.5, "drip_path": "/generate"}, "no answer within 2 s"),
-    ("generate-50-MB-text", {"text": "x" * (50 << 20)}, "bytes, more than 1081344)"),  # 1 MB + 8 KB a token
+    ("generate-8-MB-text", {"text": "x" * (8 << 20)}, "bytes, more than 1081344)"),  # 1 MB + 8 KB a token
     ("generate-text-too-long-for-4-tokens", {"text": "x" * 5000},
      "5000 characters of text for at most 4 new tokens"),
 ]

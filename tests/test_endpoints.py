@@ -509,12 +509,12 @@ def test_the_token_never_shows_in_any_file_or_output(server, tmp_path, monkeypat
 SLOW = RetryPolicy(max_attempts=2, backoff_base=0.01, backoff_cap=0.05, request_timeout=1.5, retry_budget=1)
 
 
-def _tgi(server):
-    return TGIBackend([server.url], policy=SLOW, token=TOKEN)
+def _tgi(server, policy=SLOW):
+    return TGIBackend([server.url], policy=policy, token=TOKEN)
 
 
-def _openai(server):
-    return OpenAIBackend([server.url], model=server.served_name, policy=SLOW, token=TOKEN)
+def _openai(server, policy=SLOW):
+    return OpenAIBackend([server.url], model=server.served_name, policy=policy, token=TOKEN)
 
 
 def _judge(server):
@@ -610,7 +610,8 @@ def test_a_slow_drip_ends_at_the_total_deadline(hostile, path, before, call, err
                          ids=["50MB", "20k-chars"])
 def test_an_answer_too_large_for_the_tokens_asked_is_refused(hostile, backend_of, text, fragment):
     a, _ = hostile
-    backend = backend_of(a)
+    # Time enough for the loopback to build a 50 MB answer even on a busy machine: the size refuses it.
+    backend = backend_of(a, RetryPolicy(max_attempts=2, backoff_base=0.01, request_timeout=60, retry_budget=1))
     a.set_faults(text=text)
     with pytest.raises(EndpointDown) as e:
         _generate(backend, max_new_tokens=32)
