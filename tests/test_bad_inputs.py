@@ -573,6 +573,51 @@ def test_ctrl_c_says_that_running_again_resumes(world, tmp_path):
     assert json.loads((c.out / "manifest.json").read_text())["status"] == "interrupted"
 
 
+# ---------------------------------------------------------------- hostile servers: one line, no token elsewhere
+
+# Each row is a TGI (the loopback engine, with HF_TOKEN required) that misbehaves at start-up or in
+# every answer; `sdft-data distill` must stop with one Error line, within its deadlines, never
+# showing the token, never sending it to the other origin a redirect names.
+HOSTILE = [
+    ("info-model-id-int", {"info": {"model_id": 12345}}, "/info: model_id is int 12345, not a one-line string"),
+    ("info-model-sha-list", {"info": {"model_sha": ["a"]}}, "/info: model_sha is list ['a'], not a one-line string"),
+    ("info-concurrency-many", {"info": {"max_concurrent_requests": "many"}},
+     "/info: max_concurrent_requests is str 'many', not a positive integer"),
+    ("info-total-tokens-text", {"info": {"max_total_tokens": "2048"}},
+     "/info: max_total_tokens is str '2048', not a positive integer"),
+    ("info-stop-sequences-list", {"info": {"max_stop_sequences": [4]}},
+     "/info: max_stop_sequences is list [4], not an integer >= 0"),
+    ("info-version-object", {"info": {"version": {"v": 3}}}, "/info: version is dict {'v': 3}, not a one-line string"),
+    ("info-redirect-to-another-origin", {"redirect_path": "/info"}, "/info answered 302, a redirect to another origin"),
+    ("generate-redirect", {"redirect_path": "/generate", "redirect_status": 307},
+     "/generate answered 307, a redirect to"),
+    ("info-slow-drip", {"drip": 0.5}, "/info within 2 s (connect to last byte)"),
+    ("generate-slow-drip", {"drip": 0.5, "drip_path": "/generate"}, "no answer within 2 s"),
+    ("generate-8-MB-text", {"text": "x" * (8 << 20)}, "bytes, more than 1081344)"),  # 1 MB + 8 KB a token
+    ("generate-text-too-long-for-4-tokens", {"text": "x" * 5000},
+     "5000 characters of text for at most 4 new tokens"),
+]
+
+
+@pytest.mark.parametrize("faults, fragment", [h[1:] for h in HOSTILE], ids=[h[0] for h in HOSTILE])
+def test_a_hostile_server_is_one_line_and_keeps_the_token(world, tmp_path, monkeypatch, faults, fragment):
+    from helpers.engine_server import EngineServer
+
+    c = Ctx(world, tmp_path)
+    monkeypatch.setenv("HF_TOKEN", SECRET)
+    with EngineServer(echo=True, model_id=str(world["model"]), token=SECRET) as server, \
+            EngineServer(echo=True, model_id=str(world["model"])) as other:
+        server.set_faults(**faults, **({"redirect": other.url} if "redirect_path" in faults else {}))
+        result, elapsed = _invoke_bounded(_tgi_distill(c, server.url, "--request-timeout", "2", "--retry-budget", "1"),
+                                          60)
+        assert other.stats["authorization_seen"] == 0 and other.stats["seen"] == 0
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and fragment in errors[0], result.output
+    assert "Traceback" not in result.output and SECRET not in result.output
+    assert elapsed < 30
+
+
 # ---------------------------------------------------------------- wrong answers, long prompts, full disks
 
 

@@ -498,3 +498,164 @@ def test_the_token_never_shows_in_any_file_or_output(server, tmp_path, monkeypat
     for p in files:
         data = p.read_bytes()
         assert TOKEN.encode() not in data and TOKEN[::-1].encode() not in data, p
+
+
+# ---------------------------------------------------------------- hostile servers
+#
+# Every row is a server that misbehaves on purpose (tests/helpers/engine_server.py's faults), met by
+# the real clients: a token must stay with its origin, every request must end by its deadline, and
+# an answer of the wrong size or type must be refused with one line.
+
+SLOW = RetryPolicy(max_attempts=2, backoff_base=0.01, backoff_cap=0.05, request_timeout=1.5, retry_budget=1)
+
+
+def _tgi(server, policy=SLOW):
+    return TGIBackend([server.url], policy=policy, token=TOKEN)
+
+
+def _openai(server, policy=SLOW):
+    return OpenAIBackend([server.url], model=server.served_name, policy=policy, token=TOKEN)
+
+
+def _judge(server):
+    from sdft_train.tasks.alpacaeval import Judge
+
+    return Judge(server.url, "judge", token=TOKEN, timeout=1.5).verdict("i", "a", "b")
+
+
+def _generate(backend, max_new_tokens=8):
+    return list(backend.generate(_requests(["hi"]), GenerationParams(max_new_tokens=max_new_tokens, temperature=0)))
+
+
+@pytest.fixture
+def hostile(tiny_model_dir):
+    """A server (echo, requiring TOKEN) and another origin it may redirect to, which counts what it sees."""
+    with _echo_server(tiny_model_dir, token=TOKEN) as a, _echo_server(tiny_model_dir) as b:
+        yield a, b
+
+
+# Where a redirect comes from: (route redirected, status, what is done, the fragment of the one-line error).
+REDIRECTS = [
+    ("/info", 302, _tgi, "a redirect to another origin"),
+    ("/v1/models", 302, _openai, "a redirect to another origin"),
+    ("/v1/models", 308, _openai, "a redirect to another origin"),
+    ("/generate", 307, lambda s: _generate(_tgi(s)), "answered 307, a redirect to"),
+    ("/generate", 302, lambda s: _generate(_tgi(s)), "answered 302, a redirect to"),
+    ("/v1/completions", 308, lambda s: _generate(_openai(s)), "answered 308, a redirect to"),
+    ("/v1/chat/completions", 302, _judge, "a redirect to another origin"),
+    ("/v1/chat/completions", 307, _judge, "a redirect to another origin"),
+]
+
+
+@pytest.mark.parametrize("path, status, call, fragment", REDIRECTS, ids=[f"{p}-{s}" for p, s, *_ in REDIRECTS])
+def test_a_token_never_goes_to_another_origin(hostile, path, status, call, fragment):
+    a, b = hostile
+    a.set_faults(redirect=b.url, redirect_path=path, redirect_status=status)
+    with pytest.raises((ValueError, EndpointError)) as e:
+        call(a)
+    assert fragment in str(e.value) and b.url in str(e.value) and TOKEN not in str(e.value)
+    assert len(str(e.value).splitlines()) == 1
+    assert a.stats["authorization_seen"] >= 1  # the token went where it was given
+    assert b.stats["seen"] == 0 and b.stats["authorization_seen"] == 0  # and nowhere else: not followed
+
+
+@pytest.mark.parametrize("kind", ["api", "download"])
+def test_the_hub_client_keeps_the_token_from_another_origin(hostile, kind, tmp_path, monkeypatch):
+    """huggingface_hub (Hub paths: dataset info, file download) follows a redirect away from the Hub
+    without the Authorization header; this holds it to that."""
+    from huggingface_hub import HfApi, hf_hub_download
+
+    a, b = hostile
+    a.set_faults(redirect=b.url)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(Exception):
+        if kind == "api":
+            HfApi(endpoint=a.url, token=TOKEN).dataset_info("org/data")
+        else:
+            hf_hub_download("org/data", "data.json", repo_type="dataset", endpoint=a.url, token=TOKEN,
+                            cache_dir=tmp_path)
+    assert a.stats["authorization_seen"] >= 1
+    if kind == "api":
+        assert b.stats["seen"] >= 1  # followed there...
+    assert b.stats["authorization_seen"] == 0  # ...without the token
+
+
+# (route, made before the drip starts, then what meets it, the error and a fragment of its one line)
+DRIPS = [
+    ("/info", lambda s: s, _tgi, ValueError, "within 1.5 s (connect to last byte)"),
+    ("/v1/models", lambda s: s, _openai, ValueError, "within 1.5 s (connect to last byte)"),
+    ("/generate", _tgi, _generate, EndpointDown, "no answer within 1.5 s"),
+    ("/v1/completions", _openai, _generate, EndpointDown, "no answer within 1.5 s"),
+    ("/v1/chat/completions", lambda s: s, _judge, ValueError, "no complete answer within 1.5 s"),
+]
+
+
+@pytest.mark.parametrize("path, before, call, error, fragment", DRIPS, ids=[d[0] for d in DRIPS])
+def test_a_slow_drip_ends_at_the_total_deadline(hostile, path, before, call, error, fragment):
+    """One byte every 0.4 s: each read gets something in time, the whole never does."""
+    a, _ = hostile
+    target = before(a)
+    a.set_faults(drip=0.4)
+    t0 = time.monotonic()
+    with pytest.raises(error) as e:
+        call(target)
+    took = time.monotonic() - t0
+    assert fragment in str(e.value) and len(str(e.value).splitlines()) == 1, str(e.value)
+    assert took < 10, f"{path} ran {took:.1f} s past its 1.5 s deadline"
+
+
+@pytest.mark.parametrize("backend_of", [_tgi, _openai], ids=["tgi", "openai"])
+@pytest.mark.parametrize("text, fragment", [("x" * (50 << 20), "bytes, more than"),
+                                            ("x" * 20_000, "20000 characters of text for at most 32 new tokens")],
+                         ids=["50MB", "20k-chars"])
+def test_an_answer_too_large_for_the_tokens_asked_is_refused(hostile, backend_of, text, fragment):
+    a, _ = hostile
+    # Time enough for the loopback to build a 50 MB answer even on a busy machine: the size refuses it.
+    backend = backend_of(a, RetryPolicy(max_attempts=2, backoff_base=0.01, request_timeout=60, retry_budget=1))
+    a.set_faults(text=text)
+    with pytest.raises(EndpointDown) as e:
+        _generate(backend, max_new_tokens=32)
+    assert fragment in str(e.value), str(e.value)
+    a.set_faults(text="y" * 8000)  # long, but what 32 tokens can decode to
+    [result] = _generate(backend, max_new_tokens=32)
+    assert result.status == "ok" and result.text == "y" * 8000
+
+
+INFO_TYPES = [
+    ({"model_id": 12345}, "model_id is int 12345, not a one-line string"),
+    ({"model_sha": ["a"]}, "model_sha is list ['a'], not a one-line string"),
+    ({"model_sha": "abc\ndef"}, "model_sha is str 'abc\\ndef', not a one-line string"),
+    ({"max_concurrent_requests": "many"}, "max_concurrent_requests is str 'many', not a positive integer"),
+    ({"max_concurrent_requests": 0}, "max_concurrent_requests is int 0, not a positive integer"),
+    ({"max_concurrent_requests": True}, "max_concurrent_requests is bool True, not a positive integer"),
+    ({"max_total_tokens": 2048.5}, "max_total_tokens is float 2048.5, not a positive integer"),
+    ({"max_input_tokens": {"n": 1}}, "max_input_tokens is dict {'n': 1}, not a positive integer"),
+    ({"max_stop_sequences": -1}, "max_stop_sequences is int -1, not an integer >= 0"),
+    ({"version": 3}, "version is int 3, not a one-line string"),
+]
+
+
+@pytest.mark.parametrize("backend_of", [_tgi, _openai], ids=["tgi", "openai"])
+@pytest.mark.parametrize("info, fragment", INFO_TYPES, ids=[next(iter(i)) + "-" + repr(next(iter(i.values())))
+                                                           for i, _ in INFO_TYPES])
+def test_info_fields_of_the_wrong_type_are_refused_in_one_line(hostile, backend_of, info, fragment):
+    a, _ = hostile
+    if backend_of is _openai and "model_id" in info:
+        pytest.skip("the openai backend reads /info only when it names the served model")
+    if backend_of is _openai:
+        info = {"model_id": a.served_name, **info}  # a TGI behind /v1: its /info is read
+    a.set_faults(info=info)
+    with pytest.raises(ValueError) as e:
+        backend_of(a)
+    message = str(e.value)
+    assert fragment in message and message.startswith(f"{a.url}/info: ") and len(message.splitlines()) == 1, message
+
+
+@pytest.mark.parametrize("entry, fragment", [({"id": 5}, "/v1/models: id is int 5, not a one-line string"),
+                                             ({"root": ["x"]}, "/v1/models: root is list ['x'], not a one-line")])
+def test_models_entries_of_the_wrong_type_are_refused_in_one_line(hostile, entry, fragment):
+    a, _ = hostile
+    a.set_faults(models=entry)
+    with pytest.raises(ValueError) as e:
+        OpenAIBackend([a.url], model=a.served_name if "id" not in entry else "5", policy=SLOW, token=TOKEN)
+    assert fragment in str(e.value) and len(str(e.value).splitlines()) == 1, str(e.value)

@@ -12,7 +12,7 @@ from sdft_data.backends.local import LocalBackend
 from sdft_train.cli import main
 from sdft_data import paper
 from sdft_train.evaluate import evaluate, task_params
-from sdft_train.tasks import advbench, advbench_jailbreak, get_task, humaneval, resolve
+from sdft_train.tasks import Context, advbench, advbench_jailbreak, get_task, humaneval, resolve
 
 DATA = Path(__file__).parent / "fixtures" / "eval_data"
 GOLDEN = Path(__file__).parent / "fixtures" / "golden_authors_prompts.jsonl"
@@ -79,7 +79,7 @@ def test_prompts_are_the_authors_alpaca_gcg_alpaca_and_gsm8k_infer(engine):
         assert get_task(name).prompt({"input": infer["instruction"]}, engine.tokenizer, "paper") == infer["prompt"]
 
 
-def test_humaneval_cut_instruction_and_sandboxed_score():
+def test_humaneval_cut_instruction_and_sandboxed_score(tmp_path):
     assert humaneval.cut("\n    return a + b\n\ndef other():\n    pass") == "\n    return a + b"
     assert humaneval.cut("\n    return 1\nprint(f(2))") == "\n    return 1"
     assert humaneval.cut("\n    x = 1\n    return x\n```\nThis works.") == "\n    x = 1\n    return x"
@@ -89,9 +89,11 @@ def test_humaneval_cut_instruction_and_sandboxed_score():
     assert humaneval.instruction(problem).startswith(
         "Write a Python function `has_close_elements(numbers: List[float], threshold: float) -> bool` to solve")
     good = "\n" + problem["canonical_solution"]
-    scored = humaneval.score(data.rows[:1] * 3, [good, "\n    return True\n", None], type("C", (), {"sandbox_limits": None})())
+    ctx = Context(out=tmp_path)
+    scored = humaneval.score(data.rows[:1] * 3, [good, "\n    return True\n", None], ctx)
     assert [s["score"] for s in scored] == [1.0, 0.0, 0.0]
     assert scored[1]["status"].startswith("failed")
+    assert ctx.notes[0].startswith("humaneval: sandbox")  # what isolation the programs had
 
 
 def test_suites_and_unknown_names():

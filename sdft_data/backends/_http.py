@@ -22,13 +22,17 @@ and a function that turns a 200 answer into a Result. The pump does the rest:
   down; when every endpoint is down the generator raises EndpointDown, after
   handing back every result finished so far. With the default policy that is
   about three minutes of an endpoint answering nothing.
-- Every request has a time limit (`request_timeout`, --request-timeout), and the
-  run has a budget (`retry_budget`, --retry-budget): once every endpoint has
+- Every request has a time limit (`request_timeout`, --request-timeout), a total
+  deadline from connect to last byte (a server sending a byte at a time cannot
+  stretch it), and the run has a budget (`retry_budget`, --retry-budget): once every endpoint has
   been failing, with no success, for that long (counted from the first failed
   request's sending), they are down. So an endpoint that accepts connections
   and never answers stops the run within about request_timeout + retry_budget.
-- An answer that is not the expected JSON (wrong types, missing fields) is a
-  transient failure of that row: retried, then recorded as failed.
+- An answer that is not the expected JSON (wrong types, missing fields), or is
+  larger than the new tokens asked allow (ANSWER_*_BYTES, MAX_CHARS_PER_TOKEN;
+  a larger body is not read), is a transient failure of that row: retried,
+  then recorded as failed.
+- Redirects are not followed: a 3xx fails the run, naming where it pointed.
 - A row the backend refuses before sending (`PromptRejected`, e.g. a prompt
   over --max-prompt-tokens) is recorded as failed with its reason at once.
 
@@ -38,8 +42,13 @@ second one process can drive. On a 2-core machine this backend costs about
 AsyncInferenceClient (httpx) about 1.2 ms; benchmarks/bench_endpoint.py
 measures all three.
 
-The bearer token lives only in the session's headers. Every error text that
+The bearer token lives only in the session's headers, and goes only to the
+origin (scheme, host, port) of the --endpoint it was given with: nothing here
+follows a redirect to another origin (fetch() follows same-origin redirects of
+a GET and refuses the rest; the pump follows none). Every error text that
 leaves this module is one line with the token and URL credentials removed.
+Start-up answers (/info, /v1/models) are type-checked field by field
+(check_fields): they end up in manifests and dataset cards.
 """
 
 from __future__ import annotations
@@ -56,9 +65,9 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urljoin, urlsplit, urlunsplit
 
-from . import EndpointDown, EndpointError, Request, Result
+from . import EndpointDown, EndpointError, GenerationParams, Request, Result
 from ..errors import first_line
 
 log = logging.getLogger("sdft_data.backends")
@@ -74,6 +83,17 @@ FATAL = {401, 403, 404, 405}
 # A Retry-After longer than this is clipped: a server asking for an hour would
 # otherwise stall the run silently; the retry budget still bounds the wait.
 MAX_RETRY_AFTER = 300.0
+# Redirects are never followed by the pump: a token goes to the --endpoint it was given for and
+# nowhere else, and a generation request has no business elsewhere. They fail the run, saying where.
+REDIRECTS = {301, 302, 303, 307, 308}
+# The most an answer may weigh: a base for the envelope, and per new token asked (TGI's details list
+# each token with its text; JSON may escape a character into 6 bytes). A 50 MB answer to a 32-token
+# request is not read.
+ANSWER_BASE_BYTES = 1 << 20
+ANSWER_BYTES_PER_TOKEN = 8 << 10
+# The longest text a token decodes to, generously (long runs of spaces or punctuation); a generated
+# text longer than this per token asked, plus the stop string, is not this request's answer.
+MAX_CHARS_PER_TOKEN = 256
 # Consecutive failures (no success between) after which an endpoint is put on
 # probation. Random faults rarely chain this long (20% faults: 0.2**5 = 3e-4).
 SUSPECT_AFTER = 5
@@ -245,6 +265,35 @@ def strict_int(value, name: str) -> int | None:
     return value
 
 
+# What a server's start-up answer may hold, per field: "text" (one printable line), "count" (an
+# integer >= 1), "size" (an integer >= 0), each optional (None) unless the name is in `required`.
+TGI_INFO_FIELDS = {"model_id": "text", "model_sha": "text", "max_concurrent_requests": "count",
+                   "max_stop_sequences": "size", "max_input_tokens": "count", "max_total_tokens": "count",
+                   "version": "text"}
+
+
+def check_fields(data: dict, kinds: dict[str, str], where: str, required: tuple[str, ...] = ()) -> None:
+    """ValueError (one line, naming the field) when a field of a server's answer has the wrong type.
+
+    These values end up in manifests, dataset cards and training records; a wrong type there
+    would crash later, far from its cause.
+    """
+    for name, kind in kinds.items():
+        value = data.get(name)
+        if value is None and name not in required:
+            continue
+        if kind == "text":
+            ok = isinstance(value, str) and 0 < len(value) <= 500 and value.isprintable()
+            want = "a one-line string"
+        else:
+            ok = isinstance(value, int) and not isinstance(value, bool) and value >= (1 if kind == "count" else 0)
+            want = "a positive integer" if kind == "count" else "an integer >= 0"
+        if not ok:
+            shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+            raise ValueError(f"{where}: {name} is {type(value).__name__} {shown}, not {want}; is this the "
+                             "server it should be?")
+
+
 def parse_retry_after(value: str | None) -> float | None:
     """Seconds from a Retry-After header (seconds or an HTTP date), clipped; None when absent."""
     if not value:
@@ -259,39 +308,166 @@ def parse_retry_after(value: str | None) -> float | None:
     return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
+class RequestFailed(Exception):
+    """fetch() got no complete answer: `reason` is one line, credential-free ("no complete answer within 5 s")."""
+
+    def __init__(self, reason: str, *, timed_out: bool = False, retry: bool = False):
+        super().__init__(reason)
+        self.reason, self.timed_out, self.retry = reason, timed_out, retry
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) with the scheme's default port: what a credential is bound to."""
+    p = urlsplit(url)
+    return p.scheme.lower(), (p.hostname or "").lower(), p.port or {"http": 80, "https": 443}.get(p.scheme.lower())
+
+
+class _Deadline:
+    """A total time limit for one request: when it passes, the request's sockets are shut, so a
+    server that sends one byte at a time cannot keep a read alive (socket timeouts are per read)."""
+
+    def __init__(self, seconds: float):
+        self.seconds, self.expired, self._socks, self._lock = seconds, False, [], threading.Lock()
+        self._end = time.monotonic() + seconds
+        self._timer = threading.Timer(seconds, self._expire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def remaining(self) -> float:
+        return max(0.001, self._end - time.monotonic())
+
+    def watch(self, sock) -> None:
+        with self._lock:
+            self._socks.append(sock)
+            expired = self.expired
+        if expired:
+            self._shut(sock)
+
+    def _expire(self) -> None:
+        with self._lock:
+            self.expired = True
+            socks = list(self._socks)
+        for sock in socks:
+            self._shut(sock)
+
+    @staticmethod
+    def _shut(sock) -> None:
+        import socket
+
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's, also under TLS
+        except OSError:
+            pass
+
+    def cancel(self) -> None:
+        self._timer.cancel()
+
+
+def fetch(url: str, *, token: str | None, timeout: float, data: dict | None = None, max_bytes: int = 1 << 20,
+          follow: bool = True) -> tuple[int, bytes]:
+    """One HTTP request: GET `url`, or POST `data` as JSON. Returns (status, body).
+
+    What every plain request of the toolkit goes through (an endpoint's /info and /v1/models, the
+    AlpacaEval judge); the generation requests go through the pump, under the same rules:
+    - `timeout` is the total deadline, connect to last byte;
+    - a body over `max_bytes` is refused, unread;
+    - the token goes only to the origin (scheme, host, port) of `url`: a redirect to another origin
+      is refused (`follow=False`: every redirect is), never followed with or without the token.
+    RequestFailed with one credential-free line when no complete answer came.
+    """
+    import http.client
+    import urllib.error
+    import urllib.request
+
+    deadline = _Deadline(timeout)
+    first = origin(url)
+
+    class Connection(http.client.HTTPConnection):
+        def connect(self):
+            super().connect()
+            deadline.watch(self.sock)
+
+    class TLSConnection(http.client.HTTPSConnection):
+        def connect(self):
+            super().connect()
+            deadline.watch(self.sock)
+
+    class Plain(urllib.request.HTTPHandler):
+        def http_open(self, req):
+            return self.do_open(Connection, req)
+
+    class TLS(urllib.request.HTTPSHandler):
+        def https_open(self, req):
+            return self.do_open(TLSConnection, req, context=self._context)
+
+    class SameOrigin(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, req, fp, code, msg, headers, newurl):
+            if origin(newurl) != first:
+                raise RequestFailed(f"answered {code}, a redirect to another origin ({redact_url(newurl)}): not "
+                                    "followed, so the token goes nowhere else; give that URL if you trust it")
+            if not follow:
+                raise RequestFailed(f"answered {code}, a redirect to {redact_url(newurl)}: not followed; give "
+                                    "that URL instead")
+            return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+    headers = {"Accept": "application/json"}
+    body = None
+    if data is not None:
+        headers["Content-Type"] = "application/json"
+        body = json.dumps(data).encode()
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    opener = urllib.request.build_opener(Plain, TLS, SameOrigin)
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST" if body is not None else "GET")
+    too_big = RequestFailed(f"answer larger than {max_bytes} bytes: not what this server should send")
+    try:
+        try:
+            with opener.open(request, timeout=deadline.remaining()) as resp:
+                if int(resp.headers.get("Content-Length") or 0) > max_bytes:
+                    raise too_big
+                content, status = resp.read(max_bytes + 1), resp.status
+        except urllib.error.HTTPError as e:
+            content, status = e.read(max_bytes + 1), e.code
+        if deadline.expired:
+            raise RequestFailed(f"no complete answer within {timeout:g} s", timed_out=True)
+        if len(content) > max_bytes:
+            raise too_big
+        return status, content
+    except RequestFailed:
+        raise
+    except (urllib.error.URLError, OSError, http.client.HTTPException, ValueError) as e:
+        if deadline.expired or isinstance(getattr(e, "reason", e), TimeoutError):
+            raise RequestFailed(f"no complete answer within {timeout:g} s", timed_out=True) from None
+        reason = e.reason if isinstance(e, urllib.error.URLError) else e
+        raise RequestFailed(reason if isinstance(reason, str) else describe_exception(reason), retry=True) from None
+    finally:
+        deadline.cancel()
+
+
 def get_json(url: str, *, token: str | None, timeout: float = 30.0, tries: int = 3) -> tuple[int, object]:
-    """GET a JSON document at start-up (the /info or /v1/models of an endpoint).
+    """GET a JSON document at start-up (the /info or /v1/models of an endpoint), through fetch().
 
     Returns (status, parsed body or None). Connection failures are retried a few
     times (a server may be restarting); if it stays unreachable, ValueError with one
     line, since a wrong --endpoint is the usual cause. A server that takes the
-    connection and does not answer within `timeout` is not retried: it would
-    only hang again.
+    connection and does not answer in full within `timeout` (the total deadline)
+    is not retried: it would only hang again. A redirect to another origin is
+    refused (the token would go there), and so is an answer over 1 MB.
     """
-    import socket
-    import urllib.error
-    import urllib.request
-
-    headers = {"Accept": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
     secrets = secrets_of(token, [url])
     last = ""
     for attempt in range(1, tries + 1):
-        req = urllib.request.Request(url, headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
-                body = resp.read()
-                status = resp.status
-        except urllib.error.HTTPError as e:
-            body, status = e.read(), e.code
-        except (urllib.error.URLError, OSError) as e:
-            reason = e.reason if isinstance(e, urllib.error.URLError) else e
-            if isinstance(reason, (TimeoutError, socket.timeout)):
+            status, body = fetch(url, token=token, timeout=timeout)
+        except RequestFailed as e:
+            if e.timed_out:
                 raise ValueError(scrub(
-                    f"no answer from {redact_url(url)} within {timeout:g} s: the server takes connections but does "
-                    "not answer; check that it is up and serving (or raise --request-timeout)", secrets)) from None
-            last = reason if isinstance(reason, str) else describe_exception(reason)
+                    f"no answer from {redact_url(url)} within {timeout:g} s (connect to last byte): the server takes "
+                    "connections but does not answer in full; check that it is up and serving (or raise "
+                    "--request-timeout)", secrets)) from None
+            if not e.retry:
+                raise ValueError(scrub(f"{redact_url(url)} {e.reason}", secrets)) from None
+            last = e.reason
             if attempt < tries:
                 time.sleep(0.5 * 2 ** (attempt - 1))
             continue
@@ -481,9 +657,13 @@ class HTTPPump:
         requests: Iterable[Request],
         build: Callable[[Request], dict],
         parse: Callable[[Request, object, dict], Result],
+        max_bytes: int = ANSWER_BASE_BYTES,
     ) -> Iterator[Result]:
-        """Yield one Result per request, in finishing order; see the module docstring."""
-        run = _Run(self, iter(requests), build, parse)
+        """Yield one Result per request, in finishing order; see the module docstring.
+
+        max_bytes: the largest answer body read; a larger one is a malformed answer.
+        """
+        run = _Run(self, iter(requests), build, parse, max_bytes)
         thread = threading.Thread(target=run.thread_main, name="sdft-http-pump", daemon=True)
         # A full garbage collection rescans every object the process holds: with
         # transformers and a tokenizer loaded that is ~300k objects and ~150 ms,
@@ -503,9 +683,9 @@ class HTTPPump:
 class _Run:
     """One generate() call: the dispatcher and its attempts, living in the pump thread."""
 
-    def __init__(self, pump: HTTPPump, source: Iterator[Request], build, parse):
+    def __init__(self, pump: HTTPPump, source: Iterator[Request], build, parse, max_bytes: int):
         self.pump, self.policy, self.stats = pump, pump.policy, pump.stats
-        self.source, self.build, self.parse = source, build, parse
+        self.source, self.build, self.parse, self.max_bytes = source, build, parse, max_bytes
         self.endpoints = [Endpoint(u, n) for u, n in zip(pump.urls, pump.limits)]
         # Pull no further ahead than this many rows not yet handed to the engine.
         self.max_outstanding = 2 * sum(e.max_limit for e in self.endpoints) + 16
@@ -683,10 +863,17 @@ class _Run:
             sent_at = time.monotonic()
             status, body, headers, failure = 0, b"", {}, None
             try:
-                async with self.session.post(url, data=row.body) as resp:
-                    status = resp.status
-                    body = await resp.read()
-                    headers = resp.headers
+                # The session's total timeout covers connect to last byte of the body.
+                async with self.session.post(url, data=row.body, allow_redirects=False) as resp:
+                    status, headers = resp.status, resp.headers
+                    if (resp.content_length or 0) > self.max_bytes:
+                        failure = f"malformed answer ({resp.content_length} bytes, more than {self.max_bytes})"  # unread
+                    else:
+                        body = await resp.content.read(self.max_bytes + 1)
+                        while len(body) <= self.max_bytes and not resp.content.at_eof():
+                            body += await resp.content.read(self.max_bytes + 1 - len(body))
+                        if len(body) > self.max_bytes:
+                            failure = f"malformed answer (more than {self.max_bytes} bytes)"
             except TimeoutError:
                 failure = f"no answer within {self.policy.request_timeout:g} s"
             except aiohttp.ClientError as e:
@@ -733,6 +920,13 @@ class _Run:
             failure = error_text(status, body)
         failure = scrub(failure, secrets)
 
+        if status in REDIRECTS:
+            where = redact_url(urljoin(ep.url + self.pump.path, headers.get("Location", "")))
+            self.fatal = EndpointError(f"{ep.name}{self.pump.path} answered {status}, a redirect to {where}: not "
+                                       "followed (the token goes only to the --endpoint given); give the final URL "
+                                       "as --endpoint if you trust it")
+            self.wake.set()
+            return
         if status in FATAL:
             hint = "; check HF_TOKEN or --token-file" if status in (401, 403) else ""
             self.fatal = EndpointError(f"{ep.name}{self.pump.path} refused the request ({failure}){hint}")
@@ -826,9 +1020,21 @@ class EndpointBackend:
         self._pump = HTTPPump(urls, limits=self.concurrency, path=path, token=token,
                               policy=policy or RetryPolicy(), stats=self.stats)
 
-    def _run(self, requests: Iterable[Request], build, parse) -> Iterator[Result]:
+    def _run(self, requests: Iterable[Request], build, parse, params: GenerationParams) -> Iterator[Result]:
+        """The pump over `requests`; answers too large for `params.max_new_tokens` are malformed."""
         self.stats.reset()
-        return self._pump.run(requests, build, parse)
+        n = params.max_new_tokens
+        longest = n * MAX_CHARS_PER_TOKEN + max((len(s) for s in params.stop), default=0)
+
+        def checked(req: Request, data, headers) -> Result:
+            result = parse(req, data, headers)
+            if len(result.text) > longest:
+                raise ValueError(f"{len(result.text)} characters of text for at most {n} new tokens")
+            if result.generated_tokens is not None and not 0 <= result.generated_tokens <= n:
+                raise ValueError(f"{result.generated_tokens} tokens generated for at most {n} new tokens")
+            return result
+
+        return self._pump.run(requests, build, checked, max_bytes=ANSWER_BASE_BYTES + ANSWER_BYTES_PER_TOKEN * n)
 
     @property
     def retries(self) -> int:

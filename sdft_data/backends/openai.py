@@ -26,8 +26,10 @@ from typing import Iterable, Iterator
 
 from . import GenerationParams, ModelInfo, Request, Result
 from ._http import (
+    TGI_INFO_FIELDS,
     EndpointBackend,
     RetryPolicy,
+    check_fields,
     bos_added_by_server,
     get_json,
     load_tokenizer,
@@ -168,7 +170,7 @@ class OpenAIBackend(EndpointBackend):
         def parse(req: Request, data, headers) -> Result:
             return parse_completion(req, data, headers, stop)
 
-        return self._run(requests, build, parse)
+        return self._run(requests, build, parse, params)
 
 
 def _strip_v1(url: str) -> str:
@@ -186,6 +188,8 @@ def _served_model(url: str, model: str, token: str | None, timeout: float = 30.0
         # OpenAI and vLLM list models under "data"; TGI answers with a single model object.
         raw = data.get("data") if isinstance(data.get("data"), list) else [data] if "id" in data else []
         entries = [e for e in raw if isinstance(e, dict) and "id" in e]
+    for e in entries:
+        check_fields(e, {"id": "text", "revision": "text", "root": "text"}, f"{where}/v1/models", required=("id",))
     ids = [e["id"] for e in entries]
     if ids and model not in ids:
         raise ValueError(f"{where} serves {', '.join(map(repr, ids))}, not --model {model!r}")
@@ -199,6 +203,7 @@ def _served_model(url: str, model: str, token: str | None, timeout: float = 30.0
     # Other servers answer 404 there, which simply tells us nothing.
     status, info = get_json(url + "/info", token=token, tries=1, timeout=timeout)
     if status == 200 and isinstance(info, dict) and info.get("model_id") == model:
+        check_fields(info, TGI_INFO_FIELDS, f"{where}/info")
         found["revision"] = found["revision"] or info.get("model_sha")
         found["max_concurrent_requests"] = info.get("max_concurrent_requests")
     return found

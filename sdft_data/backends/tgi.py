@@ -32,8 +32,10 @@ from typing import Iterable, Iterator
 
 from . import GenerationParams, ModelInfo, Request, Result
 from ._http import (
+    TGI_INFO_FIELDS,
     EndpointBackend,
     RetryPolicy,
+    check_fields,
     bos_added_by_server,
     get_json,
     load_tokenizer,
@@ -200,7 +202,7 @@ class TGIBackend(EndpointBackend):
             parameters = {**base, "seed": req.seed % 2**64} if sample else base
             return {"inputs": prompt, "parameters": parameters}
 
-        return self._run(requests, build, parse_generate)
+        return self._run(requests, build, parse_generate, params)
 
 
 def _read_info(url: str, token: str | None, timeout: float = 30.0) -> dict:
@@ -212,6 +214,7 @@ def _read_info(url: str, token: str | None, timeout: float = 30.0) -> dict:
         raise ValueError(
             f"{where} does not answer TGI's /info (HTTP {status}); for vLLM, SGLang or llama.cpp use --backend openai"
         )
+    check_fields(data, TGI_INFO_FIELDS, f"{where}/info", required=("model_id",))
     return data
 
 

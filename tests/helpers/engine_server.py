@@ -12,6 +12,7 @@ one from sdft_data.tiny), so outputs can be compared with the local backend's.
     POST /v1/completions   CompletionRequest -> CompletionFinal, finish_reason and
                            stop_reason as vLLM gives them (the stop string cut off)
     GET  /v1/models        the served model, vLLM-style list
+    POST /v1/chat/completions  a judge's canned verdict ("Output (a)", or the `text` fault)
     GET|POST /control/faults   read or change the fault switches (JSON; never authenticated)
     GET  /control/stats        counters: requests, answers by status, drops, peak in flight
 
@@ -30,6 +31,16 @@ too long would), added latency, `down` (every generation request dropped), and
 `script`, a list of the next answers in order (429, 503, 424, 500, "drop",
 "hang") for deterministic tests. `echo` answers with canned text and no model,
 so a benchmark measures the client, not the model.
+
+Hostile-server faults: `text`, a generated text sent instead of the model's (a
+50 MB one, a forged HumanEval completion); `info` and `models`, fields merged
+into /info and into /v1/models' entry (wrong types); `drip`, seconds between
+the bytes of every answer's body under `drip_path` (a server that never stops
+answering); `redirect`, a base URL that every route under `redirect_path`
+(never /control) answers `redirect_status` to, same path. Every server counts
+the requests it sees (`seen`) and those carrying an Authorization header
+(`authorization_seen`), on any route: the other origin of a redirect must see
+neither.
 
 In a test, as a context manager (its own thread and event loop):
 
@@ -78,6 +89,14 @@ class Faults:
     script: list = field(default_factory=list)  # the next answers, in order, before any rate applies
     hang: float = 30.0  # how long a scripted "hang" keeps the request waiting
     seed: int = 0
+    text: str | None = None  # generated text sent instead of the model's (or the echo)
+    info: dict = field(default_factory=dict)  # fields merged into /info's answer
+    models: dict = field(default_factory=dict)  # fields merged into /v1/models' entry
+    drip: float = 0.0  # seconds between the bytes of every answer's body (routes under drip_path)
+    drip_path: str = "/"
+    redirect: str | None = None  # base URL the routes under redirect_path (all but /control) redirect to
+    redirect_path: str = "/"
+    redirect_status: int = 302
 
 
 class _Invalid(Exception):
@@ -179,13 +198,14 @@ class EngineServer:
         loop.close()
 
     async def _start_site(self) -> web.AppRunner:
-        app = web.Application(client_max_size=64 * 2**20)
+        app = web.Application(client_max_size=64 * 2**20, middlewares=[self._hostile])
         app.router.add_post("/generate", self._tgi_generate)
         app.router.add_post("/", self._tgi_compat)
         app.router.add_get("/info", self._info)
         app.router.add_get("/health", self._health)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_route("*", "/control/faults", self._control_faults)
         app.router.add_get("/control/stats", self._control_stats)
         # handler_cancellation: a client that gives up (timeout) ends its hanging
@@ -205,7 +225,7 @@ class EngineServer:
             for k, v in changes.items():
                 if k not in {f.name for f in fields(Faults)}:
                     raise ValueError(f"unknown fault {k!r}; known: {', '.join(f.name for f in fields(Faults))}")
-                setattr(self.faults, k, list(v) if k == "script" else v)
+                setattr(self.faults, k, list(v) if k == "script" else dict(v) if k in ("info", "models") else v)
             if "seed" in changes:
                 self._rng = random.Random(changes["seed"])
 
@@ -220,7 +240,7 @@ class EngineServer:
 
     def _reset_stats(self) -> None:
         self._stats = {"requests": 0, "by_status": {}, "dropped": 0, "hung": 0, "max_in_flight": 0,
-                       "unauthorized": 0, "generated_tokens": 0}
+                       "unauthorized": 0, "generated_tokens": 0, "seen": 0, "authorization_seen": 0}
 
     def _count(self, status) -> None:
         with self._lock:
@@ -240,6 +260,36 @@ class EngineServer:
         if request.query.get("reset"):
             self.reset_stats()
         return web.json_response(self.stats)
+
+    @web.middleware
+    async def _hostile(self, request: web.Request, handler):
+        """Every request is counted (with or without a token); then the redirect and drip faults."""
+        control = request.path.startswith("/control/")
+        with self._lock:
+            if not control:
+                self._stats["seen"] += 1
+                self._stats["authorization_seen"] += "Authorization" in request.headers
+            f = self.faults
+            redirect = f.redirect if request.path.startswith(f.redirect_path) else None
+            status, drip = f.redirect_status, f.drip if request.path.startswith(f.drip_path) else 0.0
+        if control:
+            return await handler(request)
+        if redirect:
+            return web.Response(status=status, headers={"Location": redirect.rstrip("/") + request.path_qs})
+        response = await handler(request)
+        body = getattr(response, "body", None)
+        if not drip or not isinstance(body, bytes):
+            return response
+        # The answer one byte at a time: each read gets something, the whole never comes in time.
+        stream = web.StreamResponse(status=response.status, headers={
+            k: v for k, v in response.headers.items() if k.lower() not in ("content-length", "transfer-encoding")})
+        stream.content_length = len(body)
+        await stream.prepare(request)
+        for i in range(len(body)):
+            await stream.write(body[i:i + 1])
+            await asyncio.sleep(drip)
+        await stream.write_eof()
+        return stream
 
     # ---------------------------------------------------------------- TGI routes
 
@@ -261,6 +311,7 @@ class EngineServer:
             "version": "loopback",
             "sha": None,
             "docker_label": None,
+            **self.faults.info,
         })
 
     async def _health(self, request: web.Request) -> web.Response:
@@ -321,7 +372,7 @@ class EngineServer:
             return self._unauthorized()
         return web.json_response({"object": "list", "data": [{
             "id": self.served_name, "object": "model", "created": 0, "owned_by": "sdft-loopback",
-            "root": self.model_id, "max_model_len": self.max_total_tokens,
+            "root": self.model_id, "max_model_len": self.max_total_tokens, **self.faults.models,
         }]})
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
@@ -371,6 +422,15 @@ class EngineServer:
                       "total_tokens": out["prompt_tokens"] + out["generated_tokens"]},
         }
         return self._answer(web.json_response(answer))
+
+    async def _chat(self, request: web.Request) -> web.Response:
+        """A judge's answer: the `text` fault, else "Output (a)" (no model; AlpacaEval's judge client)."""
+        if not self._authorized(request):
+            return self._unauthorized()
+        await request.read()
+        text = self.faults.text if self.faults.text is not None else "Output (a)"
+        return self._answer(web.json_response({"object": "chat.completion", "model": self.served_name, "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}]}))
 
     # ---------------------------------------------------------------- shared machinery
 
@@ -447,7 +507,9 @@ class EngineServer:
         try:
             if self.faults.latency:
                 await asyncio.sleep(self.faults.latency)
-            if self.echo:
+            if self.faults.text is not None:
+                out = _canned(self.faults.text, prompt)
+            elif self.echo:
                 out = _echo(prompt, kw["max_new_tokens"])
             else:
                 loop = asyncio.get_running_loop()
@@ -537,6 +599,13 @@ def _echo(prompt: str, max_new_tokens: int) -> dict:
             "generated_tokens": n, "prompt_tokens": max(1, len(prompt) // 4),
             "tokens": [{"id": i, "text": w, "logprob": None, "special": False} for i, w in enumerate(words[:n])],
             "seed": None, "stop_reason": None}
+
+
+def _canned(text: str, prompt: str) -> dict:
+    """The `text` fault's answer: that text, whatever was asked (a hostile or broken server)."""
+    return {"text": text, "finish_reason": "eos_token", "generated_tokens": 1, "prompt_tokens": max(1, len(prompt) // 4),
+            "tokens": [{"id": 0, "text": text[:16], "logprob": None, "special": False}], "seed": None,
+            "stop_reason": None}
 
 
 def _error(status: int, message: str, error_type: str, headers: dict | None = None) -> web.Response:
