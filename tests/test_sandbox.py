@@ -275,7 +275,7 @@ def test_through_sdft_train_eval(tmp_path, tiny_model_dir):
         server.set_faults(text=FRAME_TOKEN)
         out = tmp_path / "eval"
         result = CliRunner().invoke(main, ["eval", "--model", str(tiny_model_dir), "--backend", "tgi", "--endpoint",
-                                           server.url, "--tasks", "humaneval", "--limit", "3", "--decoding", "greedy",
+                                           server.url, "--tasks", "humaneval", "--limit", "3", "--temperature", "0",
                                            "--max-new-tokens", "64", "--out", str(out), "--quiet"])
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
