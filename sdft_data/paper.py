@@ -83,7 +83,10 @@ def differences(fmt: str, rules: str, params: GenerationParams) -> list[str]:
     return out
 
 
-def describe(fmt: str, rules: str, params: GenerationParams, layout: str | None) -> dict:
-    """The manifest's `paper` entry: whether a run used the paper's settings, and where it did not."""
-    diffs = differences(fmt, rules, params)
+def describe(fmt: str, rules: str, params: GenerationParams, layout: str | None, extra: list[str] = ()) -> dict:
+    """The manifest's `paper` entry: whether a run used the paper's settings, and where it did not.
+
+    `extra`: differences the settings alone do not show (a layout forced onto another model family).
+    """
+    diffs = differences(fmt, rules, params) + list(extra)
     return {"mode": not diffs, "layout": layout, "differences": diffs}

@@ -64,6 +64,7 @@ class RunSummary:
     counts: dict = field(default_factory=dict)  # rows by generation status
     by_reason: dict = field(default_factory=dict)  # rows by check reason
     distilled: Path | None = None
+    template_leaks: int = 0  # rewrites that write the distill template's headers (sdft_data.check)
 
 
 def _pending_requests(
@@ -99,12 +100,13 @@ def _diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def _model_hint(backend: str, model: str | None) -> dict:
+def _model_hint(backend: str, model: str | None, model_id: str | None = None) -> dict:
     """The parts of the fingerprint's `model` entry known before the backend opens (no weights loaded)."""
     hint = {"backend": backend}
     if model and backend == "local":
-        path = Path(model).expanduser()
-        hint["model_id"] = path.name if path.exists() else model
+        from .models import resolve_model
+
+        hint["model_id"] = resolve_model(model, model_id=model_id, content_hash=False).model_id
     elif model:
         hint["model_id"] = model
     return hint
@@ -175,6 +177,7 @@ def distill(
     retry_budget: float | None = None,
     rules: str = "default",
     paper_layout: str | None = None,
+    model_id: str | None = None,
 ) -> RunSummary:
     """Distill `source` with `recipe` into the run directory `out`, resuming if it holds the same run.
 
@@ -184,6 +187,7 @@ def distill(
     set (sdft_data.check); `paper_layout` ("llama2"/"llama3") overrides the
     Llama layout the paper format infers from the tokenizer. The paper's
     settings: fmt=paper.FORMAT, params=paper.DECODING, rules=paper.RULES.
+    `model_id` names a local model's Hub id (sdft_data.models.resolve_model).
     """
     from . import paper
     from .check import check_rules
@@ -192,7 +196,8 @@ def distill(
     if fmt not in templates.FORMATS:
         raise ValueError(f"unknown format {fmt!r}; choose one of: {', '.join(templates.FORMATS)}")
     check_rules(rules)
-    templates.resolve_layout("llama", None, paper_layout)  # a bad --paper-layout fails here, before any work
+    if paper_layout is not None:  # a bad --paper-layout fails here, before any work
+        templates.resolve_layout("llama", None, paper_layout)
     if params.max_new_tokens < 1:
         raise ValueError("--max-new-tokens must be at least 1")
     if not source:
@@ -212,7 +217,7 @@ def distill(
     if engine is None:
         _refuse_other_run(Path(out), {
             "source": source_inputs, "recipe": rec.describe(), "generation": params.to_dict(), "seed": seed,
-            "rules": rules, "model": _model_hint(backend, model),
+            "rules": rules, "model": _model_hint(backend, model, model_id),
         })
 
     run_dir = Path(out)
@@ -226,7 +231,7 @@ def distill(
         engine = make_backend(
             backend, model=model, endpoints=endpoints, tokenizer=tokenizer, concurrency=concurrency,
             token=token, batch_size=batch_size, revision=None, max_prompt_tokens=max_prompt_tokens,
-            request_timeout=request_timeout, retry_budget=retry_budget,
+            request_timeout=request_timeout, retry_budget=retry_budget, model_id=model_id,
         )
     try:
         check_params = getattr(engine, "check_params", None)
@@ -244,7 +249,8 @@ def distill(
             "seed": seed,
             "rules": rules,
         }
-        paper_entry = paper.describe(fmt, rules, params, inputs["template"]["layout"])
+        forced = templates.layout_difference(inputs["template"]) if fmt == "paper" else None
+        paper_entry = paper.describe(fmt, rules, params, inputs["template"]["layout"], extra=[forced] if forced else [])
 
         def write_source(run: Path) -> None:
             if not (run / "source.parquet").is_file():
@@ -274,6 +280,7 @@ def distill(
         counts=manifest.get("counts", {}),
         by_reason=manifest.get("check", {}).get("by_reason", {}),
         distilled=run_dir / "distilled.parquet" if len(checked) else None,
+        template_leaks=manifest.get("check", {}).get("template_leaks", 0),
     )
 
 

@@ -27,7 +27,9 @@ def main():
 @main.command()
 @click.option("--data", required=True, help="org/name@vN (published), a finished run directory, or a parquet/json file.")
 @click.option("--local", default=None, type=click.Path(file_okay=False), help="Local publishing folder for org/name@vN.")
-@click.option("--model", required=True, help="Base model: Hub id or local folder (the dataset's seed model).")
+@click.option("--model", required=True, help="Base model: Hub id, local folder or .gguf file (the dataset's seed model).")
+@click.option("--model-id", default=None, metavar="ORG/NAME",
+              help="The Hub id a local --model stands for.  [default: the folder's provenance.json or config, else its name]")
 @click.option("--revision", default=None, help="Hub revision of --model.")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Where to save the adapter or model.")
 @click.option("--responses", type=click.Choice(["sdft", "original"]), default="sdft", show_default=True,
@@ -73,8 +75,8 @@ def main():
 @click.option("--private", is_flag=True, help="With --push-to-hub: create the repo private.")
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 @user_errors
-def train(data, local, model, revision, out, recipe, fmt, paper_mode, resume, allow_other_model, push_to_hub, private,
-          quiet, **knobs):
+def train(data, local, model, model_id, revision, out, recipe, fmt, paper_mode, resume, allow_other_model, push_to_hub,
+          private, quiet, **knobs):
     """Fine-tune MODEL on one arm of a distilled dataset; the loss on the response and EOS only.
 
     The defaults are the paper's preset; every flag in [brackets] overrides one
@@ -101,7 +103,7 @@ def train(data, local, model, revision, out, recipe, fmt, paper_mode, resume, al
     config = TrainConfig(format=fmt, **knobs)
     record = run_train(data=data, model=model, revision=revision, out=out, recipe=recipe, local=local, config=config,
                        resume=resume, allow_other_model=allow_other_model, push_to_hub=push_to_hub, private=private,
-                       progress=not quiet, paper_mode=paper_mode)
+                       progress=not quiet, paper_mode=paper_mode, model_id=model_id)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     ex = record["examples"]
@@ -117,7 +119,10 @@ def train(data, local, model, revision, out, recipe, fmt, paper_mode, resume, al
 
 
 @main.command("eval")
-@click.option("--model", required=True, help="Model: Hub id, local folder, or a LoRA adapter folder from `sdft-train train`.")
+@click.option("--model", required=True,
+              help="Model: Hub id, local folder, .gguf file, or a LoRA adapter folder from `sdft-train train`.")
+@click.option("--model-id", default=None, metavar="ORG/NAME",
+              help="The Hub id a local --model stands for.  [default: the folder's provenance.json or config, else its name]")
 @click.option("--adapter", default=None, type=click.Path(file_okay=False, exists=True),
               help="LoRA adapter folder to apply to --model (local backend; merged in memory).")
 @click.option("--tasks", "task_list", default=None, help="Comma-separated tasks: gsm8k,multiarith,openfunctions,"
@@ -140,6 +145,9 @@ def train(data, local, model, revision, out, recipe, fmt, paper_mode, resume, al
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--limit", type=int, default=None, help="First N rows of each task.")
 @click.option("--format", "fmt", type=click.Choice(["chat", "paper"]), default="chat", show_default=True)
+@click.option("--paper-layout", type=click.Choice(["llama2", "llama3"]), default=None,
+              help="Paper format, GSM8K and MultiArith: the Llama-2 or Llama-3 layout.  [default: the model's; "
+                   "refused for a model that is neither]")
 @click.option("--max-new-tokens", type=int, default=None, help="Default: the paper's 512.")
 @click.option("--batch-size", type=int, default=16, show_default=True)
 @click.option("--judge-endpoint", default=None, help="OpenAI-compatible server judging AlpacaEval.")
@@ -150,9 +158,9 @@ def train(data, local, model, revision, out, recipe, fmt, paper_mode, resume, al
               "(default: all-MiniLM-L6-v2, as the authors).")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @user_errors
-def evaluate(model, adapter, task_list, suite, out, data_dir, backend, endpoints, tokenizer, concurrency, paper_mode,
-             decoding, samples, seed, limit, fmt, max_new_tokens, batch_size, judge_endpoint, judge_model,
-             seed_results, embedding_model, quiet):
+def evaluate(model, model_id, adapter, task_list, suite, out, data_dir, backend, endpoints, tokenizer, concurrency,
+             paper_mode, decoding, samples, seed, limit, fmt, paper_layout, max_new_tokens, batch_size, judge_endpoint,
+             judge_model, seed_results, embedding_model, quiet):
     """Evaluate a model as the paper does; writes OUT/results.json and per-row predictions.
 
     Each task's generation is a resumable run (OUT/runs/): run the same command
@@ -196,7 +204,8 @@ def evaluate(model, adapter, task_list, suite, out, data_dir, backend, endpoints
                        tokenizer=tokenizer, concurrency=concurrency, token=token, data_dir=data_dir, decoding=decoding,
                        samples=samples, seed=seed, limit=limit, fmt=fmt, max_new_tokens=max_new_tokens,
                        batch_size=batch_size, judge=judge, seed_results=seed_results, embedding_model=embedding_model,
-                       suite=suite, progress=not quiet, echo=click.echo)
+                       suite=suite, progress=not quiet, echo=click.echo, paper_layout=paper_layout,
+                       model_id=model_id)
     for note in results["notes"]:
         click.echo(f"note: {note}")
     click.echo(f"results: {Path(out) / 'results.json'} ({results['arm']}"
