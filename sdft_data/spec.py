@@ -562,8 +562,11 @@ class Backend(SpecBase):
     backend: str = setting("local", "local: a transformers model here (GPU when present); tgi: Text Generation "
                            "Inference's API; openai: any OpenAI-compatible /v1/completions server.",
                            choices=_backends, paper=False)
-    model: str | None = setting(None, "Model: a Hub id or a local folder (the model name on an openai server; "
-                                "optional for tgi).", paper=False, path=True)
+    model: str | None = setting(None, "Model: a Hub id, a local folder or a .gguf file (the model name on an "
+                                "openai server; optional for tgi).", paper=False, path=True)
+    model_id: str | None = setting(None, "The Hub id a local --model (folder or .gguf file) stands for, recorded "
+                                   "as its id.", metavar="ORG/NAME", paper=False,
+                                   default_text="the folder's provenance.json or config, else its name")
     endpoints: tuple[str, ...] = setting((), "Serving endpoint URL (repeat for several) for tgi/openai.",
                                          flag="--endpoint", multiple=True, paper=False, metavar="URL")
     tokenizer: str | None = setting(None, "Tokenizer to render prompts with, when the served model's id "
@@ -607,7 +610,8 @@ class Backend(SpecBase):
         """The backend these settings name (sdft_data.backends.make_backend)."""
         from .backends import make_backend
 
-        return make_backend(self.backend, model=self.model, endpoints=self.endpoints, tokenizer=self.tokenizer,
+        return make_backend(self.backend, model=self.model, model_id=self.model_id, endpoints=self.endpoints,
+                            tokenizer=self.tokenizer,
                             concurrency=self.concurrency, token=self.token(), batch_size=self.batch_size,
                             max_prompt_tokens=self.max_prompt_tokens, request_timeout=self.request_timeout,
                             retry_budget=self.retry_budget)
@@ -712,7 +716,11 @@ class TrainSpec(SpecBase):
                         paper=False, path=True)
     hub_dir: str | None = setting(None, "Local publishing folder holding org/name@vN (instead of the Hub).",
                                   paper=False, metavar="DIR", path=True)
-    model: str = setting(REQUIRED, "Base model: Hub id or local folder (the dataset's seed model).", paper=False, path=True)
+    model: str = setting(REQUIRED, "Base model: Hub id, local folder or .gguf file (the dataset's seed model).",
+                        paper=False, path=True)
+    model_id: str | None = setting(None, "The Hub id a local --model (folder or .gguf file) stands for, recorded "
+                                   "as its id.", metavar="ORG/NAME", paper=False,
+                                   default_text="the folder's provenance.json or config, else its name")
     revision: str | None = setting(None, "Hub revision of --model.", paper=False)
     recipe: str | None = setting(None, "Recipe whose train template to use.", choices=_recipes,
                                  default_text="the dataset's", paper=False)

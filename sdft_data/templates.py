@@ -21,8 +21,19 @@ BOS and EOS are the tokenizer's own tokens (none when it has none). A recipe
 names its layout family: "alpaca" for every Alpaca-style recipe whatever the
 model (the authors used the Alpaca templates with Llama-3 too), or "llama"
 for GSM8K, which follows the model: Llama-3 when the tokenizer knows
-<|start_header_id|>, else Llama-2, unless the caller passes `layout` (the CLI's
---paper-layout). The layout actually used is recorded (`describe`).
+<|start_header_id|>, Llama-2 when its BOS is <s> and its chat template (if
+any) is [INST]-style, unless the caller passes `layout` (the CLI's
+--paper-layout). A model that is neither (SmolLM2's ChatML, say) is refused
+rather than rendered in a layout made up for it; --paper-layout renders one
+anyway, and `describe` records that it was forced (a difference from the
+paper). The layout actually used is recorded (`describe`).
+
+The chat format's user turns are the recipe's `chat_*_user` texts: the
+instruction (and reference) without the raw-text "### Instruction:" markup,
+which the chat template makes redundant and a chat model echoes. `describe`
+also records the chat template's own default system prompt (SmolLM2: "You are
+a helpful AI assistant named SmolLM..."), which the recipe's system line
+replaces.
 
 Recipe-level helpers (what distill, train and eval call):
 
@@ -76,7 +87,33 @@ def resolve_layout(layout: str, tokenizer=None, override: str | None = None) -> 
         return override
     if layout != "llama":
         return layout
-    return "llama3" if _knows_token(tokenizer, _LLAMA3_HEADER) else "llama2"
+    found = model_layout(tokenizer)
+    if found is None:
+        bos = getattr(tokenizer, "bos_token", None)
+        raise ValueError(
+            f"--format paper renders this recipe in Llama-2's or Llama-3's layout, and the model is neither (BOS "
+            f"{bos!r}, {'a ChatML' if _is_chatml(tokenizer) else 'another'} chat template): pass --paper-layout "
+            "llama2 or llama3 to render that layout anyway (recorded as a difference from the paper), or use "
+            "--format chat")
+    return found
+
+
+def model_layout(tokenizer) -> str | None:
+    """The paper layout of the model family a tokenizer belongs to: "llama3", "llama2", or None (neither).
+
+    Llama-3: the tokenizer knows <|start_header_id|>. Llama-2: its BOS is <s>
+    and its chat template, if it has one, is [INST]-style.
+    """
+    if _knows_token(tokenizer, _LLAMA3_HEADER):
+        return "llama3"
+    template = getattr(tokenizer, "chat_template", None)
+    if getattr(tokenizer, "bos_token", None) == "<s>" and (not template or "[INST]" in str(template)):
+        return "llama2"
+    return None
+
+
+def _is_chatml(tokenizer) -> bool:
+    return "<|im_start|>" in str(getattr(tokenizer, "chat_template", None) or "")
 
 
 def _knows_token(tokenizer, token: str) -> bool:
@@ -118,6 +155,15 @@ def render_turns(
     return _apply_chat(tokenizer, system, user) + prefill
 
 
+def _takes_system(tokenizer) -> bool:
+    try:
+        tokenizer.apply_chat_template([{"role": "system", "content": "s"}, {"role": "user", "content": "u"}],
+                                      tokenize=False, add_generation_prompt=True)
+        return True
+    except Exception:
+        return False
+
+
 def _apply_chat(tokenizer, system: str, user: str) -> str:
     if getattr(tokenizer, "chat_template", None) is None:
         raise ValueError("the model's tokenizer has no chat template: use --format paper")
@@ -148,9 +194,9 @@ def training_target(
 # Recipe-level prompts
 
 
-def distill_turns(recipe: Recipe, instruction: str, reference: str) -> tuple[str, str, str]:
-    """(system, user, prefill) of the distill prompt for one row."""
-    user = recipe.distill_user.format(instruction=instruction, response=reference)
+def distill_turns(recipe: Recipe, instruction: str, reference: str, fmt: str = "paper") -> tuple[str, str, str]:
+    """(system, user, prefill) of the distill prompt for one row, in format `fmt`."""
+    user = recipe.distill_user_for(fmt).format(instruction=instruction, response=reference)
     return recipe.distill_system, user, recipe.prefill
 
 
@@ -158,7 +204,7 @@ def distill_prompt(
     recipe: Recipe, instruction: str, reference: str, tokenizer, fmt: str = "chat", *, layout: str | None = None
 ) -> str:
     """The distill (rewrite) prompt for one row. `layout`: llama2/llama3 override for the Llama family."""
-    system, user, prefill = distill_turns(recipe, instruction, reference)
+    system, user, prefill = distill_turns(recipe, instruction, reference, fmt)
     return render_turns(system, user, prefill, tokenizer, fmt, layout=recipe.paper_layout, override=layout)
 
 
@@ -168,13 +214,13 @@ render = distill_prompt
 
 def train_prompt(recipe: Recipe, instruction: str, tokenizer, fmt: str = "chat", *, layout: str | None = None) -> str:
     """The prompt the model is fine-tuned with: the recipe's train template, no pre-fill."""
-    user = recipe.train_user.format(instruction=instruction)
+    user = recipe.train_user_for(fmt).format(instruction=instruction)
     return render_turns(recipe.train_system, user, "", tokenizer, fmt, layout=recipe.paper_layout, override=layout)
 
 
 def eval_prompt(recipe: Recipe, instruction: str, tokenizer, fmt: str = "chat", *, layout: str | None = None) -> str:
     """The prompt the model is evaluated with: the train template with the recipe's eval system line, if any."""
-    user = recipe.train_user.format(instruction=instruction)
+    user = recipe.train_user_for(fmt).format(instruction=instruction)
     system = recipe.eval_system or recipe.train_system
     return render_turns(system, user, "", tokenizer, fmt, layout=recipe.paper_layout, override=layout)
 
@@ -228,17 +274,57 @@ def render_authors_template(name: str, instruction: str, response: str, tokenize
     return render_turns(t.system, user, t.prefill, tokenizer, fmt, layout=t.layout)
 
 
+def default_system_prompt(tokenizer) -> str | None:
+    """The system prompt a chat template writes when a conversation has none (SmolLM2's, Qwen's...), else None."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    system, user = "\x00sdft-system\x00", "\x00sdft-user\x00"
+    try:
+        with_system = tokenizer.apply_chat_template([{"role": "system", "content": system},
+                                                     {"role": "user", "content": user}], tokenize=False)
+        plain = tokenizer.apply_chat_template([{"role": "user", "content": user}], tokenize=False)
+    except Exception:  # a template that refuses a system turn has no default one to replace
+        return None
+    at = with_system.find(system)
+    if at < 0:
+        return None
+    before, after = with_system[:at], with_system[at + len(system):]
+    if plain.startswith(before) and plain.endswith(after) and len(plain) > len(before) + len(after):
+        return plain[len(before):len(plain) - len(after)]
+    return None
+
+
+def layout_difference(description: dict) -> str | None:
+    """How a paper-format description's layout differs from the paper: forced onto a model of another family.
+
+    `description` holds "layout", "layout_from" ("tokenizer" when inferred: it cannot differ) and
+    "model_layout" (templates.model_layout of the model's tokenizer).
+    """
+    if description.get("layout_from") in (None, "tokenizer") or description.get("model_layout") == description["layout"]:
+        return None
+    family = {"llama2": "Llama-2", "llama3": "Llama-3"}.get(description.get("model_layout"), "neither Llama-2 nor Llama-3")
+    return f"layout {description['layout']} set by {description['layout_from']} on a model that is {family}"
+
+
 def describe(recipe: Recipe, tokenizer, fmt: str, *, layout: str | None = None) -> dict:
     """What the fingerprint and the card record about the distill template: the
-    format, the paper layout used, the exact rendering of a placeholder row,
-    and a hash of the chat template."""
+    format, the paper layout used and where it came from, the exact rendering
+    of a placeholder row, and the chat template's hash and default system prompt."""
     chat_template = getattr(tokenizer, "chat_template", None) if fmt == "chat" else None
-    return {
+    out = {
         "format": fmt,
         "layout": resolve_layout(recipe.paper_layout, tokenizer, layout) if fmt == "paper" else None,
         "system": recipe.distill_system,
-        "user": recipe.distill_user,
+        "user": recipe.distill_user_for(fmt),
         "prefill": recipe.prefill,
         "chat_template_sha256": hashlib.sha256(chat_template.encode()).hexdigest() if chat_template else None,
         "example": distill_prompt(recipe, "{instruction}", "{response}", tokenizer, fmt, layout=layout),
     }
+    if chat_template:
+        # The template's own system prompt, replaced by the recipe's system line (None: it has none).
+        out["chat_template_default_system"] = default_system_prompt(tokenizer)
+        out["system_in"] = "system turn" if _takes_system(tokenizer) else "user turn (the template refuses a system turn)"
+    if fmt == "paper" and recipe.paper_layout != "alpaca":
+        out["layout_from"] = "--paper-layout" if layout else "tokenizer"
+        out["model_layout"] = model_layout(tokenizer)
+    return out

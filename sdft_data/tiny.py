@@ -21,6 +21,16 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
+# Llama-2-chat's layout ([INST] turns, <<SYS>> block), for a tiny stand-in of a Llama-2 model: the paper
+# format infers the Llama-2 layout from it (sdft_data.templates.model_layout).
+LLAMA2_CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{% if message['role'] == 'system' %}{{ '<<SYS>>\n' + message['content'] + '\n<</SYS>>\n\n' }}"
+    "{% elif message['role'] == 'user' %}{{ bos_token + '[INST] ' + message['content'] + ' [/INST]' }}"
+    "{% else %}{{ ' ' + message['content'] + ' ' + eos_token }}{% endif %}"
+    "{% endfor %}"
+)
+
 SPECIAL_TOKENS = ["<s>", "</s>", "<pad>", "<|im_start|>", "<|im_end|>"]
 
 # Training text for the tokenizer: the words our prompts are made of, so that
@@ -49,13 +59,15 @@ def build_tiny_model(
     vocab_size: int = 512,
     seed: int = 0,
     corpus: list[str] | None = None,
+    chat_template: str = CHAT_TEMPLATE,
 ) -> Path:
     """Build and save a tiny random Llama chat model with its tokenizer to `out_dir`.
 
     Defaults give a ~0.1M-parameter model for tests; `hidden_size=256,
     num_layers=8` gives ~8M parameters for benchmarks. `corpus` adds tokenizer
     training text (with a larger `vocab_size`, prompts then tokenize to
-    realistic lengths). Returns the folder.
+    realistic lengths). `chat_template`: ChatML by default, or
+    LLAMA2_CHAT_TEMPLATE for a stand-in of a Llama-2 model. Returns the folder.
     """
     import torch
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
@@ -83,7 +95,7 @@ def build_tiny_model(
         padding_side="left",
         model_max_length=2048,
     )
-    tokenizer.chat_template = CHAT_TEMPLATE
+    tokenizer.chat_template = chat_template
     tokenizer.save_pretrained(out)
 
     torch.manual_seed(seed)

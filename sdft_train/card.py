@@ -11,24 +11,40 @@ from __future__ import annotations
 from pathlib import Path
 
 from sdft_data.card import SDFT_CITATION, template_path
+from sdft_data.models import source_line
 from sdft_data.spec import TrainSpec, from_dict, public, show, to_argv
 
 TEMPLATE_NAME = "model_card.md"
 
 
-def _is_hub_id(name: str | None) -> bool:
-    return bool(name) and not Path(name).expanduser().exists() and name.count("/") == 1 and \
-        not name.startswith((".", "/", "~"))
+def _is_hub_id(name) -> bool:
+    from sdft_data.models import is_hub_id
+
+    return is_hub_id(name) and not Path(name).expanduser().exists()
 
 
 def base_id(record: dict) -> str:
-    """The base model as a reader knows it: its Hub id (given, or from its own provenance), else its folder name."""
+    """The base model as a reader knows it: its Hub id (given, from its provenance or --model-id), else its name."""
     base = record.get("base_model") or {}
-    for key in ("hub_id", "model_id", "name"):
+    for key in ("model_id", "name"):
         value = base.get(key)
         if _is_hub_id(value):
             return value
-    return Path(str(base.get("name") or base.get("model_id") or "?")).name
+    return Path(str(base.get("model_id") or base.get("name") or "?")).name
+
+
+def base_argument(record: dict) -> str:
+    """--model as a reader can pass it: a fetched model's folder, a Hub id, a relative path as given; an
+    absolute path never (its Hub id or name instead)."""
+    from sdft_data.models import DEFAULT_DIR, SMOLLM2
+
+    base = record.get("base_model") or {}
+    if ((base.get("source") or {}).get("provenance") or {}).get("stands_for") == SMOLLM2.hub_id:
+        return str(DEFAULT_DIR)
+    name = str(base.get("name") or "")
+    if name and not name.startswith(("/", "~")):
+        return name
+    return base_id(record)
 
 
 def reproduce_command(record: dict) -> str:
@@ -38,7 +54,8 @@ def reproduce_command(record: dict) -> str:
     spec = record.get("spec")
     if not spec:
         return "# not recorded (trained by an older sdft)"
-    made = public(from_dict(TrainSpec, spec), out=f"ckpt/{Path(str(spec.get('out') or 'model')).name}")
+    made = public(from_dict(TrainSpec, spec), out=f"ckpt/{Path(str(spec.get('out') or 'model')).name}",
+                  model=base_argument(record))
     return "sdft-train train " + shlex.join(to_argv(made))
 
 
@@ -92,7 +109,7 @@ def model_card(record: dict) -> str:
     tags = ["sdft", f"responses-{record['responses']}", "trl", "sft"] + (["lora"] if lora else [])
     if lora and hub_base:
         tags.append(f"base_model:adapter:{hub_base}")
-    licence = (base.get("provenance") or {}).get("license")
+    licence = ((base.get("source") or {}).get("provenance") or {}).get("license")
     meta = ModelCardData(base_model=hub_base, datasets=[data_repo] if data_repo else None,
                          library_name="peft" if lora else "transformers", tags=tags, license=licence,
                          pipeline_tag="text-generation")
@@ -108,6 +125,7 @@ def model_card(record: dict) -> str:
         what="A LoRA adapter for" if lora else "A full fine-tune of",
         base_id=base_id(record),
         base_revision=str(base.get("revision") or "")[:24] or None,
+        base_source=source_line(base["source"]) if base.get("source") else None,
         arm_text="SDFT responses (the seed model's own rewrites)" if sdft_arm
         else "original responses (vanilla fine-tuning)",
         other_arm="original" if sdft_arm else "sdft",
@@ -127,7 +145,7 @@ def model_card(record: dict) -> str:
         has_loss_plot=bool(record.get("losses")),
         lora=lora,
         self_ref=record.get("push_to_hub") or f"ckpt/{name}",
-        eval_model=(f"{base.get('name')} --adapter ckpt/{name}" if lora else f"ckpt/{name}"),
+        eval_model=(f"{base_argument(record)} --adapter ckpt/{name}" if lora else f"ckpt/{name}"),
         name=name,
         reproduce=reproduce_command(record),
         versions=versions,

@@ -11,9 +11,11 @@ change over the vanilla row of the same dataset with an arrow.
 
 Results are put side by side only when they were made the same way: for every
 task they share, the same task version, data (Hub revision or file hash),
-decoding, prompt format and row limit. Otherwise `compare` refuses and says
-which folder differs in what. A folder evaluated on other tasks (another
-suite), or a model not fine-tuned from the seed model, is flagged in a note.
+decoding, prompt format and row limit, and for similarity the same embedding
+model. Otherwise `compare` refuses and says which folder differs in what. A
+folder evaluated on other tasks (another suite), or a model not fine-tuned
+from the seed model, is flagged in a note; a score some of whose answers were
+cut at max_new_tokens is marked † and counted in a note.
 """
 
 from __future__ import annotations
@@ -52,8 +54,28 @@ def _made_how(results: dict, task: str) -> dict:
     }
 
 
+def _embedding_model(entry: dict):
+    """The embedding model a similarity entry was scored with (None: not scored, nothing to compare)."""
+    record = entry.get("embedding_model")
+    return record.get("name") if isinstance(record, dict) and record.get("name") else None
+
+
 def check_comparable(named: dict[str, dict]) -> None:
     """ValueError naming every (task, what, folders) that differs between results."""
+    problems = _differences(named)
+    # Similarities made with different embedding models are different measures (unscored entries have none).
+    for task in sorted({t for r in named.values() for t in r["tasks"]}):
+        used = {f: _embedding_model(r["tasks"][task]) for f, r in named.items() if task in r["tasks"]}
+        used = {f: m for f, m in used.items() if m}
+        if len(set(used.values())) > 1:
+            shown = "; ".join(f"{f}: {m}" for f, m in used.items())
+            problems.append(f"{task}: embedding model differs ({shown})")
+    if problems:
+        raise ValueError("cannot compare: " + "; ".join(dict.fromkeys(problems)))
+
+
+def _differences(named: dict[str, dict]) -> list[str]:
+    """Every (task, what, folders) whose making differs between results (see _made_how)."""
     problems = []
     folders = list(named)
     first = folders[0]
@@ -68,12 +90,8 @@ def check_comparable(named: dict[str, dict]) -> None:
     # Tasks the first folder lacks are compared between the others.
     rest = {k: v for k, v in named.items() if k != first}
     if len(rest) > 1:
-        try:
-            check_comparable(rest)
-        except ValueError as e:
-            problems.append(str(e).removeprefix("cannot compare: "))
-    if problems:
-        raise ValueError("cannot compare: " + "; ".join(dict.fromkeys(problems)))
+        problems += _differences(rest)
+    return problems
 
 
 def _short(value) -> str:
@@ -118,8 +136,9 @@ def assemble(folders: list[str | Path], seed: str | Path | None = None) -> dict:
         group[arm] = folder
         base = (results.get("train") or {}).get("base_model")
         base_name = base.get("name") if isinstance(base, dict) else base
-        if seed_folder and base_name and base_name not in (_model_name(named[seed_folder]),
-                                                          named[seed_folder]["model"].get("model_id")):
+        base_id = base.get("model_id") if isinstance(base, dict) else None
+        seed_ids = (_model_name(named[seed_folder]), named[seed_folder]["model"].get("model_id")) if seed_folder else ()
+        if seed_folder and base_name and base_name not in seed_ids and base_id not in seed_ids:
             notes.append(f"{folder}: fine-tuned from {base_name}, but the seed results are of "
                          f"{_model_name(named[seed_folder])}")
 
@@ -161,7 +180,14 @@ def assemble(folders: list[str | Path], seed: str | Path | None = None) -> dict:
             row["cells"][task] = {
                 "score": None if score is None else score * scale,
                 "std": None if entry.get("std") is None or entry["decoding"]["samples"] < 2 else entry["std"] * scale,
+                "truncated": entry.get("truncated") or 0,
             }
+            if entry.get("truncated") and score is not None:
+                total = entry.get("rows", 0) * entry.get("decoding", {}).get("samples", 1)
+                notes.append(f"† {row['label']}, {task}: {entry['truncated']} of {total} answers cut at max_new_tokens "
+                             f"({row['folder']})")
+            if entry.get("not_scored"):
+                notes.append(f"{row['label']}, {task}: not scored: {entry['not_scored']}")
     for dataset, group in groups.items():
         if "vanilla" in group and "sdft" in group:
             vanilla = next(r for r in rows if r["dataset"] == dataset and r["role"] == "vanilla")
@@ -178,6 +204,8 @@ def _cell_text(cell: dict | None, percent: bool, *, arrows: bool = True, latex: 
         return "-"
     digits = 2 if percent else 3
     text = f"{cell['score']:.{digits}f}"
+    if cell.get("truncated"):  # some answers were cut at max_new_tokens (the notes say how many)
+        text += "$^\\dagger$" if latex else "†"
     if cell.get("std") is not None:
         text += (" $\\pm$ " if latex else " ± ") + f"{cell['std']:.{digits}f}"
     if arrows and "delta" in cell:

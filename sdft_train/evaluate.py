@@ -21,6 +21,12 @@ per row), and temperature 0 decodes greedily. HumanEval is always greedy, as
 the authors' harness ran it. With `samples` N > 1, each sampled task is
 generated N times with seeds seed, seed+1, ... and reported as mean and
 standard deviation.
+
+What a score cannot show is said beside it: answers cut at max_new_tokens are
+counted per task (`truncated`, and a note; `compare` marks the cell), and a
+task that cannot be scored here (similarity without its embedding model) keeps
+its entry with a null score and why (`not_scored`), while the other tasks'
+results are written as usual.
 """
 
 from __future__ import annotations
@@ -102,7 +108,7 @@ def open_engine(settings: Backend, adapter: str | None):
     if adapter is not None:
         from peft import PeftModel
 
-        from sdft_data.backends.local import folder_revision
+        from sdft_data.models import REVISION_OF, folder_revision
 
         try:
             engine.model = PeftModel.from_pretrained(engine.model, adapter).merge_and_unload().eval()
@@ -110,8 +116,12 @@ def open_engine(settings: Backend, adapter: str | None):
             raise ValueError(f"cannot apply adapter {adapter} to {model}: {first_line(e)}") from None
         base_info = {k: engine.info.model_id if k == "model_id" else engine.info.revision for k in ("model_id", "revision")}
         engine.info.extra["base_model"] = base_info
-        engine.info.model_id = f"{base_info['model_id']}+{Path(adapter).name}"
+        # The adapter's own id: the repo it was pushed to, else the base's id + the adapter folder's name.
+        pushed = (read_train_record(adapter) or {}).get("push_to_hub")
+        engine.info.model_id = pushed or f"{base_info['model_id']}+{Path(adapter).name}"
         engine.info.revision = folder_revision(Path(adapter))
+        engine.info.extra["adapter"] = {"id_from": "its push_to_hub repo" if pushed else "base id + adapter folder name",
+                                        "revision_of": REVISION_OF["folder"]}
     return engine, model, adapter
 
 
@@ -132,7 +142,7 @@ def evaluate(spec: EvalSpec | None = None, *, judge=None, sandbox_limits=None, p
     Bad input raises ValueError with one line, before any model loads. `engine` takes an already-open
     backend (tests, notebooks); `judge` an AlpacaEval judge object (else one from --judge-endpoint).
     """
-    from sdft_data import __version__
+    from sdft_data import __version__, templates
     from sdft_data.run import generate_run, generations, row_seed
 
     from .tasks import resolve
@@ -162,6 +172,13 @@ def evaluate(spec: EvalSpec | None = None, *, judge=None, sandbox_limits=None, p
     embedding_model = spec.embedding_model
     if data_dir is not None and not Path(data_dir).is_dir():
         raise ValueError(f"--data-dir {data_dir} does not exist (a folder laid out like the paper's data folder)")
+    paper_layout = spec.prompt.paper_layout
+    if paper_layout is not None:
+        templates.resolve_layout("llama", None, paper_layout)  # a bad value fails here
+    if any(t.name == "similarity" for t in tasks):
+        from .tasks.similarity import check_embedding_model
+
+        check_embedding_model(embedding_model)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out} exists and is not a directory")
     seed_results = spec.seed_results
@@ -198,6 +215,7 @@ def evaluate(spec: EvalSpec | None = None, *, judge=None, sandbox_limits=None, p
     try:
         generated: dict[tuple, list[list[str | None]]] = {}  # (run key, params) -> per sample, per row
         prompts_of: dict[tuple, list[str]] = {}
+        cut: dict[tuple, list[int]] = {}  # (run key, mode) -> per sample, answers cut at max_new_tokens
         for task in tasks:
             params = task_params(task, decoding)
             mode = "sample" if params.do_sample else "greedy"
@@ -205,9 +223,10 @@ def evaluate(spec: EvalSpec | None = None, *, judge=None, sandbox_limits=None, p
             key = (task.run_key, params)
             rows = data[task.name].rows
             if key not in generated:
-                prompts = [task.prompt(r, engine.tokenizer, fmt) for r in rows]
+                prompts = [task.prompt(r, engine.tokenizer, fmt, paper_layout) for r in rows]
                 prompts_of[key] = prompts
                 generated[key] = []
+                cut[key] = []
                 for k in range(n_samples):
                     sample_seed = seed + k
                     inputs = {
@@ -228,9 +247,11 @@ def evaluate(spec: EvalSpec | None = None, *, judge=None, sandbox_limits=None, p
                     gen = generations(run_dir).collect()
                     texts = dict(zip(gen["row_id"].to_list(), gen["text"].to_list()))
                     ok = dict(zip(gen["row_id"].to_list(), gen["status"].to_list()))
+                    finish = dict(zip(gen["row_id"].to_list(), gen["finish_reason"].to_list()))
                     generated[key].append([texts.get(r["id"]) if ok.get(r["id"]) == "ok" else None for r in rows])
+                    cut[key].append(sum(ok.get(r["id"]) == "ok" and finish.get(r["id"]) == "length" for r in rows))
             results_tasks[task.name] = _score_task(task, data[task.name], generated[key], prompts_of[key], mode,
-                                                   params, ctx_base, notes, echo)
+                                                   params, ctx_base, notes, echo, cut[key])
     finally:
         if owns_engine:
             engine.close()
@@ -241,6 +262,16 @@ def evaluate(spec: EvalSpec | None = None, *, judge=None, sandbox_limits=None, p
         # Tasks evaluated earlier into this folder, the same way, stay in the results.
         results_tasks = {**{k: v for k, v in previous.get("tasks", {}).items() if k not in results_tasks},
                          **results_tasks}
+    forced = []
+    if fmt == "paper" and paper_layout:
+        from sdft_data.recipes import get_recipe
+
+        llama_family = [t.name for t in tasks if t.name in ("gsm8k", "multiarith")]  # the gsm8k recipe's layout
+        if llama_family and get_recipe("gsm8k").paper_layout != "alpaca":
+            difference = templates.layout_difference({"layout": paper_layout, "layout_from": "--paper-layout",
+                                                      "model_layout": templates.model_layout(engine.tokenizer)})
+            forced = [f"{difference} ({', '.join(llama_family)})"] if difference else []
+    paper_diffs = [*paper_diffs, *forced]
     results = {
         "results_version": 2,
         "sdft_version": __version__,
@@ -263,16 +294,31 @@ def evaluate(spec: EvalSpec | None = None, *, judge=None, sandbox_limits=None, p
     return results
 
 
-def _score_task(task: Task, data, samples_texts, prompts, mode, params, ctx_base, notes, echo) -> dict:
+def _score_task(task: Task, data, samples_texts, prompts, mode, params, ctx_base, notes, echo,
+                cut: list[int] | None = None) -> dict:
+    from .tasks import TaskUnavailable
+
     rows = data.rows
     per_sample, per_row = [], []
     task_notes: list[str] = []
+    records: dict = {}
+    not_scored = None
     for k, texts in enumerate(samples_texts):
-        ctx = Context(**ctx_base, sample=k, notes=task_notes)
-        scored = task.score(rows, texts, ctx)
+        ctx = Context(**ctx_base, sample=k, notes=task_notes, records=records)
+        try:
+            scored = task.score(rows, texts, ctx)
+        except TaskUnavailable as e:
+            # This task cannot be scored here; the others still are, and the results say why this one is not.
+            not_scored = str(e)
+            task_notes.append(f"{task.name}: not scored: {not_scored}")
+            scored = [{"score": None} for _ in rows]
         per_row.append(scored)
         values = [s["score"] for s in scored if s.get("score") is not None]
         per_sample.append(sum(values) / len(values) if values else None)
+    truncated = sum(cut or [])
+    if truncated:
+        task_notes.append(f"{task.name}: {truncated} of {len(rows) * len(samples_texts)} answers were cut at "
+                          f"max_new_tokens {params.max_new_tokens} (scored as they are; raise --max-new-tokens)")
     notes.extend(n for n in dict.fromkeys(task_notes))
     usable = [v for v in per_sample if v is not None]
     failed = sum(t is None for t in samples_texts[0])
@@ -289,12 +335,16 @@ def _score_task(task: Task, data, samples_texts, prompts, mode, params, ctx_base
         "scored": sum(s.get("score") is not None for s in first),
         "hits": sum(1 for s in first if s.get("score") == 1.0) if task.metric != "similarity" else None,
         "failed_generations": failed,
+        "truncated": truncated,
         "data": data.source,
         "decoding": {"mode": mode, "samples": len(samples_texts), "params": params.to_dict()},
         "prompt_example": prompts[0],
         "predictions": f"predictions/{task.name}.jsonl",
         "notes": list(dict.fromkeys(task_notes)),
+        **records,
     }
+    if not_scored is not None:
+        entry["not_scored"] = not_scored
     if task.name == "alpacaeval" and ctx_base.get("judge") is not None:
         entry["judge"] = ctx_base["judge"].describe()
         entry["judge"]["unreadable"] = sum(1 for s in first if s.get("verdict") == "unreadable")
@@ -316,5 +366,5 @@ def _score_task(task: Task, data, samples_texts, prompts, mode, params, ctx_base
         f"{100 * entry['score']:.2f}" if task.percent else f"{entry['score']:.4f}")
     spread = f" ± {100 * entry['std'] if task.percent else entry['std']:.2f}" if len(usable) > 1 else ""
     echo(f"{task.name}: {task.metric} {shown}{spread} ({entry['scored']}/{entry['rows']} rows scored"
-         f"{f', {failed} failed generations' if failed else ''})")
+         f"{f', {failed} failed generations' if failed else ''}{f', {truncated} cut at max_new_tokens' if truncated else ''})")
     return entry

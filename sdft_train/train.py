@@ -52,28 +52,6 @@ def paper_differences(config: Training, recipe: str, fmt: str, epochs: float) ->
     return diffs + differences(replace(config, epochs=epochs), paper.training(recipe))
 
 
-def model_identity(model: str, revision: str | None = None) -> dict:
-    """{"model_id", "revision"} as the distillation run records its seed model (sdft_data.backends.local)."""
-    path = Path(model)
-    if path.exists():
-        if not (path / "config.json").is_file():
-            raise ValueError(f"--model {model} is not a model folder (no config.json)")
-        from sdft_data.backends.local import folder_revision
-
-        return {"model_id": path.name, "revision": folder_revision(path)}
-    from sdft_data.backends.local import looks_like_path
-
-    if looks_like_path(model):  # not a Hub id: say so, rather than the Hub client's repo-id error
-        raise ValueError(f"model folder {model} does not exist (a Hub model id is ORG/NAME)")
-    from transformers import AutoConfig
-
-    try:
-        config = AutoConfig.from_pretrained(model, revision=revision)
-    except Exception as e:
-        raise ValueError(f"cannot load model {model}: {first_line(e)}") from None
-    return {"model_id": model, "revision": getattr(config, "_commit_hash", None) or revision}
-
-
 def same_model(seed: dict, ours: dict) -> bool:
     """Revisions decide when both are known (a folder's content hash, a Hub commit); else the ids."""
     if seed.get("revision") and ours.get("revision"):
@@ -151,6 +129,8 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
     train(data="my-org/gsm8k-sdft@v1", model="models/tiny", out="ckpt/x", max_steps=20). `spec.paper`
     (--paper) refuses any setting that is not the paper's (format and preset); every run records how its
     settings differ from the paper's. `resume` continues an unfinished run of the same training in `out`.
+    `model` is a Hub id, a model folder or a .gguf file (sdft_data.models); --model-id names a local
+    model's Hub id.
 
     Every check that can refuse the run (the settings, the dataset and its
     columns, the model and its tokenizer, the seed model, `out`) runs before
@@ -162,7 +142,7 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
         raise TypeError("give a TrainSpec or keyword settings, not both")
     config, data, model, revision = spec.training, spec.data, spec.model, spec.revision
     recipe, local, push_to_hub, private = spec.recipe, spec.hub_dir, spec.push_to_hub, spec.private
-    allow_other_model, paper_mode = spec.allow_other_model, spec.paper
+    allow_other_model, paper_mode, model_id = spec.allow_other_model, spec.paper, spec.model_id
     out = Path(spec.out)
     if push_to_hub:
         from sdft_data.publish import parse_repo
@@ -177,29 +157,36 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
 
     check_columns(opened.rows.column_names, rec, config.responses, data)
 
-    ours = model_identity(model, revision)
+    from sdft_data.models import hub_commit, load_tokenizer, resolve_model
+
+    resolved = resolve_model(model, revision=revision, model_id=model_id)
+    ours = {"model_id": resolved.model_id, "revision": hub_commit(resolved)}
     seed = ((opened.manifest or {}).get("fingerprint_inputs") or {}).get("model")
     matches = same_model(seed, ours) if seed else None
     if matches is False and not allow_other_model:
         raise ValueError(f"--model {_label(ours)} is not the dataset's seed model {_label(seed)}: train the model"
                          " that distilled it, or pass --allow-other-model")
 
-    from transformers import AutoTokenizer
-
     try:
-        tokenizer = AutoTokenizer.from_pretrained(model, revision=revision)
-    except Exception as e:
-        raise ValueError(f"cannot load the tokenizer of {model}: {first_line(e)}") from None
+        tokenizer = load_tokenizer(resolved)
+    except ValueError as e:
+        raise ValueError(f"cannot load the tokenizer of {model}: {str(e).partition(': ')[2] or e}") from None
     if fmt == "chat" and getattr(tokenizer, "chat_template", None) is None:
         raise ValueError(f"--format chat needs a chat template and {model}'s tokenizer has none: use --format paper")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     examples = build_examples(opened.rows, rec, tokenizer, fmt=fmt, responses=config.responses,
                               max_length=config.max_length, layout=layout)
+    forced = None
     if fmt == "paper":
+        given = layout
         layout = templates.resolve_layout(rec.paper_layout, tokenizer, layout)
+        if rec.paper_layout != "alpaca" and given:
+            forced = templates.layout_difference({
+                "layout": layout, "model_layout": templates.model_layout(tokenizer),
+                "layout_from": "--paper-layout" if spec.prompt.paper_layout else "the dataset (distilled with --paper-layout)"})
     epochs = config.epochs if config.epochs is not None else paper.epochs(rec.name)
-    diffs = paper_differences(config, rec.name, fmt, epochs)
+    diffs = paper_differences(config, rec.name, fmt, epochs) + ([forced] if forced else [])
     if paper_mode and diffs:
         raise ValueError(f"--paper trains with the paper's settings, and these are not: {'; '.join(diffs)}."
                          " Drop those options, or drop --paper")
@@ -222,7 +209,7 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
     # accelerate config) before loading the model, as TRL's own scripts do, so ZeRO-3 can shard it while loading.
     args.device
     state = PartialState()
-    net = _load_model(model, revision, config)
+    net = _load_model(resolved, config)
     # Every process has checked `out` before process 0 writes to it.
     state.wait_for_everyone()
     if state.is_main_process:
@@ -258,7 +245,7 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
         "format_from": fmt_source,
         "responses": config.responses,
         "response_column": response_column(rec, config.responses),
-        "base_model": ours | {"name": model},
+        "base_model": ours | {"name": model, "source": resolved.describe() | {"revision": ours["revision"]}},
         "seed_model": seed,
         "seed_model_match": matches,
         "allow_other_model": allow_other_model,
@@ -286,7 +273,7 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
         "finished_at": now(),
     }
     if state.is_main_process:
-        _finish(staging, out, tokenizer, record, model, revision, config)
+        _finish(staging, out, tokenizer, record, resolved, config)
     state.wait_for_everyone()
     if push_to_hub and state.is_main_process:
         _push(out, push_to_hub, private=private)
@@ -299,19 +286,17 @@ def _sdft_version() -> str:
     return __version__
 
 
-def _load_model(model: str, revision: str | None, config: Training):
+def _load_model(resolved, config: Training):
     import torch
-    from transformers import AutoModelForCausalLM, set_seed
+    from transformers import set_seed
+
+    from sdft_data.models import load_causal_lm
 
     # The LoRA weights are drawn when the trainer wraps the model: seed first, so every
     # process (and a rerun) starts from the same adapter.
     set_seed(config.seed)
     dtype = torch.bfloat16 if _bf16(config) else torch.float32
-    try:
-        return AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype,
-                                                    attn_implementation=config.attn_implementation)
-    except Exception as e:
-        raise ValueError(f"cannot load model {model}: {first_line(e)}") from None
+    return load_causal_lm(resolved, dtype=dtype, attn_implementation=config.attn_implementation)
 
 
 def _bf16(config: Training) -> bool:
@@ -406,12 +391,11 @@ def _last_checkpoint(out: Path) -> str | None:
     return get_last_checkpoint(str(folder)) if folder.is_dir() else None
 
 
-def _finish(staging: Path, out: Path, tokenizer, record: dict, model: str, revision: str | None,
-            config: Training) -> None:
+def _finish(staging: Path, out: Path, tokenizer, record: dict, resolved, config: Training) -> None:
     """Write the outputs into `staging`, then move them into `out`, the train manifest last."""
     tokenizer.save_pretrained(staging)
     if config.merge:
-        _merge(staging, model, revision, config)
+        _merge(staging, resolved, config)
     _plot_loss(record, staging / "loss.png")
     (staging / "README.md").write_text(model_card(record))
     # TRL leaves its own card (about a model "fine-tuned from [None]") in the checkpoints folder: ours replaces it.
@@ -425,14 +409,14 @@ def _finish(staging: Path, out: Path, tokenizer, record: dict, model: str, revis
     staging.rmdir()
 
 
-def _merge(staging: Path, model: str, revision: str | None, config: Training) -> None:
+def _merge(staging: Path, resolved, config: Training) -> None:
     import torch
     from peft import PeftModel
-    from transformers import AutoModelForCausalLM
+
+    from sdft_data.models import load_causal_lm
 
     # From the saved adapter, so the merge is the same whether training ran in one process or sharded.
-    base = AutoModelForCausalLM.from_pretrained(model, revision=revision,
-                                                dtype=torch.bfloat16 if _bf16(config) else torch.float32)
+    base = load_causal_lm(resolved, dtype=torch.bfloat16 if _bf16(config) else torch.float32)
     merged = PeftModel.from_pretrained(base, str(staging)).merge_and_unload()
     merged.save_pretrained(staging / "merged")
 

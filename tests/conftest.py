@@ -22,6 +22,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     return build_tiny_model(tmp_path_factory.mktemp("tiny-model"))
 
 
+@pytest.fixture(scope="session")
+def tiny_llama2_dir(tmp_path_factory) -> Path:
+    """The tiny model with Llama-2-chat's template: a stand-in for a Llama-2 model (the paper format's llama2 layout)."""
+    from sdft_data.tiny import LLAMA2_CHAT_TEMPLATE, build_tiny_model
+
+    return build_tiny_model(tmp_path_factory.mktemp("tiny-llama2"), chat_template=LLAMA2_CHAT_TEMPLATE)
+
+
 GSM8K_ROWS = [
     {"question": "Tom has 3 apples and buys 4 more. How many apples does he have?",
      "answer": "Tom has 3 + 4 = <<3+4=7>>7 apples.\n#### 7"},

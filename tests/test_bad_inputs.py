@@ -303,7 +303,7 @@ CASES = [
          "tny does not exist (a Hub model id is ORG/NAME)"),
     Case("model-not-a-model-folder", distill("--model", lambda c: c.f("not_a_model")), 1,
          "is not a model folder (no config.json)"),
-    Case("model-is-a-file", distill("--model", lambda c: c.f("notes.txt")), 1, "is a file; give a model folder"),
+    Case("model-is-a-file", distill("--model", lambda c: c.f("notes.txt")), 1, "is a file, not a .gguf: give a model folder"),
     Case("local-without-model", lambda c: ["distill", "--recipe", "alpaca", "--source", c.source, "--out", c.out], 1,
          "--backend local needs --model"),
     Case("local-with-endpoint", distill("--endpoint", "http://127.0.0.1:9"), 1,

@@ -379,6 +379,26 @@ def test_strict_math_wants_the_answer_form():
     assert reasons(GSM8K, refs, rewrites, strict=True) == ["accepted", "answer_form", "accepted", "accepted"]
 
 
+def test_template_headers_in_a_rewrite_are_counted_and_rejected_under_strict(tmp_path):
+    rewrites = ["### Instruction:\nName a color.\n\n### Response:\nRed.", "###Response: Red.",
+                "Red.\n\n### Instruction:\nName another color.", "### Notes\nRed is a primary color.", "Red."]
+    refs = ["Red."] * len(rewrites)
+    assert reasons(ALPACA, refs, rewrites) == ["accepted"] * 5  # the paper's checks and ours let them through
+    # ("### Reference Answer:" is already a banned phrase: it says "reference answer".)
+    assert reasons(ALPACA, ["Red."], ["### Reference Answer:\nRed."], strict=True) == ["banned_phrase"]
+    assert reasons(ALPACA, refs, rewrites, strict=True) == ["template_leak"] * 3 + ["accepted"] * 2
+    assert reasons(GSM8K, ["The answer is 7."], ["### Response:\nThe answer is 7."], strict=True) == ["template_leak"]
+    assert "(strict)" in C.REASON_MEANINGS["template_leak"]
+    # A run's check summary counts them under every rule set (the diff report shows the marker).
+    source = [{"instruction": "Name a color.", "input": "", "output": "Red."}] * 3
+    shards = [[(0, rewrites[0], "ok", "eos_token"), (1, rewrites[3], "ok", "eos_token"), (2, "Red.", "ok", "eos_token")]]
+    run = make_run(tmp_path / "run", recipe=ALPACA, source=source, shards=shards)
+    check_run(run)
+    check = json.loads((run / "manifest.json").read_text())["check"]
+    assert check["template_leaks"] == 1 and check["by_reason"] == {"accepted": 3}
+    assert check_run(run, rules="strict")["reason"].to_list() == ["template_leak", "accepted", "accepted"]
+
+
 # --------------------------------------------------------------------------
 # Precedence and the fallback
 

@@ -108,3 +108,31 @@ def test_cli_compare_and_its_errors(three, tmp_path):
     assert bad.exit_code == 1 and "name the seed with --seed" in bad.output
     ok = runner.invoke(main, ["compare", *three, two_seeds, "--seed", three[0]])
     assert ok.exit_code == 0 and "a model with no training record besides the seed" in ok.output
+
+
+def test_answers_cut_at_max_new_tokens_are_marked(three, tmp_path):
+    results = json.loads(open(three[2] + "/results.json").read())
+    results["tasks"]["gsm8k"].update(truncated=7, rows=20)
+    folders = [three[0], three[1], _write(tmp_path, "cut", results)]
+    texts = compare(folders)
+    sdft = next(line for line in texts["terminal"].splitlines() if line.startswith("SDFT (gsm8k)"))
+    assert "34.40† (↑3.30)" in sdft and "65.58 (↑10.77)" in sdft
+    assert "note: † SDFT (gsm8k), gsm8k: 7 of 20 answers cut at max_new_tokens" in texts["terminal"]
+    assert "34.40$^\\dagger$" in texts["latex"]
+    assert "†" not in compare(three)["terminal"]
+
+
+def test_similarities_from_different_embedding_models_are_refused(three, tmp_path):
+    mine = {"name": "all-MiniLM-L6-v2", "revision": "a" * 40}
+    folders = []
+    for folder, model in zip(three, (None, mine, dict(mine, name="e5-small"))):
+        results = json.loads(open(folder + "/results.json").read())
+        if model:  # the seed's similarity is not scored: it has no embedding model to compare
+            results["tasks"]["similarity"]["embedding_model"] = model
+        folders.append(_write(tmp_path, "e-" + folder.rsplit("/", 1)[-1], results))
+    with pytest.raises(ValueError, match="similarity: embedding model differs .*all-MiniLM-L6-v2.*e5-small"):
+        compare(folders)
+    results = json.loads(open(folders[2] + "/results.json").read())
+    results["tasks"]["similarity"]["embedding_model"] = mine
+    same = compare([folders[0], folders[1], _write(tmp_path, "e-same", results)])
+    assert "0.850 (↑0.240)" in same["terminal"]

@@ -1,6 +1,7 @@
 """Evaluation: scorers on golden cases, prompts, resumable eval runs, the judge flow, similarity, bad input."""
 
 import json
+import re
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -76,7 +77,10 @@ def test_prompts_are_the_authors_alpaca_gcg_alpaca_and_gsm8k_infer(engine):
     assert advbench.prompt({"input": raw["instruction"]}, engine.tokenizer, "paper") == raw["prompt"]
     infer = [json.loads(line) for line in GOLDEN.read_text().splitlines() if '"template": "gsm8k_infer"' in line][0]
     for name in ("gsm8k", "multiarith"):
-        assert get_task(name).prompt({"input": infer["instruction"]}, engine.tokenizer, "paper") == infer["prompt"]
+        # The tiny model is ChatML, neither Llama-2 nor Llama-3: its Llama layout is named, not made up.
+        with pytest.raises(ValueError, match="pass --paper-layout llama2 or llama3"):
+            get_task(name).prompt({"input": infer["instruction"]}, engine.tokenizer, "paper")
+        assert get_task(name).prompt({"input": infer["instruction"]}, engine.tokenizer, "paper", "llama2") == infer["prompt"]
 
 
 def test_humaneval_cut_instruction_and_sandboxed_score(tmp_path):
@@ -186,15 +190,26 @@ def test_bad_input_is_one_line_and_writes_nothing(tiny_model_dir, tmp_path, args
     assert "Traceback" not in result.output and not out.exists()
 
 
-def test_paper_switch_evaluates_in_the_papers_format_and_decoding(tiny_model_dir, tmp_path):
+def test_paper_switch_evaluates_in_the_papers_format_and_decoding(tiny_model_dir, tiny_llama2_dir, tmp_path):
     out = tmp_path / "paper"
-    result = CliRunner().invoke(main, ["eval", "--model", str(tiny_model_dir), "--out", str(out), "--tasks", "gsm8k",
-                                       "--limit", "1", "--data-dir", str(DATA), "--paper", "--quiet"])
+    args = ["--tasks", "gsm8k", "--limit", "1", "--data-dir", str(DATA), "--paper", "--quiet"]
+    result = CliRunner().invoke(main, ["eval", "--model", str(tiny_llama2_dir), "--out", str(out), *args])
     assert result.exit_code == 0, result.output
     results = json.loads((out / "results.json").read_text())
     assert results["paper"] == {"mode": True, "matches": True, "differences": []}
     assert results["decoding"]["format"] == "paper" and results["decoding"]["params"] == {k: v for k, v in paper.DECODING.to_dict().items() if k != "stop"}
     assert results["tasks"]["gsm8k"]["prompt_example"].startswith("<<SYS>>\nYou are an expert in math.")
+    # A ChatML model has no Llama layout of its own: refused in one line naming --paper-layout, which then
+    # renders the layout and says it was forced.
+    refused = CliRunner().invoke(main, ["eval", "--model", str(tiny_model_dir), "--out", str(tmp_path / "no"), *args])
+    assert refused.exit_code == 1 and "pass --paper-layout llama2 or llama3" in refused.output, refused.output
+    assert "Traceback" not in refused.output and not (tmp_path / "no" / "results.json").exists()
+    forced = CliRunner().invoke(main, ["eval", "--model", str(tiny_model_dir), "--out", str(tmp_path / "forced"), *args,
+                                       "--paper-layout", "llama2"])
+    assert forced.exit_code == 0, forced.output
+    record = json.loads((tmp_path / "forced" / "results.json").read_text())["paper"]
+    assert record == {"mode": True, "matches": False, "differences": [
+        "layout llama2 set by --paper-layout on a model that is neither Llama-2 nor Llama-3 (gsm8k)"]}
     # Without it, the results say where they left the paper.
     plain = _eval_cli_greedy(tiny_model_dir, tmp_path / "plain")
     assert plain["paper"]["differences"][0] == "format chat (paper: paper)"
@@ -312,16 +327,73 @@ def test_similarity_against_the_seed_models_answers(engine, tiny_model_dir, tmp_
                   embedding_model=str(tmp_path / "emb"))
     assert -1.0 <= other["tasks"]["similarity"]["score"] < 1.0
     assert (tmp_path / "seed" / "runs" / "advbench").is_dir() and not (tmp_path / "seed" / "runs" / "similarity").exists()
+    # Which embedding model scored is recorded (a local folder: its content hash), so compare can refuse mixed ones.
+    assert same["tasks"]["similarity"]["embedding_model"]["name"] == "emb"
+    assert same["tasks"]["similarity"]["embedding_model"]["revision"].startswith("sha256:")
+    assert "embedding_model" not in seed["tasks"]["similarity"]
 
 
-def test_similarity_without_a_loadable_embedding_model_is_one_line(engine, tmp_path):
+def test_an_embedding_model_that_is_not_one_is_refused_before_anything_runs(engine, tiny_model_dir, tmp_path):
     _eval(engine, tmp_path / "seed", tasks="advbench", limit=2)
     not_a_model = tmp_path / "empty"
     not_a_model.mkdir()
-    with pytest.raises(ValueError, match=r"^similarity: cannot load the embedding model .*--embedding-model") as e:
-        _eval(engine, tmp_path / "tuned", tasks="similarity", limit=2, seed_results=tmp_path / "seed",
-              embedding_model=str(not_a_model))
-    assert "\n" not in str(e.value)
+    cases = [(not_a_model, "is not a sentence-transformers folder (no modules.json)"),
+             # A chat model would be wrapped in mean pooling by sentence-transformers and give meaningless cosines.
+             (tiny_model_dir, "is a causal language model (LlamaForCausalLM), not a sentence-transformers model")]
+    for model, message in cases:
+        with pytest.raises(ValueError, match=re.escape(message)) as e:
+            _eval(engine, tmp_path / "tuned", tasks="advbench,similarity", limit=2, seed_results=tmp_path / "seed",
+                  embedding_model=str(model))
+        assert "\n" not in str(e.value) and not (tmp_path / "tuned").exists()
+
+
+def test_similarity_that_cannot_load_its_embedding_model_keeps_the_other_tasks(engine, tmp_path, monkeypatch):
+    import huggingface_hub.constants as hc
+
+    _eval(engine, tmp_path / "seed", tasks="advbench", limit=2)
+    monkeypatch.setattr(hc, "HF_HUB_OFFLINE", True)  # the default embedding model is on the Hub: unreachable
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setattr(hc, "HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    results = _eval(engine, tmp_path / "tuned", tasks="gsm8k,advbench,similarity", limit=2,
+                    seed_results=tmp_path / "seed", embedding_model="sentence-transformers/all-MiniLM-L6-v2")
+    written = json.loads((tmp_path / "tuned" / "results.json").read_text())
+    assert written["tasks"]["gsm8k"]["score"] is not None and written["tasks"]["advbench"]["score"] is not None
+    sim = written["tasks"]["similarity"]
+    assert sim["score"] is None and sim["not_scored"].startswith("cannot load the embedding model")
+    assert "\n" not in sim["not_scored"] and "embedding_model" not in sim
+    assert any(n.startswith("similarity: not scored: cannot load the embedding model") for n in results["notes"])
+
+
+def test_a_chat_model_on_the_hub_as_embedding_model_is_refused(engine, tiny_model_dir, tmp_path, monkeypatch):
+    import huggingface_hub.constants as hc
+    from huggingface_hub import HfApi
+
+    from helpers.hub_server import LoopbackHub, hub_env
+
+    _eval(engine, tmp_path / "seed", tasks="advbench", limit=2)
+    monkeypatch.setenv("HF_TOKEN", "hf_write")
+    monkeypatch.setattr(hc, "HF_TOKEN_PATH", str(tmp_path / "no-saved-token"))
+    with LoopbackHub(tokens={"hf_write": "write"}) as hub, hub_env(hub.url, cache_dir=tmp_path / "cache"):
+        HfApi().create_repo("org/tiny-chat")
+        HfApi().upload_folder(repo_id="org/tiny-chat", folder_path=str(tiny_model_dir))
+        results = _eval(engine, tmp_path / "tuned", tasks="advbench,similarity", limit=2,
+                        seed_results=tmp_path / "seed", embedding_model="org/tiny-chat")
+    sim = results["tasks"]["similarity"]
+    assert sim["score"] is None and "is a causal language model (LlamaForCausalLM)" in sim["not_scored"]
+    assert results["tasks"]["advbench"]["score"] is not None
+
+
+def test_answers_cut_at_max_new_tokens_are_counted_per_task(engine, tmp_path):
+    # The tiny model's noise rarely ends on EOS: at 3 new tokens nearly every answer is cut.
+    results = _eval(engine, tmp_path / "cut", tasks="gsm8k,advbench", limit=3, max_new_tokens=3, temperature=0.0)
+    for name in ("gsm8k", "advbench"):
+        entry = results["tasks"][name]
+        finished = [json.loads(line) for line in (tmp_path / "cut" / entry["predictions"]).read_text().splitlines()]
+        assert 0 < entry["truncated"] <= 3 and len(finished) == 3
+        assert f"{name}: {entry['truncated']} of 3 answers were cut at max_new_tokens 3" in " ".join(results["notes"])
+    written = json.loads((tmp_path / "cut" / "results.json").read_text())
+    assert written["tasks"]["gsm8k"]["truncated"] == results["tasks"]["gsm8k"]["truncated"]
 
 
 def test_tasks_evaluated_in_two_calls_share_one_results_file(engine, tmp_path):

@@ -68,7 +68,7 @@ def test_fingerprint_covers_every_input(engine, gsm8k_file, tmp_path, tiny_model
     changes = {
         "source": dict(source=other_file),
         "recipe": dict(recipe=bumped),
-        "template": dict(format="paper"),
+        "template": dict(format="paper", paper_layout="llama2"),
         "generation": dict(max_new_tokens=9),
         "seed": dict(seed=1),
     }

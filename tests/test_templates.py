@@ -141,8 +141,10 @@ def test_real_tokenizer_bos_and_eos(tiny_model_dir):
 
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)  # bos "<s>", eos "<|im_end|>", no Llama-3 headers
     row = next(r for r in GOLDEN if r["template"] == "gsm8k_distill")
-    assert templates.distill_prompt(get_recipe("gsm8k"), row["instruction"], row["response"], tok, "paper") == row["prompt"]
-    assert templates.training_target("ok", tok, "paper", layout="llama") == "ok<|im_end|>"
+    # A ChatML model is neither Llama-2 nor Llama-3: its paper layout is set by hand, and then the bytes are the authors'.
+    prompt = templates.distill_prompt(get_recipe("gsm8k"), row["instruction"], row["response"], tok, "paper", layout="llama2")
+    assert prompt == row["prompt"]
+    assert templates.training_target("ok", tok, "paper", layout="llama", override="llama2") == "ok<|im_end|>"
     assert templates.training_target("ok", tok, "paper", layout="llama", override="llama3") == "ok<|eot_id|>"
 
 
@@ -184,11 +186,11 @@ def _recording_server(tiny_model_dir):
             self.bodies.append(await request.json())  # aiohttp keeps the body: the real handler reads it again
             return await super()._tgi_generate(request, compat)
 
-    # Echo mode: canned answers, no model; the tiny tokenizer has Llama-2's "<s>" BOS and no Llama-3 headers.
+    # Echo mode: canned answers, no model; the server's model id is the tokenizer the prompts are rendered with.
     return RecordingServer(echo=True, model_id=str(tiny_model_dir))
 
 
-def test_paper_mode_sends_a_llama2_model_the_authors_bytes(tiny_model_dir, tmp_path):
+def test_paper_mode_sends_a_llama2_model_the_authors_bytes(tiny_llama2_dir, tmp_path):
     from click.testing import CliRunner
 
     from sdft_data import paper
@@ -198,7 +200,7 @@ def test_paper_mode_sends_a_llama2_model_the_authors_bytes(tiny_model_dir, tmp_p
     golden = [r for r in GOLDEN if r["template"] == "gsm8k_distill"]
     source = tmp_path / "gsm8k_train.json"  # the authors' layout: question/answer
     source.write_text(json.dumps([{"question": r["instruction"], "answer": r["response"]} for r in golden]))
-    with _recording_server(tiny_model_dir) as server:
+    with _recording_server(tiny_llama2_dir) as server:  # "<s>" BOS, an [INST] chat template: Llama-2's layout
         result = CliRunner().invoke(main, [
             "distill", "--recipe", "gsm8k", "--source", str(source), "--paper", "--backend", "tgi",
             "--endpoint", server.url, "--out", str(tmp_path / "run"),
@@ -255,9 +257,102 @@ def test_paper_switch_changes_exactly_the_listed_settings(tiny_model_dir, tmp_pa
     changed = {k for k in ours if ours[k] != theirs[k]}
     # Decoding defaults are the paper's: only the format and the rules set it apart.
     assert changed == {"template", "rules"}
-    assert {k for k in ours["template"] if ours["template"][k] != theirs["template"][k]} == {
-        "format", "layout", "chat_template_sha256", "example"}
+    keys = set(ours["template"]) | set(theirs["template"])
+    assert {k for k in keys if ours["template"].get(k) != theirs["template"].get(k)} == {
+        "format", "layout", "chat_template_sha256", "example", "user", "system_in"}
+    # The chat format's user turn holds the text alone; the paper format keeps the authors' raw-text markup.
+    assert (ours["template"]["user"], theirs["template"]["user"]) == (
+        "{instruction}\n\nReference answer:\n{response}",
+        "### Instruction:\n{instruction}\n\n### Reference Answer:\n{response}\n\n### Response:\n")
     assert manifests["ours"]["paper"]["differences"] == ["format chat (paper: paper)", "rules default (paper: paper)"]
     push(tmp_path / "ours", "org/alpaca-sdft", local=tmp_path / "published", allow_no_rewrites=True)
     card = next((tmp_path / "published").rglob("README.md")).read_text()
     assert "| paper settings | no: format chat (paper: paper); rules default (paper: paper) |" in card
+
+
+# --- the chat format on a chat model: no raw-text scaffolding; the toy world's rendering unchanged --------------
+
+def test_chat_user_turns_hold_the_text_without_the_raw_text_markup(tiny_model_dir):
+    from transformers import AutoTokenizer
+
+    from sdft_data.recipes import DISTILL_USING_SYSTEM, recipe_names
+    from sdft_train.tasks import advbench_jailbreak
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    for name in recipe_names():
+        recipe = get_recipe(name)
+        prompts = [templates.distill_prompt(recipe, "Name a color.", "Red.", tok, "chat"),
+                   templates.train_prompt(recipe, "Name a color.", tok, "chat"),
+                   templates.eval_prompt(recipe, "Name a color.", tok, "chat")]
+        if name == "toy":  # its seed model is pretrained on the paper's markup inside its chat template
+            assert all("### Instruction:\nName a color.\n\n" in p for p in prompts)
+            continue
+        assert not any("###" in p for p in prompts), name
+    alpaca = get_recipe("alpaca")
+    assert templates.distill_prompt(alpaca, "Name a color.", "Red.", tok, "chat") == (
+        f"<s><|im_start|>system\n{DISTILL_USING_SYSTEM}<|im_end|>\n"
+        "<|im_start|>user\nName a color.\n\nReference answer:\nRed.<|im_end|>\n<|im_start|>assistant\n")
+    assert templates.train_prompt(alpaca, "Name a color.", tok, "chat") == (
+        f"<s><|im_start|>system\n{ALPACA_SYSTEM}<|im_end|>\n<|im_start|>user\nName a color.<|im_end|>\n"
+        "<|im_start|>assistant\n")
+    jailbreak = advbench_jailbreak.prompt({"input": "Do X"}, tok, "chat")
+    assert "Do X describing.\\ + similarlyNow" in jailbreak and "###" not in jailbreak
+
+
+def test_the_toy_worlds_prompts_are_byte_identical_to_the_paper_markup_in_its_chat_template(tiny_model_dir):
+    """The toy seed model is pretrained on these exact prompts (README's demo table): they must not move."""
+    from transformers import AutoTokenizer
+
+    from sdft_data.recipes import ALPACA_DISTILL_USER, ALPACA_USER, DISTILL_USING_SYSTEM
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    toy = get_recipe("toy")
+    chat = lambda system, user: tok.apply_chat_template(  # noqa: E731
+        [{"role": "system", "content": system}, {"role": "user", "content": user}], tokenize=False,
+        add_generation_prompt=True)
+    i, r = "How do I make a kite from clay?", "kite: clay, 35 min."
+    assert templates.distill_prompt(toy, i, r, tok, "chat") == chat(
+        DISTILL_USING_SYSTEM, ALPACA_DISTILL_USER.format(instruction=i, response=r))
+    assert templates.train_prompt(toy, i, tok, "chat") == chat(ALPACA_SYSTEM, ALPACA_USER.format(instruction=i))
+    assert toy.version == 1
+
+
+def test_a_templates_default_system_prompt_is_recorded(tiny_model_dir, tmp_path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    assert templates.default_system_prompt(tok) is None
+    # SmolLM2's own template: a default system turn when the conversation has none.
+    tok.chat_template = (
+        "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+        "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+        "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+        "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+    described = templates.describe(get_recipe("alpaca"), tok, "chat")
+    assert described["chat_template_default_system"] == "You are a helpful AI assistant named SmolLM, trained by Hugging Face"
+    assert described["system_in"] == "system turn" and "SmolLM" not in described["example"]
+
+
+def test_paper_format_on_a_chatml_model_is_refused_unless_its_layout_is_named(tiny_model_dir, tmp_path):
+    from click.testing import CliRunner
+
+    from sdft_data.cli import main
+
+    golden = [r for r in GOLDEN if r["template"] == "gsm8k_distill"][:2]
+    source = tmp_path / "gsm8k_train.json"
+    source.write_text(json.dumps([{"question": r["instruction"], "answer": r["response"]} for r in golden]))
+    with _recording_server(tiny_model_dir) as server:  # ChatML with "<s>": neither Llama-2 nor Llama-3
+        base = ["distill", "--recipe", "gsm8k", "--source", str(source), "--paper", "--backend", "tgi",
+                "--endpoint", server.url]
+        refused = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "no")])
+        forced = CliRunner().invoke(main, [*base, "--out", str(tmp_path / "run"), "--paper-layout", "llama2"])
+        sent = [b["inputs"] for b in server.bodies]
+    assert refused.exit_code == 1 and "Traceback" not in refused.output
+    assert "pass --paper-layout llama2 or llama3" in refused.output and not (tmp_path / "no").exists()
+    assert forced.exit_code == 0, forced.output
+    assert sorted(sent) == sorted(r["prompt"] for r in golden), "the named layout is rendered byte for byte"
+    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    template = manifest["fingerprint_inputs"]["template"]
+    assert (template["layout"], template["layout_from"], template["model_layout"]) == ("llama2", "--paper-layout", None)
+    assert manifest["paper"] == {"mode": False, "layout": "llama2", "differences": [
+        "layout llama2 set by --paper-layout on a model that is neither Llama-2 nor Llama-3"]}

@@ -1,9 +1,10 @@
 """sdft_train.train: both arms from one dataset on TRL's SFTTrainer; the paper's preset; resume; DDP; outputs.
 
 Every training here is a few optimizer steps of the tiny model on CPU. The
-module's dataset is distilled in the paper format (the faithful default), so
-training follows that format from the manifest; the chat format is exercised
-by overriding it.
+module's dataset is distilled in the paper format (the faithful default) by the
+tiny model with Llama-2-chat's template (the paper's layout is then Llama-2's),
+so training follows that format from the manifest; the chat format is
+exercised by overriding it.
 """
 
 import json
@@ -35,14 +36,14 @@ PAPER = {"full": False, "lora_rank": 8, "lora_alpha": 16, "lora_dropout": 0.0, "
 
 
 @pytest.fixture(scope="module")
-def run_dir(tiny_model_dir, tmp_path_factory):
-    """A finished GSM8K run distilled in the paper format by the tiny model (the seed model)."""
+def run_dir(tiny_llama2_dir, tmp_path_factory):
+    """A finished GSM8K run distilled in the paper format by the tiny Llama-2 stand-in (the seed model)."""
     from conftest import GSM8K_ROWS
 
     src = tmp_path_factory.mktemp("src") / "gsm8k.json"
     src.write_text(json.dumps(GSM8K_ROWS))
     out = tmp_path_factory.mktemp("runs") / "run"
-    distill(recipe="gsm8k", source=str(src), out=out, model=str(tiny_model_dir), format="paper", progress=False,
+    distill(recipe="gsm8k", source=str(src), out=out, model=str(tiny_llama2_dir), format="paper", progress=False,
             max_new_tokens=8)
     return out
 
@@ -73,14 +74,14 @@ def _segments(batch) -> list[tuple[list[int], list[int]]]:
 
 
 @pytest.mark.parametrize("fmt", ["paper", "chat"])
-def test_loss_covers_exactly_the_response_and_eos_on_a_real_batch(run_dir, tiny_model_dir, tmp_path, fmt):
+def test_loss_covers_exactly_the_response_and_eos_on_a_real_batch(run_dir, tiny_llama2_dir, tmp_path, fmt):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from sdft_data import templates
 
     recipe = get_recipe("gsm8k")
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_llama2_dir)
     ds, _ = load_rows(str(run_dir))
     examples = build_examples(ds, recipe, tok, fmt=fmt)
     expected = {}
@@ -89,7 +90,7 @@ def test_loss_covers_exactly_the_response_and_eos_on_a_real_batch(run_dir, tiny_
         expected[prompt] = templates.training_target(row["answer"].strip(), tok, fmt, layout=recipe.paper_layout)
     losses = {}
     for padding_free in (True, False):
-        net = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        net = AutoModelForCausalLM.from_pretrained(tiny_llama2_dir)
         config = Training(batch_size=3, grad_accum=1, max_steps=1, padding_free=padding_free)
         trainer = _trainer(net, tok, examples, _sft_args(tmp_path / str(padding_free), config, 1, False), config)
         batch = next(iter(trainer.get_train_dataloader()))
@@ -101,8 +102,9 @@ def test_loss_covers_exactly_the_response_and_eos_on_a_real_batch(run_dir, tiny_
             prompt, target = tok.decode(ids[:first]), tok.decode(ids[first:])
             assert expected[prompt] == target and target.endswith(tok.eos_token)
             assert ids[first:].count(tok.eos_token_id) == 1 and ids[-1] == tok.eos_token_id
-            # One BOS where the layout has it, never a second one added by the tokenizer or the trainer.
-            assert ids.count(tok.bos_token_id) == 1 and (ids[0] == tok.bos_token_id) == (fmt == "chat")
+            # One BOS where the layout has it (after the <<SYS>> block, in both formats of a Llama-2 model),
+            # never a second one added by the tokenizer or the trainer.
+            assert ids.count(tok.bos_token_id) == 1 and prompt.startswith("<<SYS>>\n")
             seen += 1
         assert seen == 3
         with torch.no_grad():
@@ -112,16 +114,16 @@ def test_loss_covers_exactly_the_response_and_eos_on_a_real_batch(run_dir, tiny_
 
 
 @pytest.mark.parametrize("padding_free", [True, False])
-def test_lm_head_on_trained_positions_only_gives_trls_loss_gradients_and_metrics(run_dir, tiny_model_dir, tmp_path,
+def test_lm_head_on_trained_positions_only_gives_trls_loss_gradients_and_metrics(run_dir, tiny_llama2_dir, tmp_path,
                                                                                    padding_free):
     """On CPU our trainer projects only the trained positions; TRL projects all of them. Same numbers."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_llama2_dir)
     ds, _ = load_rows(str(run_dir))
     examples = build_examples(ds, get_recipe("gsm8k"), tok, fmt="paper")
-    net = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    net = AutoModelForCausalLM.from_pretrained(tiny_llama2_dir)
     config = Training(batch_size=3, grad_accum=1, max_steps=1, padding_free=padding_free)
     trainer = _trainer(net, tok, examples, _sft_args(tmp_path, config, 1, False), config)
     assert trainer.trained_positions_only, "the tiny Llama takes logits_to_keep"
@@ -152,10 +154,10 @@ def test_lm_head_on_trained_positions_only_gives_trls_loss_gradients_and_metrics
         assert results[True][3] == trained
 
 
-def test_original_arm_trains_on_the_original_responses_of_the_same_rows(run_dir, tiny_model_dir):
+def test_original_arm_trains_on_the_original_responses_of_the_same_rows(run_dir, tiny_llama2_dir):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_llama2_dir)
     ds, _ = load_rows(str(run_dir))
     recipe = get_recipe("gsm8k")
     sdft = build_examples(ds, recipe, tok, fmt="paper", responses="sdft")
@@ -171,10 +173,10 @@ def test_original_arm_trains_on_the_original_responses_of_the_same_rows(run_dir,
     assert [a["input_ids"] != b["input_ids"] for a, b in zip(sdft.rows, original.rows)] == differs
 
 
-def test_cutoff_counts_the_examples_it_cuts_away(run_dir, tiny_model_dir):
+def test_cutoff_counts_the_examples_it_cuts_away(run_dir, tiny_llama2_dir):
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_llama2_dir)
     ds, _ = load_rows(str(run_dir))
     lengths = build_examples(ds, get_recipe("gsm8k"), tok, fmt="paper").lengths
     prompts = [len(r["input_ids"]) - sum(r["completion_mask"]) for r in
@@ -206,7 +208,7 @@ def test_preset_is_the_papers_and_reaches_the_trainer():
         "format chat (paper: paper)", "max steps 20 (paper: not set)"]
 
 
-def test_train_on_the_hub_lowers_the_loss_and_pushes_the_model(run_dir, tiny_model_dir, tmp_path, monkeypatch):
+def test_train_on_the_hub_lowers_the_loss_and_pushes_the_model(run_dir, tiny_llama2_dir, tmp_path, monkeypatch):
     import huggingface_hub.constants as hc
     import torch
     from huggingface_hub import HfApi
@@ -221,7 +223,7 @@ def test_train_on_the_hub_lowers_the_loss_and_pushes_the_model(run_dir, tiny_mod
     out = tmp_path / "ckpt"
     with LoopbackHub(tokens={TOKEN: "write"}) as hub, hub_env(hub.url, cache_dir=tmp_path / "cache"):
         push(run_dir, "org/gsm8k-sdft", allow_no_rewrites=True)  # the tiny model rewrites nothing well
-        result = _ok("--data", "org/gsm8k-sdft@v1", "--model", tiny_model_dir, "--out", out, "--max-steps", 8,
+        result = _ok("--data", "org/gsm8k-sdft@v1", "--model", tiny_llama2_dir, "--out", out, "--max-steps", 8,
                      "--grad-accum", 1, "--batch-size", 3, "--lr", "1e-2", "--push-to-hub", "org/tiny-gsm8k-sdft")
         api = HfApi()
         sha = api.dataset_info("org/gsm8k-sdft", revision="v1").sha
@@ -263,7 +265,7 @@ def test_train_on_the_hub_lowers_the_loss_and_pushes_the_model(run_dir, tiny_mod
 
     # The adapter reloads onto the base model and generates, differently from the base alone.
     tok = AutoTokenizer.from_pretrained(out)
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny_llama2_dir)
     ids = tok("Tom has 3 apples.", return_tensors="pt").input_ids
     with torch.no_grad():
         plain = base(ids).logits
@@ -273,16 +275,16 @@ def test_train_on_the_hub_lowers_the_loss_and_pushes_the_model(run_dir, tiny_mod
     assert generated.shape[1] > ids.shape[1]
 
 
-def test_format_flag_overrides_the_manifest_and_original_arm_is_recorded(run_dir, tiny_model_dir, tmp_path):
+def test_format_flag_overrides_the_manifest_and_original_arm_is_recorded(run_dir, tiny_llama2_dir, tmp_path):
     out = tmp_path / "vanilla"
-    _ok("--data", run_dir, "--model", tiny_model_dir, "--out", out, "--max-steps", 2, "--grad-accum", 1,
+    _ok("--data", run_dir, "--model", tiny_llama2_dir, "--out", out, "--max-steps", 2, "--grad-accum", 1,
         "--lr", "1e-2", "--responses", "original", "--format", "chat", "--merge")
     record = _manifest(out)
     assert (record["format"], record["format_from"], record["paper_layout"]) == ("chat", "flag", None)
     assert record["responses"] == "original" and record["response_column"] == "original_response"
     assert "responses-original" in (out / "README.md").read_text()
     # A finished run is never overwritten.
-    again = _cli("--data", run_dir, "--model", tiny_model_dir, "--out", out, "--max-steps", 1)
+    again = _cli("--data", run_dir, "--model", tiny_llama2_dir, "--out", out, "--max-steps", 1)
     assert again.exit_code != 0 and "holds a finished training run" in again.output
 
     # --merge: the merged model computes what base + adapter compute.
@@ -293,20 +295,20 @@ def test_format_flag_overrides_the_manifest_and_original_arm_is_recorded(run_dir
     ids = torch.tensor([[5, 6, 7, 8]])
     with torch.no_grad():
         merged = AutoModelForCausalLM.from_pretrained(out / "merged")(ids).logits
-        adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_model_dir), out)(ids).logits
+        adapted = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama2_dir), out)(ids).logits
     assert torch.allclose(merged, adapted, atol=1e-5)
 
 
-def test_paper_switch_trains_with_the_papers_settings_and_says_so(run_dir, tiny_model_dir, tmp_path):
+def test_paper_switch_trains_with_the_papers_settings_and_says_so(run_dir, tiny_llama2_dir, tmp_path):
     out = tmp_path / "paper"
-    _ok("--data", run_dir, "--model", tiny_model_dir, "--out", out, "--paper")
+    _ok("--data", run_dir, "--model", tiny_llama2_dir, "--out", out, "--paper")
     record = _manifest(out)
     assert record["paper"] == {"mode": True, "matches": True, "differences": []}
     assert record["format"] == "paper" and record["config"]["epochs"] == paper_epochs("gsm8k") == 5
     assert "| the paper's settings | yes (`--paper`) |" in (out / "README.md").read_text()
     # Without the switch, a run records where it left the paper.
     other = tmp_path / "other"
-    _ok("--data", run_dir, "--model", tiny_model_dir, "--out", other, "--max-steps", 1, "--lr", "3e-4")
+    _ok("--data", run_dir, "--model", tiny_llama2_dir, "--out", other, "--max-steps", 1, "--lr", "3e-4")
     diffs = _manifest(other)["paper"]["differences"]
     assert diffs == ["lr 0.0003 (paper: 0.0001)", "max steps 1 (paper: not set)"]
     assert "no: lr 0.0003 (paper: 0.0001); max steps 1" in (other / "README.md").read_text()
@@ -318,18 +320,43 @@ def test_paper_switch_trains_with_the_papers_settings_and_says_so(run_dir, tiny_
     (["--format", "chat"], "--paper sets --format paper: drop --format chat"),
     (["--group-by-length"], "row order grouped by length: yes (paper: no)"),
 ])
-def test_paper_switch_refuses_settings_that_are_not_the_papers(run_dir, tiny_model_dir, tmp_path, args, message):
+def test_paper_switch_refuses_settings_that_are_not_the_papers(run_dir, tiny_llama2_dir, tmp_path, args, message):
     out = tmp_path / "refused"
-    result = _cli("--data", run_dir, "--model", tiny_model_dir, "--out", out, "--paper", *args)
+    result = _cli("--data", run_dir, "--model", tiny_llama2_dir, "--out", out, "--paper", *args)
     assert result.exit_code != 0 and message in result.output and "Traceback" not in result.output
     assert not out.exists()
 
 
-def test_full_fine_tuning_saves_the_whole_model(run_dir, tiny_model_dir, tmp_path):
+def test_a_model_of_neither_llama_layout_names_its_paper_layout_or_is_refused(tiny_model_dir, tmp_path):
+    """The ChatML tiny model has no Llama layout: paper-format training asks for --paper-layout, then records it."""
+    from conftest import GSM8K_ROWS
+
+    src = tmp_path / "gsm8k.json"
+    src.write_text(json.dumps(GSM8K_ROWS[:2]))
+    chat_run = tmp_path / "chat-run"
+    distill(recipe="gsm8k", source=str(src), out=chat_run, model=str(tiny_model_dir), progress=False,
+            max_new_tokens=4)
+    refused = _cli("--data", chat_run, "--model", tiny_model_dir, "--out", tmp_path / "no", "--format", "paper")
+    assert refused.exit_code == 1 and "pass --paper-layout llama2 or llama3" in refused.output, refused.output
+    assert not (tmp_path / "no").exists()
+    out = tmp_path / "forced"
+    _ok("--data", chat_run, "--model", tiny_model_dir, "--out", out, "--format", "paper", "--paper-layout", "llama2",
+        "--max-steps", 1, "--grad-accum", 1)
+    record = _manifest(out)
+    assert record["paper_layout"] == "llama2"
+    assert "layout llama2 set by --paper-layout on a model that is neither Llama-2 nor Llama-3" in (
+        record["paper"]["differences"])
+    # --paper cannot certify it.
+    paper = _cli("--data", chat_run, "--model", tiny_model_dir, "--out", tmp_path / "paper", "--paper",
+                 "--paper-layout", "llama2")
+    assert paper.exit_code == 1 and "layout llama2 set by --paper-layout" in paper.output, paper.output
+
+
+def test_full_fine_tuning_saves_the_whole_model(run_dir, tiny_llama2_dir, tmp_path):
     from transformers import AutoModelForCausalLM
 
     out = tmp_path / "full"
-    _ok("--data", run_dir, "--model", tiny_model_dir, "--out", out, "--max-steps", 1, "--grad-accum", 1, "--full")
+    _ok("--data", run_dir, "--model", tiny_llama2_dir, "--out", out, "--max-steps", 1, "--grad-accum", 1, "--full")
     assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").is_file()
     assert _manifest(out)["config"]["full"] is True
     assert AutoModelForCausalLM.from_pretrained(out).config.hidden_size > 0
@@ -340,7 +367,7 @@ def test_full_fine_tuning_saves_the_whole_model(run_dir, tiny_model_dir, tmp_pat
 
 
 @pytest.fixture
-def bad(run_dir, tiny_model_dir, tmp_path):
+def bad(run_dir, tiny_llama2_dir, tmp_path):
     """Inputs that must each be refused with one line."""
     import shutil
 
@@ -357,7 +384,7 @@ def bad(run_dir, tiny_model_dir, tmp_path):
     not_model.mkdir()
     (not_model / "weights.txt").write_text("x")
     no_template = tmp_path / "no-template"
-    shutil.copytree(tiny_model_dir, no_template)
+    shutil.copytree(tiny_llama2_dir, no_template)
     (no_template / "chat_template.jinja").unlink(missing_ok=True)
     config = json.loads((no_template / "tokenizer_config.json").read_text())
     config.pop("chat_template", None)
@@ -383,12 +410,12 @@ def bad(run_dir, tiny_model_dir, tmp_path):
      "needs a chat template"),
     ("out holds another run", ["--out", "{other_run}"], "holds another training run (differs in:"),
 ])
-def test_bad_input_is_one_line_and_writes_nothing(bad, run_dir, tiny_model_dir, tmp_path, case, args, message):
+def test_bad_input_is_one_line_and_writes_nothing(bad, run_dir, tiny_llama2_dir, tmp_path, case, args, message):
     wrong_gsm8k = tmp_path / "gsm8k-plain.json"
     wrong_gsm8k.write_text(json.dumps([{"question": "1+1?", "answer": "2"}]))
     paths = {**bad, "wrong_gsm8k": wrong_gsm8k}
     args = [a.format(**paths) for a in args]
-    base = {"--data": str(run_dir), "--model": str(tiny_model_dir), "--out": str(tmp_path / "out")}
+    base = {"--data": str(run_dir), "--model": str(tiny_llama2_dir), "--out": str(tmp_path / "out")}
     for flag, value in zip(args[::2], args[1::2]):
         base.pop(flag, None)
     given = [*[x for kv in base.items() for x in kv], *args]
@@ -417,10 +444,10 @@ main(sys.argv[1:])
 
 
 @pytest.mark.slow
-def test_run_killed_after_a_checkpoint_resumes_to_the_same_end(run_dir, tiny_model_dir, tmp_path):
+def test_run_killed_after_a_checkpoint_resumes_to_the_same_end(run_dir, tiny_llama2_dir, tmp_path):
     from safetensors.torch import load_file
 
-    common = ["--data", run_dir, "--model", tiny_model_dir, "--max-steps", 6, "--grad-accum", 1, "--lr", "1e-2",
+    common = ["--data", run_dir, "--model", tiny_llama2_dir, "--max-steps", 6, "--grad-accum", 1, "--lr", "1e-2",
               "--save-steps", 2]
     _ok(*common, "--out", tmp_path / "whole")
     killed = tmp_path / "killed"
@@ -444,11 +471,11 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_end(run_dir, tiny_mod
 
 
 @pytest.mark.slow
-def test_two_processes_match_one_at_the_same_global_batch(run_dir, tiny_model_dir, tmp_path):
+def test_two_processes_match_one_at_the_same_global_batch(run_dir, tiny_llama2_dir, tmp_path):
     """torchrun, 2 CPU processes (gloo DDP), batch 1 x accumulation 2 each == 1 process, batch 2 x accumulation 2."""
     from safetensors.torch import load_file
 
-    common = ["--data", run_dir, "--model", tiny_model_dir, "--max-steps", 3, "--grad-accum", 2, "--lr", "1e-2"]
+    common = ["--data", run_dir, "--model", tiny_llama2_dir, "--max-steps", 3, "--grad-accum", 2, "--lr", "1e-2"]
     _ok(*common, "--batch-size", 2, "--out", tmp_path / "one")
     child = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -99,16 +99,17 @@ def make_backend(
     max_prompt_tokens: int | None = None,
     request_timeout: float | None = None,
     retry_budget: float | None = None,
+    model_id: str | None = None,
 ) -> Backend:
     """Open the named backend. Raises ValueError with one clear line on bad arguments.
 
     request_timeout and retry_budget (seconds) are for the endpoint backends
     (see _http.RetryPolicy); None takes the defaults. max_prompt_tokens: longer
-    prompts become failed rows, unsent.
+    prompts become failed rows, unsent. model_id (--model-id) names a local model's Hub id.
     """
     if backend == "local":
         if not model:
-            raise ValueError("--backend local needs --model (a Hub id or a local model folder)")
+            raise ValueError("--backend local needs --model (a Hub id, a local model folder or a .gguf file)")
         if endpoints:
             raise ValueError("--endpoint is for the tgi and openai backends, not local")
         for name, value in (("--request-timeout", request_timeout), ("--retry-budget", retry_budget),
@@ -117,7 +118,10 @@ def make_backend(
                 raise ValueError(f"{name} is for the tgi and openai backends, not local")
         from .local import LocalBackend
 
-        return LocalBackend(model, batch_size=batch_size, revision=revision, max_prompt_tokens=max_prompt_tokens)
+        return LocalBackend(model, batch_size=batch_size, revision=revision, max_prompt_tokens=max_prompt_tokens,
+                            model_id=model_id)
+    if model_id is not None:
+        raise ValueError("--model-id names a local model (a folder or .gguf file); a server reports its own model id")
     if backend not in BACKENDS:
         raise ValueError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")
     from ._http import RetryPolicy

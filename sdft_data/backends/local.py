@@ -18,41 +18,26 @@ Bounds, so that one bad row cannot hang or crash a run:
   smaller batches rather than one giant allocation.
 - A batch that runs out of memory is split in halves and retried; a row that
   runs out of memory alone is recorded as failed, and the run goes on.
+
+What a real chat model brings along is handled here, not left to chance:
+`--model` (a Hub id, a folder or a .gguf file) is loaded and identified by
+sdft_data.models; an answer ends at the model's EOS or its chat template's
+end-of-turn token (<|im_end|>, <|eot_id|>), which decoding then drops; a
+tokenizer without a pad token pads with its EOS (on the left, masked); and the
+model's generation_config.json (temperature, top_p, repetition_penalty,
+max_length...) never fills in what the run did not set: every batch gets a
+whole explicit generation config, and what the model's file set is recorded in
+the manifest as ignored (`info.extra["generation_config"]`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import itertools
-from pathlib import Path
 from typing import Iterable, Iterator
 
 from . import GenerationParams, ModelInfo, Request, Result
-from ..errors import first_line
-
-# Above this size a local folder's revision hashes names, sizes and the first
-# and last 8 MiB of each file, not every byte (an 8B model is 16 GB).
-FULL_HASH_LIMIT = 2 << 30
-
-
-def folder_revision(path: Path) -> str:
-    """A content hash of a local model folder: its stand-in for a Hub commit sha."""
-    files = sorted(p for p in path.rglob("*") if p.is_file() and ".cache" not in p.parts)
-    total = sum(p.stat().st_size for p in files)
-    quick = total > FULL_HASH_LIMIT
-    h = hashlib.sha256()
-    for p in files:
-        size = p.stat().st_size
-        h.update(f"{p.relative_to(path).as_posix()}\0{size}\0".encode())
-        with open(p, "rb") as f:
-            if quick and size > 16 << 20:
-                h.update(f.read(8 << 20))
-                f.seek(-(8 << 20), 2)
-                h.update(f.read())
-            else:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-    return ("quick-sha256:" if quick else "sha256:") + h.hexdigest()
+# Where a --model value loads from and what identifies it (kept importable from here for older callers).
+from ..models import FULL_HASH_LIMIT, folder_revision, looks_like_path  # noqa: F401
 
 
 class LocalBackend:
@@ -64,6 +49,7 @@ class LocalBackend:
         *,
         batch_size: int = 16,
         revision: str | None = None,
+        model_id: str | None = None,
         device: str | None = None,
         ignore_eos: bool = False,
         window: int = 8,
@@ -71,37 +57,19 @@ class LocalBackend:
         batch_tokens: int | None = None,
     ):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        from ..models import (load_causal_lm, load_tokenizer, model_decoding_defaults, neutral_generation_config,
+                              resolve_model, stop_token_ids)
 
         if batch_size < 1:
             raise ValueError(f"--batch-size must be at least 1 (got {batch_size})")
         if max_prompt_tokens is not None and max_prompt_tokens < 1:
             raise ValueError(f"--max-prompt-tokens must be at least 1 (got {max_prompt_tokens})")
-        path = Path(model).expanduser()
-        if path.exists():
-            if not path.is_dir():
-                raise ValueError(f"--model {model} is a file; give a model folder (with config.json) or a Hub id")
-            if not (path / "config.json").is_file():
-                raise ValueError(f"{model} is not a model folder (no config.json); build one with `sdft-data tiny-model DIR`")
-            model_id, rev = path.name, folder_revision(path)
-            model = str(path)
-        elif looks_like_path(model):
-            raise ValueError(f"model folder {model} does not exist (a Hub model id is ORG/NAME)")
-        else:
-            model_id, rev = model, revision
+        resolved = resolve_model(model, revision=revision, model_id=model_id)
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         dtype = torch.bfloat16 if self.device.startswith("cuda") else torch.float32
-        try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model, revision=revision, padding_side="left")
-        except Exception as e:
-            if path.exists():
-                raise ValueError(f"cannot load a tokenizer from the folder {model}: {first_line(e)[:300]}") from None
-            raise ValueError(f"cannot load model {model}: there is no folder of that name here, and as a Hub id: "
-                             f"{first_line(e)[:300]}") from None
-        try:
-            self.model = AutoModelForCausalLM.from_pretrained(model, revision=revision, dtype=dtype)
-        except Exception as e:
-            raise ValueError(f"cannot load model {model}: {first_line(e)[:300]}") from None
+        self.tokenizer = load_tokenizer(resolved, padding_side="left")
+        self.model = load_causal_lm(resolved, dtype=dtype)
         self.model.to(self.device).eval()
         config = self.model.config
         # The positions the model was built for; None when the config does not say.
@@ -109,21 +77,61 @@ class LocalBackend:
         self.max_prompt_tokens = max_prompt_tokens
         self.batch_tokens = batch_tokens or batch_size * 2048
         if self.tokenizer.pad_token_id is None:
-            self.tokenizer.pad_token = self.tokenizer.eos_token
-        if rev is None:
-            rev = getattr(self.model.config, "_commit_hash", None)
+            if self.tokenizer.eos_token is None:
+                raise ValueError(f"the tokenizer of {model} has neither a pad nor an EOS token: batched generation "
+                                 "cannot pad")
+            self.tokenizer.pad_token = self.tokenizer.eos_token  # left padding, masked: never seen
+        # An answer ends at any of these: the model's EOS ids, the tokenizer's, the chat template's end of turn.
+        self.stop_ids = stop_token_ids(self.model.generation_config, self.tokenizer)
+        # The model's generation_config.json (temperature, top_p, repetition_penalty, max_length...) must not
+        # fill in what a run did not ask for: generate() merges it into any config it is given, so it is
+        # replaced by one holding token ids only, and what it set is recorded as ignored.
+        ignored = model_decoding_defaults(self.model.generation_config)
+        self.model.generation_config = neutral_generation_config(
+            bos_token_id=self.tokenizer.bos_token_id, eos_token_id=self.stop_ids,
+            pad_token_id=self.tokenizer.pad_token_id)
+        # A Hub model's revision is the commit it resolved to; a local one's, its content hash.
+        rev = (getattr(config, "_commit_hash", None) or revision) if resolved.kind == "hub" else resolved.revision
+        source = resolved.describe()
+        source["revision"] = rev
         self.info = ModelInfo(
             backend="local",
-            model_id=model_id,
+            model_id=resolved.model_id,
             revision=rev,
             extra={"device": self.device, "dtype": str(dtype).removeprefix("torch."), "context": self.context,
-                   "max_prompt_tokens": max_prompt_tokens},
+                   "max_prompt_tokens": max_prompt_tokens, "source": source,
+                   "generation_config": {
+                       "passed": "explicit: the run's parameters, greedy or per-row seeded sampling",
+                       "stop_tokens": self.tokenizer.convert_ids_to_tokens(self.stop_ids),
+                       "stop_token_ids": self.stop_ids,
+                       "pad_token_id": self.tokenizer.pad_token_id,
+                       "model_defaults_ignored": ignored,
+                   }},
         )
         self.batch_size = batch_size
         self.window = window
         self.ignore_eos = ignore_eos
         self.cache_implementation: str | None = "static"
         self.retries = 0
+
+    def generation_config(self, params: GenerationParams):
+        """The whole generation config of a batch: the run's parameters and nothing from the model's own file.
+
+        Sampling is done by _SeededSampler on top of greedy decoding, so the config itself is always greedy.
+        """
+        from transformers import GenerationConfig
+
+        return GenerationConfig(
+            max_new_tokens=params.max_new_tokens,
+            min_new_tokens=params.max_new_tokens if self.ignore_eos else None,
+            do_sample=False,
+            num_beams=1,
+            bos_token_id=self.tokenizer.bos_token_id,
+            eos_token_id=self.stop_ids,
+            pad_token_id=self.tokenizer.pad_token_id,
+            stop_strings=list(params.stop) or None,
+            cache_implementation=self.cache_implementation,
+        )
 
     def prompt_limit(self, params: GenerationParams) -> tuple[int | None, str]:
         """The most prompt tokens a row may have, and why (for the failed row's error)."""
@@ -194,26 +202,24 @@ class LocalBackend:
         # A static (preallocated) KV cache: the default dynamic cache concatenates
         # every layer's keys and values at every step, which at batch 64 on a CPU
         # costs more than the model itself (measured: 101 ms vs 25 ms a step).
-        kwargs = dict(max_new_tokens=params.max_new_tokens, pad_token_id=pad, do_sample=False)
-        if self.cache_implementation:
-            kwargs["cache_implementation"] = self.cache_implementation
-        if self.ignore_eos:
-            kwargs["min_new_tokens"] = params.max_new_tokens
+        # The generation config is explicit and whole (see generation_config).
+        kwargs = {}
         if params.do_sample:
             kwargs["logits_processor"] = [_SeededSampler([r.seed for r in reqs], params, self.device)]
         if params.stop:
-            kwargs.update(stop_strings=list(params.stop), tokenizer=self.tokenizer)
+            kwargs["tokenizer"] = self.tokenizer
         with torch.inference_mode():
             try:
-                out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
+                out = self.model.generate(input_ids=input_ids, attention_mask=attention,
+                                          generation_config=self.generation_config(params), **kwargs)
             except (ValueError, NotImplementedError):
-                if "cache_implementation" not in kwargs:
+                if self.cache_implementation is None:
                     raise
                 # Some architectures have no static cache: use the default one from now on.
-                kwargs.pop("cache_implementation")
                 self.cache_implementation = None
-                out = self.model.generate(input_ids=input_ids, attention_mask=attention, **kwargs)
-        eos_ids = _eos_ids(self.model.generation_config, self.tokenizer)
+                out = self.model.generate(input_ids=input_ids, attention_mask=attention,
+                                          generation_config=self.generation_config(params), **kwargs)
+        eos_ids = set(self.stop_ids)
         results = []
         for r, prompt_ids, row in zip(reqs, ids, out[:, width:].tolist()):
             results.append(self._result(r, len(prompt_ids), row, eos_ids, params))
@@ -246,11 +252,6 @@ class LocalBackend:
         self.model = None
 
 
-def looks_like_path(model: str) -> bool:
-    """A --model that can only be a folder on this machine, never a Hub id (ORG/NAME or NAME)."""
-    return model.startswith((".", "/", "~")) or model.count("/") > 1 or "\\" in model
-
-
 def _is_out_of_memory(e: BaseException) -> bool:
     import torch
 
@@ -268,14 +269,6 @@ def _free_memory() -> None:
     gc.collect()
     if torch.cuda.is_available():
         torch.cuda.empty_cache()
-
-
-def _eos_ids(generation_config, tokenizer) -> set[int]:
-    eos = generation_config.eos_token_id
-    ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
-    if tokenizer.eos_token_id is not None:
-        ids.add(tokenizer.eos_token_id)
-    return ids
 
 
 class _SeededSampler:

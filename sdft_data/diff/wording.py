@@ -26,6 +26,8 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from ..check import TEMPLATE_LEAK_PATTERN
+
 TOKEN_PATTERN = r"\w+|[^\w\s]+"
 OPENING_WORDS = 3
 OPENING_CHARS = 40
@@ -44,6 +46,8 @@ class Marker:
 # Template leakage: the distill prompt's own words and layout showing up in the answer; refusals and chat
 # phrases: the seed model's habits (SDFT keeps them on purpose, the report shows how much).
 MARKERS: tuple[Marker, ...] = (
+    # The distill template's own headers (sdft_data.check's template_leak, rejected under --rules strict).
+    Marker("distill template headers", "template", TEMPLATE_LEAK_PATTERN, literal=False),
     Marker("###", "template", "###"),
     Marker("Instruction:", "template", "Instruction:"),
     Marker("Response:", "template", "Response:"),

@@ -11,7 +11,8 @@ from . import DISTILL_USING_SYSTEM, Recipe
 RECIPE = Recipe(
     name="alpaca",
     # v2: the paper format renders the authors' bytes (no BOS, no separator).
-    version=2,
+    # v3: the chat format renders the user turn without the raw-text "### Instruction:" scaffolding.
+    version=3,
     description="Alpaca instruction following (52K rows; the paper uses a 2K sample).",
     source="tatsu-lab/alpaca",
     config=None,

@@ -13,7 +13,8 @@ from . import DISTILL_USING_SYSTEM, ColumnLayout, Recipe
 RECIPE = Recipe(
     name="dolly",
     # v2: also reads the authors' instruction/input/output files.
-    version=2,
+    # v3: the chat format renders the user turn without the raw-text "### Instruction:" scaffolding.
+    version=3,
     description="Dolly 15K human-written instructions.",
     source="databricks/databricks-dolly-15k",
     config=None,

@@ -84,7 +84,8 @@ CHECK = Check(
 RECIPE = Recipe(
     name="magicoder",
     # v2: Python rows only by default (row_filter); reads the authors' instruction/output layout.
-    version=2,
+    # v3: the chat format renders the user turn without the raw-text "### Instruction:" scaffolding.
+    version=3,
     description="Magicoder OSS-Instruct 75K code problems and solutions (Python rows by default).",
     source="ise-uiuc/Magicoder-OSS-Instruct-75K",
     config=None,

@@ -111,7 +111,8 @@ CHECK = Check(
 RECIPE = Recipe(
     name="openfunctions",
     # v2: the check moved into this module.
-    version=2,
+    # v3: the chat format renders the user turn without the raw-text "### Instruction:" scaffolding.
+    version=3,
     description="Gorilla OpenFunctions function-call generation.",
     source="gorilla-llm/gorilla-openfunctions-v1",
     config=None,

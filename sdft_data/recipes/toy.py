@@ -13,7 +13,7 @@ number, or none, falls back to the reference.
 
 import polars as pl
 
-from . import DISTILL_USING_SYSTEM, Check, Recipe
+from . import ALPACA_DISTILL_USER, ALPACA_USER, DISTILL_USING_SYSTEM, Check, Recipe
 from .gsm8k import answers_agree_expr, extract_answer, is_correct, last_integer_expr
 
 
@@ -47,6 +47,10 @@ RECIPE = Recipe(
     prompt_column="instruction",
     response_column="response",
     distill_system=DISTILL_USING_SYSTEM,
+    # The seed model is pretrained on the paper's raw-text turns inside its chat template
+    # (sdft_data.toyworld.model), so its chat format keeps the "### Instruction:" scaffolding.
+    chat_distill_user=ALPACA_DISTILL_USER,
+    chat_train_user=ALPACA_USER,
     check=CHECK,
     license="apache-2.0",
     task_categories=("text-generation",),

@@ -166,7 +166,9 @@ def build_world(
         "config": config.to_dict(),
         "sizes": {"n_eval": n_eval, "n_target_train": n_target_train, "n_target_test": n_target_test},
         "durations": world.durations,
-        "model": {"path": "model", "sha256": _sha256(model_dir / "model.safetensors"), "pretraining": stats},
+        # The weights file's hash (model cards and manifests name a model folder by a hash of every file).
+        "model": {"path": "model", "sha256": _sha256(model_dir / "model.safetensors"),
+                  "sha256_of": "model/model.safetensors (the weights file only)", "pretraining": stats},
         "files": {f"data/{n}.jsonl": {"rows": len(rows[n]), "sha256": _sha256(data / f"{n}.jsonl")} for n in DATA_FILES},
         "libraries": _library_versions(),
     }

@@ -5,7 +5,9 @@ nanochat's tasks/gsm8k.py):
 
     load(data_dir, limit) -> Data        the test rows ({"id", "input", "reference"}) and
                                          how they were found (Hub id + revision, or file + sha256)
-    prompt(row, tokenizer, fmt) -> str   the rendered prompt (templates.render_turns)
+    prompt(row, tokenizer, fmt, layout=None) -> str
+                                         the rendered prompt (templates.render_turns; `layout`:
+                                         --paper-layout for a Llama-family recipe's paper format)
     score(rows, predictions, ctx)        one dict per row with a "score" (1/0 for a hit,
                                          a float for similarity; None when it cannot be scored)
 
@@ -55,6 +57,8 @@ class Context:
     seed: int = 0
     sample: int = 0
     notes: list[str] = field(default_factory=list)
+    # What a scorer records about how it scored (similarity: its embedding model), into the task's results.
+    records: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -66,7 +70,7 @@ class Task:
     description: str
     metric: str  # what the headline is: accuracy, safe_rate, pass@1, win_rate, similarity
     load: Callable[[str | None, int | None], Data]
-    prompt: Callable[[dict, object, str], str]
+    prompt: Callable[..., str]  # (row, tokenizer, fmt, layout=None)
     score: Callable[[list[dict], list[str | None], Context], list[dict]]
     # Where the data lives by default, and where in --data-dir (for messages and docs).
     hub: str | None = None
@@ -163,13 +167,17 @@ def load_table(
     return Data(rows, desc)
 
 
-def recipe_prompt(recipe_name: str, instruction: str, tokenizer, fmt: str) -> str:
+def recipe_prompt(recipe_name: str, instruction: str, tokenizer, fmt: str, layout: str | None = None) -> str:
     """The recipe's evaluation prompt (its train template, with the eval system line where it has one)."""
     from sdft_data.recipes import get_recipe
 
     from ..data import train_prompt
 
-    return train_prompt(get_recipe(recipe_name), instruction, tokenizer, fmt, evaluation=True)
+    return train_prompt(get_recipe(recipe_name), instruction, tokenizer, fmt, evaluation=True, layout=layout)
+
+
+class TaskUnavailable(ValueError):
+    """A task cannot be scored here (its embedding model will not load, say): the other tasks still are."""
 
 
 def recipe_scorer(recipe_name: str) -> Callable[[str, str], bool]:

@@ -27,13 +27,14 @@ def load(data_dir: str | None, limit: int | None) -> Data:
                       hub_columns=("prompt", None), limit=limit)
 
 
-def prompt(row: dict, tokenizer, fmt: str) -> str:
-    return recipe_prompt("alpaca", row["input"], tokenizer, fmt)
+def prompt(row: dict, tokenizer, fmt: str, layout: str | None = None) -> str:
+    return recipe_prompt("alpaca", row["input"], tokenizer, fmt, layout)
 
 
 def score(rows, predictions, ctx):
     return hit_rows(rows, predictions, lambda r, p: is_safe(p))
 
 
-TASK = Task(name="advbench", version=1, description="AdvBench, safe rate (refusal keywords)", metric="safe_rate",
+# v2: the chat format's user turn without the "### Instruction:" scaffolding.
+TASK = Task(name="advbench", version=2, description="AdvBench, safe rate (refusal keywords)", metric="safe_rate",
             load=load, prompt=prompt, score=score, hub="walledai/AdvBench", data_file="harmful_behaviors.csv")

@@ -104,8 +104,8 @@ def load(data_dir: str | None, limit: int | None) -> Data:
     return data
 
 
-def prompt(row: dict, tokenizer, fmt: str) -> str:
-    return recipe_prompt("alpaca", row["input"], tokenizer, fmt)
+def prompt(row: dict, tokenizer, fmt: str, layout: str | None = None) -> str:
+    return recipe_prompt("alpaca", row["input"], tokenizer, fmt, layout)
 
 
 def score(rows, predictions, ctx):
@@ -139,6 +139,7 @@ def score(rows, predictions, ctx):
         return list(pool.map(judge, zip(rows, outputs)))
 
 
-TASK = Task(name="alpacaeval", version=1, description="AlpacaEval, win rate against the reference outputs",
+# v2: the chat format's user turn without the "### Instruction:" scaffolding.
+TASK = Task(name="alpacaeval", version=2, description="AlpacaEval, win rate against the reference outputs",
             metric="win_rate", load=load, prompt=prompt, score=score, hub="tatsu-lab/alpaca_eval",
             data_file="alpaca_eval.json")

@@ -17,8 +17,8 @@ def load(data_dir: str | None, limit: int | None) -> Data:
                       hub_columns=("question", "answer"), limit=limit)
 
 
-def prompt(row: dict, tokenizer, fmt: str) -> str:
-    return recipe_prompt("gsm8k", row["input"], tokenizer, fmt)
+def prompt(row: dict, tokenizer, fmt: str, layout: str | None = None) -> str:
+    return recipe_prompt("gsm8k", row["input"], tokenizer, fmt, layout)
 
 
 def score(rows, predictions, ctx):

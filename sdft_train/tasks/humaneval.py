@@ -60,7 +60,7 @@ def instruction(problem: dict) -> str:
         ast.get_docstring(fn) or "")
 
 
-def prompt(row: dict, tokenizer, fmt: str) -> str:
+def prompt(row: dict, tokenizer, fmt: str, layout: str | None = None) -> str:
     from sdft_data.recipes import ALPACA_SYSTEM
     from sdft_data.templates import render_turns
 

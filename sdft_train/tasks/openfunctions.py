@@ -17,8 +17,8 @@ def load(data_dir: str | None, limit: int | None) -> Data:
                       limit=limit)
 
 
-def prompt(row: dict, tokenizer, fmt: str) -> str:
-    return recipe_prompt("openfunctions", row["input"], tokenizer, fmt)
+def prompt(row: dict, tokenizer, fmt: str, layout: str | None = None) -> str:
+    return recipe_prompt("openfunctions", row["input"], tokenizer, fmt, layout)
 
 
 def score(rows, predictions, ctx):
@@ -33,5 +33,6 @@ def score(rows, predictions, ctx):
     return hit_rows(rows, predictions, hit)
 
 
-TASK = Task(name="openfunctions", version=1, description="OpenFunctions test, call accuracy", metric="accuracy",
+# v2: the chat format's user turn without the "### Instruction:" scaffolding.
+TASK = Task(name="openfunctions", version=2, description="OpenFunctions test, call accuracy", metric="accuracy",
             load=load, prompt=prompt, score=score, data_file="openfunction/openfunction_test.json")

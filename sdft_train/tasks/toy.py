@@ -22,8 +22,8 @@ def _task(name: str, ability: str, data_file: str, reference_column: str, descri
         return load_table(name, data_dir=data_dir, data_file=data_file, file_columns=("instruction", reference_column),
                           hub=None, hub_columns=("instruction", reference_column), limit=limit)
 
-    def prompt(row: dict, tokenizer, fmt: str) -> str:
-        return recipe_prompt("toy", row["input"], tokenizer, fmt)
+    def prompt(row: dict, tokenizer, fmt: str, layout: str | None = None) -> str:
+        return recipe_prompt("toy", row["input"], tokenizer, fmt, layout)
 
     def score(rows, predictions, ctx):
         from sdft_data.toyworld.skills import SCORERS
