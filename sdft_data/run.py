@@ -64,6 +64,10 @@ def recipe_object(settings: dict) -> Recipe | None:
     return rec
 
 
+# Inside a batch, the progress bar shows the tokens generated at most this often (seconds).
+PROGRESS_SECONDS = 0.5
+
+
 def row_seed(seed: int, row_id: int) -> int:
     """The row's own sampling seed: stable across resumes, batches and machines (31 bits)."""
     digest = hashlib.sha256(f"{seed}:{row_id}".encode()).digest()
@@ -381,6 +385,24 @@ def generate_run(
         t0 = time.monotonic()
         n_done = n_failed = n_tokens = 0
         bar = tqdm(total=total, unit="row", desc=desc, disable=not progress or total == 0, dynamic_ncols=True)
+        # Tokens as the engine generates them, for an engine that reports them (the local
+        # backend): a batch's rows can all take minutes, and the row count alone looks stuck.
+        live = {"tokens": 0, "shown": t0}
+
+        def show(refresh: bool) -> None:
+            tokens = max(live["tokens"], n_tokens)
+            bar.set_postfix(failed=n_failed, tokens=tokens, tok_s=f"{tokens / max(time.monotonic() - t0, 1e-9):.0f}",
+                            retries=getattr(engine, "retries", 0), refresh=refresh)
+
+        def on_tokens(n: int) -> None:
+            live["tokens"] += n
+            if time.monotonic() - live["shown"] >= PROGRESS_SECONDS:
+                live["shown"] = time.monotonic()
+                show(refresh=True)
+
+        reports = hasattr(engine, "on_tokens")
+        if reports:
+            engine.on_tokens = on_tokens
         status = "interrupted"
         try:
             for result in engine.generate(pending(), params):
@@ -388,12 +410,12 @@ def generate_run(
                 n_done += 1
                 n_failed += result.status != "ok"
                 n_tokens += result.generated_tokens or 0
-                elapsed = max(time.monotonic() - t0, 1e-9)
                 bar.update(1)
-                bar.set_postfix(failed=n_failed, tok_s=f"{n_tokens / elapsed:.0f}",
-                                retries=getattr(engine, "retries", 0), refresh=False)
+                show(refresh=False)
             status = "generated"
         finally:
+            if reports:
+                engine.on_tokens = None
             bar.close()
             writer.flush()
             session.update(finished_at=_now(), rows=n_done, failed=n_failed, generated_tokens=n_tokens,

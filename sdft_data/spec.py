@@ -517,7 +517,7 @@ class Prompt(SpecBase):
         _check(self)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)  # keywords only: Decoding(512, 0.0, ...) would be easy to misread
 class Decoding(SpecBase):
     """Decoding parameters. temperature 0 means greedy. The defaults are the paper's (sdft_data.paper)."""
 

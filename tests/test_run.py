@@ -3,6 +3,7 @@
 import dataclasses
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -13,11 +14,11 @@ import pytest
 from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 
-from sdft_data.backends import GenerationParams
+from sdft_data.backends import GenerationParams, ModelInfo, Request, Result
 from sdft_data.backends.local import LocalBackend
 from sdft_data.cli import main
 from sdft_data.recipes import get_recipe
-from sdft_data.run import distill, generations, row_seed
+from sdft_data.run import distill, generate_run, generations, row_seed
 
 from conftest import GSM8K_ROWS
 
@@ -89,7 +90,7 @@ def test_fingerprint_covers_every_input(engine, gsm8k_file, tmp_path, tiny_model
 
 KILL_SCRIPT = """
 import sys
-from sdft_data.backends import GenerationParams
+from sdft_data.backends import GenerationParams, ModelInfo, Request, Result
 from sdft_data.run import distill
 distill(recipe="gsm8k", source=sys.argv[1], out=sys.argv[2], model=sys.argv[3], batch_size=2,
         max_new_tokens=24, flush_rows=2, progress=False)
@@ -223,3 +224,30 @@ def test_a_run_being_written_by_another_process_is_refused(engine, gsm8k_file, t
         with pytest.raises(ValueError, match="another process is writing"):
             _distill(engine, gsm8k_file, run, limit=2)
     assert _distill(engine, gsm8k_file, run, limit=2).resumed  # released: the run goes on
+
+
+def test_progress_shows_tokens_while_a_batch_is_still_running(tmp_path, capsys, monkeypatch):
+    import sdft_data.run as run_module
+
+    monkeypatch.setattr(run_module, "PROGRESS_SECONDS", 0)
+
+    class OneBatch:
+        """Two rows generated together: their tokens come long before either row is done."""
+
+        info = ModelInfo(backend="stub", model_id="stub", revision=None)
+        on_tokens = None
+
+        def generate(self, requests, params):
+            requests = list(requests)
+            for _ in range(3):
+                self.on_tokens(len(requests))
+            for r in requests:
+                yield Result(r.row_id, "text", finish_reason="length", prompt_tokens=1, generated_tokens=3)
+
+    engine = OneBatch()
+    generate_run(tmp_path / "run", inputs={"stub": 1}, rows=2, requests=[Request(0, "a", 0), Request(1, "b", 1)],
+                 engine=engine, params=GenerationParams(max_new_tokens=3), progress=True)
+    bar = capsys.readouterr().err
+    assert re.search(r" 0/2 \[[^\]]*tokens=6", bar), bar
+    assert re.search(r" 2/2 \[[^\]]*tokens=6", bar)
+    assert engine.on_tokens is None

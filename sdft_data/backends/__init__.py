@@ -74,7 +74,12 @@ class EndpointDown(EndpointError):
 
 
 class Backend(Protocol):
-    """What the run engine needs from an engine."""
+    """What the run engine needs from an engine.
+
+    Optional: an `on_tokens` attribute. Where a backend has one, the engine sets
+    it to a callable for the run (None after), and the backend calls it with
+    each number of tokens it generates, so progress shows inside a long batch.
+    """
 
     info: ModelInfo
     tokenizer: object  # a transformers tokenizer, used to render chat templates
