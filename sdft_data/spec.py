@@ -692,8 +692,9 @@ class Training(SpecBase):
     teacher: str = setting("base", "on-policy: the teacher's weights: base (the model before training), live (the "
                            "student as it trains), ema (a moving average of the student).", choices=_teachers,
                            paper=False)
-    teacher_template: str = setting(TEACHER_TEMPLATE, "on-policy: the teacher's user turn, made of {prompt} (the "
-                                    "student's user turn) and {privileged_context} (the original response).",
+    teacher_template: str = setting(TEACHER_TEMPLATE, "on-policy: what the teacher's prompt holds in place of the "
+                                    "instruction: {prompt} (the row's instruction) and {privileged_context} (the "
+                                    "original response).",
                                     default_text="{prompt}\\n\\n{privileged_context}, TRL's", paper=False)
     vllm: bool | None = setting(None, "on-policy: sample the answers with vLLM (TRL's colocated engine) instead of "
                                 "transformers' generate.", default_text="when vLLM is installed and a GPU is present",
@@ -715,7 +716,8 @@ class Training(SpecBase):
     epochs: float | None = setting(None, "Passes over the rows.", minimum=0.0, exclusive_minimum=True,
                                    default_text="the paper's: 5 for gsm8k and openfunctions, else 2")
     max_steps: int | None = setting(None, "Stop after this many optimizer steps (overrides --epochs).", minimum=1)
-    max_length: int = setting(1024, "Cutoff in tokens, prompt and response together.", minimum=2)
+    max_length: int = setting(1024, "Cutoff in tokens, prompt and response together (--method on-policy: of the "
+                              "prompt; its answers stop at --max-completion-length).", minimum=2)
     seed: int = setting(42, "Training seed (the LoRA initialisation and the row order).", minimum=0, paper=False)
     group_by_length: bool = setting(False, "Micro-batches of rows of similar length: less padding, but not the "
                                     "paper's random row order.", label="row order grouped by length")

@@ -14,10 +14,15 @@ A published SDFT dataset holds what it needs:
                           with it: the same text (sdft_data.templates, in the dataset's
                           format) and the same token ids (no special token added)
     privileged context    the row's `original_response`
-    the teacher's prompt  the same system line; the user turn is TRL's
-                          teacher_prompt_template filled with the student's user turn and
-                          the context ("{prompt}\\n\\n{privileged_context}" by default), in
-                          the same format
+    the teacher's prompt  the same prompt, its instruction replaced by TRL's
+                          teacher_prompt_template filled with the instruction and the context
+                          ("{prompt}\\n\\n{privileged_context}" by default)
+
+The conversation TRL is given is [system line, the row's instruction], TRL's "prompt", and
+TRL composes the teacher's from it as it does for any conversational dataset (the template
+fills the last user turn). Rendering a conversation puts its user turn into the recipe's train
+template ("### Instruction:\\n{instruction}\\n\\n### Response:\\n" for Alpaca-style recipes), so
+the privileged context lands in the instruction's place, before "### Response:".
 
 Everything else is TRL's: the sampling (transformers' generate, or TRL's vLLM
 engine when vLLM and a GPU are present), the teacher (the model before
@@ -94,15 +99,16 @@ class Prompts:
     layout: str | None  # the --paper-layout override, as for the other arms
 
     def turns(self, instruction: str) -> list[dict]:
-        """The student's conversation for one row: the recipe's train system line and user turn."""
-        return [{"role": "system", "content": self.recipe.train_system},
-                {"role": "user", "content": self.recipe.train_user.format(instruction=instruction)}]
+        """The student's conversation for one row: the recipe's train system line and the row's instruction."""
+        return [{"role": "system", "content": self.recipe.train_system}, {"role": "user", "content": instruction}]
 
     def text(self, messages: list[dict]) -> str:
+        """The prompt text: the user turn put into the recipe's train template, then rendered as train_prompt does."""
         roles = [m.get("role") for m in messages]
         if roles != ["system", "user"]:
             raise ValueError(f"a prompt is a system and a user turn, not {roles}")
-        return templates.render_turns(messages[0]["content"], messages[1]["content"], "", self.tokenizer, self.fmt,
+        user = self.recipe.train_user.format(instruction=messages[1]["content"])
+        return templates.render_turns(messages[0]["content"], user, "", self.tokenizer, self.fmt,
                                       layout=self.recipe.paper_layout, override=self.layout)
 
     def ids(self, messages: list[dict]) -> list[int]:
@@ -111,8 +117,8 @@ class Prompts:
 
     def teacher_text(self, instruction: str, context: str, template: str) -> str:
         """The teacher's prompt as TRL composes it (its system turns, the template filling the user turn)."""
-        system, user = self.turns(instruction)
-        return self.text([system, {"role": "user", "content": template.format(prompt=user["content"],
+        system, _ = self.turns(instruction)
+        return self.text([system, {"role": "user", "content": template.format(prompt=instruction,
                                                                               privileged_context=context)}])
 
 
@@ -218,9 +224,9 @@ def _trainer_class():
             super().__init__(*args, **kwargs)
 
         def _tokenize_prompts(self, prompts):
-            # TRL applies the chat template itself (or, for text, adds the tokenizer's special tokens). Here the
-            # student's prompt and the teacher's are rendered as the other arms' prompts are: the same text in chat
-            # format, the authors' raw text in paper format.
+            # TRL applies the chat template to the bare conversation. Here the student's prompt and the teacher's are
+            # the recipe's train template, rendered as the other arms' prompts are (chat template or the authors'
+            # raw text), so that the student's is theirs token for token.
             return [self.prompts.ids(p) for p in prompts]
 
     return OnPolicyTrainer
@@ -267,8 +273,9 @@ def deviations(args) -> list[str]:
     """Every value of `args` that is not TRL's default, with why (one phrase each)."""
     sdft = _trl()
     defaults = {f.name: f.default for f in fields(sdft.SDFTConfig)} | TRL_EFFECTIVE_DEFAULTS
-    out = ["prompts: rendered as the other arms' (sdft_data.templates; TRL's apply_chat_template gives the same "
-           "text in chat format) and tokenized without added special tokens"]
+    out = ["prompts: the conversation (system line, instruction) is rendered as the other arms' prompts are (the "
+           "recipe's train template through sdft_data.templates) and tokenized without added special tokens; TRL "
+           "would apply the chat template to the bare conversation"]
     for name in TRL_FIELDS:
         ours, theirs = getattr(args, name), defaults[name]
         if ours != theirs:

@@ -127,6 +127,22 @@ def test_the_student_sees_the_other_arms_prompt_and_only_the_teacher_the_origina
     assert expected.item() > 1e-3
 
 
+@pytest.mark.parametrize("fmt", ["paper", "chat"])
+def test_the_teacher_sees_the_original_response_where_the_instruction_goes(tiny_model_dir, fmt):
+    """TRL fills the last user turn, the row's instruction: the response lands inside the train template."""
+    from transformers import AutoTokenizer
+
+    from sdft_data import templates
+
+    recipe, tok = get_recipe("alpaca"), AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompts = onpolicy.Prompts(recipe, tok, fmt, None)
+    student = prompts.text(prompts.turns("Name a primary color."))
+    assert student == templates.train_prompt(recipe, "Name a primary color.", tok, fmt)
+    teacher = prompts.teacher_text("Name a primary color.", "Red.", TEACHER_TEMPLATE)
+    assert teacher == templates.train_prompt(recipe, "Name a primary color.\n\nRed.", tok, fmt)
+    assert teacher.index("### Instruction:") < teacher.index("Red.") < teacher.index("### Response:")
+
+
 def test_the_on_policy_arm_trains_from_a_published_dataset_and_records_how(run_dir, tiny_model_dir, tmp_path):
     from sdft_data.publish import push
     from sdft_train.evaluate import arm_of, read_train_record
