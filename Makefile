@@ -41,7 +41,8 @@ EVAL_FLAGS = --suite $(SUITE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --quiet $
 PUSH_ARGS ?= $(if $(filter $(TINY),$(MODEL)),--allow-no-rewrites)
 # The paper's data folder (a clone of github sail-sg/sdft beside this one), for two benchmarks.
 PAPER_DATA ?= ../sdft/data
-# make demo: the toy world's seed, and the one training budget both arms get.
+# make demo: the toy world's seed, and the one training budget every arm gets (the on-policy arm's 16 rows a step
+# are sampled answers: 2 prompts x TRL's 8 answers each).
 TOY      ?= runs/toy
 TOY_SEED ?= 0
 TOY_TRAIN ?= --full --lr 5e-4 --max-steps 120 --batch-size 16 --grad-accum 1 --quiet
@@ -72,8 +73,10 @@ $(REAL)/config.json: | setup
 
 # The method on a laptop: a toy world (a small seed chat model pretrained here on
 # the CPU, cached) whose target task has references in a foreign style. Distill
-# them with the seed model, publish v1, train vanilla (original references) and
-# SDFT (rewrites) with the same budget, evaluate all three and print the table.
+# them with the seed model, publish v1, train vanilla (original references),
+# SDFT (rewrites) and on-policy self-distillation (TRL's SDFTTrainer, the
+# references as the teacher's privileged context) with the same budget, evaluate
+# the seed and the three arms and print the table.
 demo: setup
 	rm -rf $(TOY) $(HUB_DIR)/demo/toy-sdft
 	$(TOY_ENV) $(BIN)/sdft-data toy-world $(TOY)/world --seed $(TOY_SEED)
@@ -85,18 +88,21 @@ demo: setup
 		--responses original $(TOY_TRAIN)
 	$(TOY_ENV) $(BIN)/sdft-train train --data demo/toy-sdft@v1 --hub-dir $(HUB_DIR) --model $(TOY)/world/model --out $(TOY)/sdft \
 		--responses sdft $(TOY_TRAIN)
+	$(TOY_ENV) $(BIN)/sdft-train train --data demo/toy-sdft@v1 --hub-dir $(HUB_DIR) --model $(TOY)/world/model --out $(TOY)/on-policy \
+		--method on-policy $(TOY_TRAIN)
 	$(TOY_ENV) $(BIN)/sdft-train eval --model $(TOY)/world/model --data-dir $(TOY)/world/data --out $(TOY)/eval/seed $(TOY_EVAL)
 	$(TOY_ENV) $(BIN)/sdft-train eval --model $(TOY)/vanilla --data-dir $(TOY)/world/data --out $(TOY)/eval/vanilla $(TOY_EVAL)
 	$(TOY_ENV) $(BIN)/sdft-train eval --model $(TOY)/sdft --data-dir $(TOY)/world/data --out $(TOY)/eval/sdft $(TOY_EVAL)
+	$(TOY_ENV) $(BIN)/sdft-train eval --model $(TOY)/on-policy --data-dir $(TOY)/world/data --out $(TOY)/eval/on-policy $(TOY_EVAL)
 	@echo
-	$(BIN)/sdft-train compare $(TOY)/eval/seed $(TOY)/eval/vanilla $(TOY)/eval/sdft --out $(TOY)/table
+	$(BIN)/sdft-train compare $(TOY)/eval/seed $(TOY)/eval/vanilla $(TOY)/eval/sdft $(TOY)/eval/on-policy --out $(TOY)/table
 	@echo
-	@echo "toy-target is the task both arms were fine-tuned for; the other columns are abilities the seed model"
+	@echo "toy-target is the task every arm was fine-tuned for; the other columns are abilities the seed model"
 	@echo "had and should keep. A toy: a 0.76M-parameter model and a made-up world (see README, The method on a laptop)."
 	@echo "  world, seed model  $(TOY)/world  (world.json: seed, sizes, model hash, sanity gate)"
 	@echo "  distillation       $(TOY)/distill  (report/report.md: every fallback with its reason)"
 	@echo "  published dataset  $(HUB_DIR)/demo/toy-sdft"
-	@echo "  models, scores     $(TOY)/vanilla, $(TOY)/sdft, $(TOY)/eval/*/predictions/"
+	@echo "  models, scores     $(TOY)/vanilla, $(TOY)/sdft, $(TOY)/on-policy, $(TOY)/eval/*/predictions/"
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -391,6 +391,18 @@ def _responses():
     return ("sdft", "original")
 
 
+def _methods():
+    return ("sft", "on-policy")
+
+
+def _teachers():
+    return ("base", "live", "ema")
+
+
+# TRL's SDFTTrainer default teacher prompt (SDFTConfig.teacher_prompt_template).
+TEACHER_TEMPLATE = "{prompt}\n\n{privileged_context}"
+
+
 def _tasks():
     from sdft_train.tasks import task_names
 
@@ -667,7 +679,30 @@ class Training(SpecBase):
     """Every knob of a training run. The defaults are the paper's preset (sdft_data.paper.training)."""
 
     responses: str = setting("sdft", "Which arm: the SDFT responses, or the original ones of the same rows "
-                             "(vanilla fine-tuning).", choices=_responses, paper=False)
+                             "(vanilla fine-tuning). --method on-policy shows its teacher the original ones.",
+                             choices=_responses, paper=False)
+    method: str = setting("sft", "sft: fine-tune on the --responses (TRL's SFTTrainer; SDFT's two arms); "
+                          "on-policy: the model samples answers to the same prompts and learns the token "
+                          "distribution it gives them when also shown the original response (TRL's experimental "
+                          "SDFTTrainer, Shenfeld et al. 2026; not an arm of the SDFT paper).", choices=_methods,
+                          label="method")
+    # The on-policy method's knobs (TRL's SDFTConfig; the defaults are TRL's).
+    generations: int = setting(8, "on-policy: answers sampled per prompt (TRL's num_generations); --batch-size x "
+                               "--grad-accum must be a multiple of it.", minimum=1, paper=False)
+    max_completion_length: int = setting(256, "on-policy: most tokens per sampled answer.", minimum=1, paper=False)
+    rollout_temperature: float = setting(1.0, "on-policy: sampling temperature of the answers (TRL also divides both "
+                                         "models' logits by it in the loss).", minimum=0.0, exclusive_minimum=True,
+                                         paper=False)
+    teacher: str = setting("base", "on-policy: the teacher's weights: base (the model before training), live (the "
+                           "student as it trains), ema (a moving average of the student).", choices=_teachers,
+                           paper=False)
+    teacher_template: str = setting(TEACHER_TEMPLATE, "on-policy: what the teacher's prompt holds in place of the "
+                                    "instruction: {prompt} (the row's instruction) and {privileged_context} (the "
+                                    "original response).",
+                                    default_text="{prompt}\\n\\n{privileged_context}, TRL's", paper=False)
+    vllm: bool | None = setting(None, "on-policy: sample the answers with vLLM (TRL's colocated engine) instead of "
+                                "transformers' generate.", default_text="when vLLM is installed and a GPU is present",
+                                paper=False)
     full: bool = setting(False, "Full fine-tuning instead of LoRA.", label="full fine-tuning")
     lora_rank: int = setting(8, "LoRA rank (the adapter's inner size).", minimum=1)
     lora_alpha: int = setting(16, "LoRA alpha (LLaMA-Factory: twice the rank).", minimum=1)
@@ -685,7 +720,8 @@ class Training(SpecBase):
     epochs: float | None = setting(None, "Passes over the rows.", minimum=0.0, exclusive_minimum=True,
                                    default_text="the paper's: 5 for gsm8k and openfunctions, else 2")
     max_steps: int | None = setting(None, "Stop after this many optimizer steps (overrides --epochs).", minimum=1)
-    max_length: int = setting(1024, "Cutoff in tokens, prompt and response together.", minimum=2)
+    max_length: int = setting(1024, "Cutoff in tokens, prompt and response together (--method on-policy: of the "
+                              "prompt; its answers stop at --max-completion-length).", minimum=2)
     seed: int = setting(42, "Training seed (the LoRA initialisation and the row order).", minimum=0, paper=False)
     group_by_length: bool = setting(False, "Micro-batches of rows of similar length: less padding, but not the "
                                     "paper's random row order.", label="row order grouped by length")
@@ -706,6 +742,35 @@ class Training(SpecBase):
         object.__setattr__(self, "lora_targets", tuple(self.lora_targets))
         if self.full and self.merge:
             raise ValueError("--merge merges a LoRA adapter; with --full the saved model is already whole")
+        if self.method == "on-policy":
+            # The teacher's privileged context is the original response (the demonstration), whatever the
+            # default --responses says: recorded as such.
+            object.__setattr__(self, "responses", "original")
+            if self.group_by_length:
+                raise ValueError("--group-by-length orders the rows of --method sft; --method on-policy draws its "
+                                 "prompts with TRL's sampler")
+            rows = self.batch_size * self.grad_accum
+            if rows % self.generations:
+                raise ValueError(f"--method on-policy samples --generations {self.generations} answers per prompt: "
+                                 f"--batch-size x --grad-accum ({rows}) must be a multiple of it")
+            missing = [p for p in ("{prompt}", "{privileged_context}") if p not in self.teacher_template]
+            if missing:
+                raise ValueError(f"--teacher-template must hold {' and '.join(missing)}")
+            try:
+                self.teacher_template.format(prompt="", privileged_context="")
+            except (KeyError, IndexError, ValueError) as e:
+                raise ValueError(f"--teacher-template may hold only {{prompt}} and {{privileged_context}} (write a "
+                                 f"brace as {{{{ or }}}}): {e!r} in {self.teacher_template!r}") from None
+        else:
+            given = [f"--{name.replace('_', '-')}" for name in ON_POLICY_SETTINGS
+                     if getattr(self, name) != Training.__dataclass_fields__[name].default]
+            if given:
+                raise ValueError(f"{', '.join(given)} {'is' if len(given) == 1 else 'are'} for --method on-policy")
+
+
+# The settings only --method on-policy reads.
+ON_POLICY_SETTINGS = ("generations", "max_completion_length", "rollout_temperature", "teacher", "teacher_template",
+                      "vllm")
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -36,13 +36,16 @@ def train(resume, quiet, **settings):
     The defaults are the paper's preset (LoRA r8 on q_proj,v_proj, lr 1e-4
     cosine, batch 2 x 4, 5 epochs for gsm8k and openfunctions, else 2); every
     option overrides one value of it. Runs alone, under torchrun or under
-    accelerate launch.
+    accelerate launch. --method on-policy trains a third arm from the same
+    rows: on-policy self-distillation with TRL's SDFTTrainer (not in the paper).
 
     \b
     sdft-train train --data my-org/gsm8k-sdft@v1 --model meta-llama/Llama-2-7b-chat-hf --out ckpt/gsm8k-sdft
     sdft-train train --data my-org/gsm8k-sdft@v1 --model meta-llama/Llama-2-7b-chat-hf --out ckpt/gsm8k-vanilla \\
         --responses original
     sdft-train train --data my-org/gsm8k-sdft@v1 --model meta-llama/Llama-2-7b-chat-hf --out ckpt/gsm8k-sdft --paper
+    sdft-train train --data my-org/gsm8k-sdft@v1 --model meta-llama/Llama-2-7b-chat-hf --out ckpt/gsm8k-on-policy \\
+        --method on-policy
     accelerate launch --config_file configs/ddp_8gpu.yaml -m sdft_train.cli train --data ... --out ...
     """
     import os
@@ -60,8 +63,10 @@ def train(resume, quiet, **settings):
     if record["seed_model_match"] is False:
         click.echo(f"note: {spec.model} is not the dataset's seed model (--allow-other-model)")
     final = f"{record['final_loss']:.4f}" if record["final_loss"] is not None else "n/a"
-    click.echo(f"trained {record['optimizer_steps']} steps on {ex['examples']} examples ({record['responses']}"
-               f" responses, {record['world_size']} process(es), global batch {record['global_batch']});"
+    arm = (f"on-policy, {record['on_policy']['answer_tokens']:,} answer tokens sampled"
+           if record.get("arm") == "on-policy" else f"{record['responses']} responses")
+    click.echo(f"trained {record['optimizer_steps']} steps on {ex['examples']} examples ({arm},"
+               f" {record['world_size']} process(es), global batch {record['global_batch']});"
                f" final loss {final}; saved to {spec.out}"
                + (f" and pushed to {spec.push_to_hub}" if spec.push_to_hub else ""))
 

@@ -5,7 +5,8 @@
 
 Each folder is an `sdft-train eval` output (results.json). Its role comes from
 the training record the evaluated model carried: no record is the seed model;
-`responses: original` is vanilla fine-tuning; `responses: sdft` is SDFT; the
+`responses: original` is vanilla fine-tuning; `responses: sdft` is SDFT;
+`arm: on-policy` is on-policy self-distillation (TRL's SDFTTrainer); the
 record's recipe (or data) names the fine-tuning dataset. SDFT rows show their
 change over the vanilla row of the same dataset with an arrow.
 
@@ -28,6 +29,9 @@ from pathlib import Path
 from sdft_data.diff.render import latex_escape
 
 from .evaluate import RESULTS_FILE
+
+# The rows of a fine-tuning dataset, in order: (arm, label).
+ARMS = (("vanilla", "Vanilla FT"), ("sdft", "SDFT"), ("on-policy", "On-policy"))
 
 
 def load_results(folder: str | Path) -> dict:
@@ -160,11 +164,11 @@ def assemble(folders: list[str | Path], seed: str | Path | None = None) -> dict:
     if seed_folder:
         rows.append({"label": "Seed", "role": "seed", "dataset": None, "folder": seed_folder})
     for dataset, group in groups.items():
-        for arm, label in (("vanilla", "Vanilla FT"), ("sdft", "SDFT")):
+        for arm, label in ARMS:
             if arm in group:
                 rows.append({"label": f"{label} ({dataset})", "role": arm, "dataset": dataset, "folder": group[arm]})
         for arm in group:
-            if arm not in ("vanilla", "sdft"):
+            if arm not in dict(ARMS):
                 rows.append({"label": f"{arm} ({dataset})", "role": arm, "dataset": dataset, "folder": group[arm]})
     percent = {}
     for row in rows:

@@ -63,13 +63,15 @@ def read_train_record(path: str | Path | None) -> dict | None:
 
 
 def arm_of(train: dict | None) -> str:
-    """"seed" for a model with no training record, else the responses arm it was trained on."""
+    """"seed" for a model with no training record, else the arm it was trained as: sdft, vanilla or on-policy."""
     if not train:
         return "seed"
-    arm = train.get("responses") or train.get("arm")
+    # Records name the arm (sdft_train.train.arm_name); older ones only the responses they trained on.
+    arm = train.get("arm") or train.get("responses")
     if isinstance(arm, dict):
         arm = arm.get("name")
-    return {"original": "vanilla", "vanilla": "vanilla", "sdft": "sdft", None: "sdft"}.get(arm, str(arm))
+    return {"original": "vanilla", "vanilla": "vanilla", "sdft": "sdft", "on-policy": "on-policy",
+            None: "sdft"}.get(arm, str(arm))
 
 
 def dataset_of(train: dict | None) -> str | None:

@@ -4,6 +4,7 @@
     train(data="my-org/gsm8k-sdft@v1", model="meta-llama/Llama-2-7b-chat-hf", out="ckpt/gsm8k-vanilla",
           responses="original")
     train(TrainSpec.make(data=..., model=..., out=..., lr=2e-4))   # the same, from a spec (sdft_data.spec)
+    train(data=..., model=..., out="ckpt/gsm8k-on-policy", method="on-policy")  # a third arm: sdft_train.onpolicy
 
 The defaults are the paper's preset (sdft_data.spec.Training, sdft_data.paper.training). The same entry point runs
 alone, under `torchrun` or under `accelerate launch` (DDP, FSDP or DeepSpeed
@@ -29,7 +30,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from sdft_data import paper, templates
-from sdft_data.spec import Training, TrainSpec, differences
+from sdft_data.spec import ON_POLICY_SETTINGS, Training, TrainSpec, differences
 from sdft_data.errors import first_line
 from sdft_data.rundir import diff_keys, now
 from sdft_data.recipes import Recipe, get_recipe
@@ -44,6 +45,15 @@ CHECKPOINTS = "checkpoints"
 # Settings that change what is trained; the others (how often to save, where) may change on --resume.
 # Padding-free and the attention implementation change how a batch is computed, not what is trained.
 _NOT_IN_KEY = {"save_steps", "save_total_limit", "merge", "padding_free", "attn_implementation"}
+# What only the on-policy method reads stays out of an SFT run's key (a run started before it existed resumes).
+_SFT_NOT_IN_KEY = {"method", *ON_POLICY_SETTINGS}
+
+
+def arm_name(config: Training) -> str:
+    """The arm a training run is: sdft, vanilla (the original responses) or on-policy."""
+    if config.method == "on-policy":
+        return "on-policy"
+    return "vanilla" if config.responses == "original" else "sdft"
 
 
 def paper_differences(config: Training, recipe: str, fmt: str, epochs: float) -> list[str]:
@@ -175,8 +185,15 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
         raise ValueError(f"--format chat needs a chat template and {model}'s tokenizer has none: use --format paper")
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    examples = build_examples(opened.rows, rec, tokenizer, fmt=fmt, responses=config.responses,
-                              max_length=config.max_length, layout=layout)
+    on_policy = config.method == "on-policy"
+    if on_policy:
+        from . import onpolicy
+
+        prompts = onpolicy.Prompts(rec, tokenizer, fmt, layout)
+        examples = onpolicy.build_prompts(opened.rows, prompts, max_length=config.max_length)
+    else:
+        examples = build_examples(opened.rows, rec, tokenizer, fmt=fmt, responses=config.responses,
+                                  max_length=config.max_length, layout=layout)
     forced = None
     if fmt == "paper":
         given = layout
@@ -198,10 +215,14 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
         "paper_layout": layout,
         "responses": config.responses,
         "model": ours,
-        "config": {k: v for k, v in config.to_dict().items() if k not in _NOT_IN_KEY} | {"epochs": epochs},
+        "config": {k: v for k, v in config.to_dict().items()
+                   if k not in _NOT_IN_KEY and not (k in _SFT_NOT_IN_KEY and not on_policy)} | {"epochs": epochs},
     }
     resuming = _check_out(out, inputs, resume)
-    args = _sft_args(out, config, epochs, progress)
+    if on_policy:
+        args = onpolicy.sdft_args(out, config, epochs, progress, revision=revision)
+    else:
+        args = _sft_args(out, config, epochs, progress)
 
     from accelerate import PartialState
 
@@ -220,7 +241,10 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
     state.wait_for_everyone()
 
     t0 = time.monotonic()
-    trainer = _trainer(net, tokenizer, examples, args, config)
+    if on_policy:
+        trainer = onpolicy.make_trainer(net, tokenizer, examples, args, config, prompts)
+    else:
+        trainer = _trainer(net, tokenizer, examples, args, config)
     checkpoint = _last_checkpoint(out) if resuming else None
     result = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.monotonic() - t0
@@ -243,6 +267,7 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
         "format": fmt,
         "paper_layout": layout,
         "format_from": fmt_source,
+        "arm": arm_name(config),
         "responses": config.responses,
         "response_column": response_column(rec, config.responses),
         "base_model": ours | {"name": model, "source": resolved.describe() | {"revision": ours["revision"]}},
@@ -265,6 +290,7 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
         "train_loss": result.training_loss,
         "tokens": {"prompt": examples.stats["prompt_tokens"], "completion": examples.stats["completion_tokens"],
                    "trained": trainer.state.num_input_tokens_seen or None},
+        **({"on_policy": onpolicy.describe(trainer, prompts)} if on_policy else {}),
         "seconds": round(seconds, 3),
         "resumed_from": Path(checkpoint).name if checkpoint else None,
         "push_to_hub": push_to_hub,
@@ -272,6 +298,9 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
         "spec": spec.to_dict(),
         "finished_at": now(),
     }
+    if on_policy:  # the answers were sampled, not read: their tokens are the ones trained on
+        answers = record["on_policy"]["answer_tokens"]
+        record["tokens"] |= {"completion": answers, "trained": answers}
     if state.is_main_process:
         _finish(staging, out, tokenizer, record, resolved, config)
     state.wait_for_everyone()
@@ -430,8 +459,9 @@ def _plot_loss(record: dict, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot(record["loss_steps"], record["losses"], marker="." if len(record["losses"]) < 50 else None)
     ax.set_xlabel("optimizer step")
-    ax.set_ylabel("training loss (response + EOS)")
-    ax.set_title(f"{record['recipe']['name']}, {record['responses']} responses")
+    on_policy = record.get("arm") == "on-policy"
+    ax.set_ylabel("distillation loss (TRL's)" if on_policy else "training loss (response + EOS)")
+    ax.set_title(f"{record['recipe']['name']}, " + ("on-policy arm" if on_policy else f"{record['responses']} responses"))
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)

@@ -436,6 +436,21 @@ TRAIN_CASES = [
     Case("train-missing-model-folder", train(model=lambda c: c.tmp / "models" / "nope"), 1,
          "model folder", ),
     Case("train-unknown-recipe", train("--recipe", "nope"), 2, "'nope' is not one of 'alpaca', 'dolly'"),
+    Case("train-unknown-method", train("--method", "grpo"), 2, "'grpo' is not one of 'sft', 'on-policy'"),
+    Case("train-on-policy-option-without-it", train("--teacher", "live", "--generations", "4"), 1,
+         "--generations, --teacher are for --method on-policy"),
+    Case("train-on-policy-generations-not-a-divisor", train("--method", "on-policy", "--generations", "3"), 1,
+         "--batch-size x --grad-accum (8) must be a multiple of it"),
+    Case("train-on-policy-template-without-context", train("--method", "on-policy", "--teacher-template",
+                                                           "{prompt} (see above)"), 1,
+         "--teacher-template must hold {privileged_context}"),
+    Case("train-on-policy-template-other-field", train("--method", "on-policy", "--teacher-template",
+                                                       "{prompt} {privileged_context} {answer}"), 1,
+         "--teacher-template may hold only {prompt} and {privileged_context}"),
+    Case("train-on-policy-group-by-length", train("--method", "on-policy", "--group-by-length"), 1,
+         "--method on-policy draws its prompts with TRL's sampler"),
+    Case("train-on-policy-vllm-not-installed", train("--method", "on-policy", "--vllm"), 1,
+         "--vllm needs the vllm package"),
 ]
 for case in TRAIN_CASES:
     case.cli = "train"

@@ -47,6 +47,24 @@ def three(tmp_path):
     ]
 
 
+def test_the_on_policy_arm_is_named_by_its_record_and_is_a_third_row(three, tmp_path):
+    from sdft_train.evaluate import arm_of
+
+    # A train manifest names its arm; older ones only the responses they trained on.
+    assert arm_of({"arm": "on-policy", "responses": "original"}) == "on-policy"
+    assert arm_of({"arm": "vanilla", "responses": "original"}) == arm_of({"responses": "original"}) == "vanilla"
+    assert arm_of({"responses": "sdft"}) == "sdft"
+    on_policy = _results("on-policy", "gsm8k", {"gsm8k": 0.301, "advbench-jailbreak": 0.87, "similarity": 0.9})
+    on_policy["train"] = {"arm": "on-policy", "responses": "original", "recipe": {"name": "gsm8k"},
+                          "base_model": {"name": "llama-2-7b-chat"}}
+    texts = compare([*three, _write(tmp_path, "on-policy", on_policy)], out=tmp_path / "table")
+    lines = texts["terminal"].splitlines()
+    assert [line.split("  ")[0].split(" (")[0] for line in lines[2:6]] == ["Seed", "Vanilla FT", "SDFT", "On-policy"]
+    assert lines[5].startswith("On-policy (gsm8k)") and "30.10" in lines[5] and "87.00" in lines[5]
+    assert "↑" not in lines[5] and "↓" not in lines[5], "arrows compare SDFT with vanilla only"
+    assert "| On-policy (gsm8k) | 30.10 |" in texts["markdown"]
+
+
 def test_the_paper_table(three, tmp_path):
     texts = compare(three, out=tmp_path / "table")
     lines = texts["terminal"].splitlines()

@@ -65,6 +65,10 @@ def _train_specs():
                          allow_other_model=True, push_to_hub="org/m", private=True)
     yield TrainSpec.make(data="d.parquet", model="m", out="o", format="paper", paper_layout="llama2", merge=True,
                          lora_rank=16, lora_alpha=32, lora_dropout=0.05)
+    yield TrainSpec.make(data="org/d@v1", model="m", out="o", method="on-policy")
+    yield TrainSpec.make(data="org/d@v1", model="m", out="o", method="on-policy", full=True, generations=4,
+                         max_completion_length=64, rollout_temperature=0.7, teacher="ema", vllm=False,
+                         teacher_template="Question: {prompt}\nAn answer to it:\n{privileged_context}\n{{Yours}}:")
 
 
 def _eval_specs():

@@ -153,10 +153,13 @@ def test_whole_chain_on_the_toy_world(small_world, tmp_path, one_thread):
                       "--out", tmp_path / "vanilla", "--responses", "original", *train]),
         (sdft_train, ["train", "--data", "toy/world@v1", "--hub-dir", tmp_path / "hub", "--model", model,
                       "--out", tmp_path / "sdft", "--responses", "sdft", *train]),
+        (sdft_train, ["train", "--data", "toy/world@v1", "--hub-dir", tmp_path / "hub", "--model", model,
+                      "--out", tmp_path / "on-policy", "--method", "on-policy", *train]),
         (sdft_train, ["eval", "--model", model, "--out", tmp_path / "eval" / "seed", *evals]),
         (sdft_train, ["eval", "--model", tmp_path / "vanilla", "--out", tmp_path / "eval" / "vanilla", *evals]),
         (sdft_train, ["eval", "--model", tmp_path / "sdft", "--out", tmp_path / "eval" / "sdft", *evals]),
-        (sdft_train, ["compare", *(tmp_path / "eval" / arm for arm in ("seed", "vanilla", "sdft"))]),
+        (sdft_train, ["eval", "--model", tmp_path / "on-policy", "--out", tmp_path / "eval" / "on-policy", *evals]),
+        (sdft_train, ["compare", *(tmp_path / "eval" / arm for arm in ("seed", "vanilla", "sdft", "on-policy"))]),
     ]
     outputs = []
     for cli, args in steps:
@@ -166,7 +169,7 @@ def test_whole_chain_on_the_toy_world(small_world, tmp_path, one_thread):
     by_reason = json.loads((tmp_path / "run" / "manifest.json").read_text())["check"]["by_reason"]
     assert by_reason.get("accepted", 0) >= 0.8 * sum(by_reason.values()), by_reason
     table = outputs[-1]
-    for row in ("Seed", "Vanilla", "SDFT"):
+    for row in ("Seed", "Vanilla", "SDFT", "On-policy"):
         assert row in table, table
     for task in ("toy-target", "toy-helpful", "toy-refusal-adv", "toy-tools"):
         assert task in table
