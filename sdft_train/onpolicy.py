@@ -107,7 +107,7 @@ class Prompts:
         roles = [m.get("role") for m in messages]
         if roles != ["system", "user"]:
             raise ValueError(f"a prompt is a system and a user turn, not {roles}")
-        user = self.recipe.train_user.format(instruction=messages[1]["content"])
+        user = self.recipe.train_user_for(self.fmt).format(instruction=messages[1]["content"])
         return templates.render_turns(messages[0]["content"], user, "", self.tokenizer, self.fmt,
                                       layout=self.recipe.paper_layout, override=self.layout)
 

@@ -29,14 +29,14 @@ SMALL = ["--method", "on-policy", "--batch-size", 4, "--grad-accum", 1, "--gener
 
 
 @pytest.fixture(scope="module")
-def run_dir(tiny_model_dir, tmp_path_factory):
+def run_dir(tiny_llama2_dir, tmp_path_factory):
     """A finished GSM8K run distilled in the paper format by the tiny model (the seed model)."""
     from conftest import GSM8K_ROWS
 
     src = tmp_path_factory.mktemp("src") / "gsm8k.json"
     src.write_text(json.dumps(GSM8K_ROWS))
     out = tmp_path_factory.mktemp("runs") / "run"
-    distill(recipe="gsm8k", source=str(src), out=out, model=str(tiny_model_dir), format="paper", progress=False,
+    distill(recipe="gsm8k", source=str(src), out=out, model=str(tiny_llama2_dir), format="paper", progress=False,
             max_new_tokens=8)
     return out
 
@@ -57,7 +57,7 @@ def _rows(ids, mask) -> list[list[int]]:
 
 @pytest.mark.parametrize("fmt", ["paper", "chat"])
 def test_the_student_sees_the_other_arms_prompt_and_only_the_teacher_the_original_response(
-        run_dir, tiny_model_dir, tmp_path, fmt):
+        run_dir, tiny_llama2_dir, tmp_path, fmt):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -65,7 +65,7 @@ def test_the_student_sees_the_other_arms_prompt_and_only_the_teacher_the_origina
     from trl.experimental.sdft.loss_utils import compute_topk_self_distillation_loss
 
     recipe = get_recipe("gsm8k")
-    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_llama2_dir)
     ds, _ = load_rows(str(run_dir))
     # The other arms' prompt ids of each row, by its instruction (gsm8k's user turn is the question itself).
     theirs = build_examples(ds, recipe, tok, fmt=fmt)
@@ -75,7 +75,7 @@ def test_the_student_sees_the_other_arms_prompt_and_only_the_teacher_the_origina
     examples = onpolicy.build_prompts(ds, prompts, max_length=1024)
     config = Training(method="on-policy", batch_size=4, grad_accum=1, generations=4, max_completion_length=6,
                       max_steps=1)
-    net = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    net = AutoModelForCausalLM.from_pretrained(tiny_llama2_dir)
     trainer = onpolicy.make_trainer(net, tok, examples, onpolicy.sdft_args(tmp_path, config, 1, False), config,
                                     prompts)
     assert type(trainer).compute_loss is SDFTTrainer.compute_loss, "the loss is TRL's own"
@@ -128,22 +128,23 @@ def test_the_student_sees_the_other_arms_prompt_and_only_the_teacher_the_origina
 
 
 @pytest.mark.parametrize("fmt", ["paper", "chat"])
-def test_the_teacher_sees_the_original_response_where_the_instruction_goes(tiny_model_dir, fmt):
+def test_the_teacher_sees_the_original_response_where_the_instruction_goes(tiny_llama2_dir, fmt):
     """TRL fills the last user turn, the row's instruction: the response lands inside the train template."""
     from transformers import AutoTokenizer
 
     from sdft_data import templates
 
-    recipe, tok = get_recipe("alpaca"), AutoTokenizer.from_pretrained(tiny_model_dir)
+    recipe, tok = get_recipe("alpaca"), AutoTokenizer.from_pretrained(tiny_llama2_dir)
     prompts = onpolicy.Prompts(recipe, tok, fmt, None)
     student = prompts.text(prompts.turns("Name a primary color."))
     assert student == templates.train_prompt(recipe, "Name a primary color.", tok, fmt)
     teacher = prompts.teacher_text("Name a primary color.", "Red.", TEACHER_TEMPLATE)
     assert teacher == templates.train_prompt(recipe, "Name a primary color.\n\nRed.", tok, fmt)
-    assert teacher.index("### Instruction:") < teacher.index("Red.") < teacher.index("### Response:")
+    if fmt == "paper":  # the chat format has no markup around the instruction
+        assert teacher.index("### Instruction:") < teacher.index("Red.") < teacher.index("### Response:")
 
 
-def test_the_on_policy_arm_trains_from_a_published_dataset_and_records_how(run_dir, tiny_model_dir, tmp_path):
+def test_the_on_policy_arm_trains_from_a_published_dataset_and_records_how(run_dir, tiny_llama2_dir, tmp_path):
     from sdft_data.publish import push
     from sdft_train.evaluate import arm_of, read_train_record
 
@@ -151,7 +152,7 @@ def test_the_on_policy_arm_trains_from_a_published_dataset_and_records_how(run_d
 
     hub, out = tmp_path / "hub", tmp_path / "ckpt" / "gsm8k-on-policy"
     push(run_dir, "org/gsm8k-sdft", local=hub, allow_no_rewrites=True)
-    result = _ok("--data", "org/gsm8k-sdft@v1", "--hub-dir", hub, "--model", tiny_model_dir, "--out", out,
+    result = _ok("--data", "org/gsm8k-sdft@v1", "--hub-dir", hub, "--model", tiny_llama2_dir, "--out", out,
                  "--max-steps", 2, *SMALL)
     record = _manifest(out)
     assert "trained 2 steps on 6 examples (on-policy, " in result.output
@@ -188,17 +189,17 @@ def test_the_on_policy_arm_trains_from_a_published_dataset_and_records_how(run_d
     assert remade.training == from_dict(TrainSpec, record["spec"]).training
 
 
-def test_full_fine_tuning_on_policy_saves_the_whole_model(run_dir, tiny_model_dir, tmp_path):
+def test_full_fine_tuning_on_policy_saves_the_whole_model(run_dir, tiny_llama2_dir, tmp_path):
     out = tmp_path / "full"
-    _ok("--data", run_dir, "--model", tiny_model_dir, "--out", out, "--max-steps", 1, "--full", *SMALL)
+    _ok("--data", run_dir, "--model", tiny_llama2_dir, "--out", out, "--max-steps", 1, "--full", *SMALL)
     assert not (out / "adapter_config.json").exists() and (out / "model.safetensors").is_file()
     record = _manifest(out)
     assert record["config"]["full"] is True and record["arm"] == "on-policy"
     assert "| method | full fine-tuning |" in (out / "README.md").read_text()
 
 
-def test_paper_refuses_the_on_policy_method(run_dir, tiny_model_dir, tmp_path):
-    result = CliRunner().invoke(sdft_train, ["train", "--data", str(run_dir), "--model", str(tiny_model_dir),
+def test_paper_refuses_the_on_policy_method(run_dir, tiny_llama2_dir, tmp_path):
+    result = CliRunner().invoke(sdft_train, ["train", "--data", str(run_dir), "--model", str(tiny_llama2_dir),
                                              "--out", str(tmp_path / "x"), "--paper", "--method", "on-policy"])
     assert result.exit_code != 0 and "method on-policy (paper: sft)" in result.output
     assert "Traceback" not in result.output and not (tmp_path / "x").exists()
@@ -221,10 +222,10 @@ main(sys.argv[1:])
 
 
 @pytest.mark.slow
-def test_an_on_policy_run_killed_after_a_checkpoint_resumes_to_the_same_end(run_dir, tiny_model_dir, tmp_path):
+def test_an_on_policy_run_killed_after_a_checkpoint_resumes_to_the_same_end(run_dir, tiny_llama2_dir, tmp_path):
     from safetensors.torch import load_file
 
-    common = ["--data", run_dir, "--model", tiny_model_dir, "--max-steps", 4, "--save-steps", 2, *SMALL]
+    common = ["--data", run_dir, "--model", tiny_llama2_dir, "--max-steps", 4, "--save-steps", 2, *SMALL]
     _ok(*common, "--out", tmp_path / "whole")
     killed = tmp_path / "killed"
     child = subprocess.run([sys.executable, "-c", _kill_after_checkpoint_script(2), "train", *map(str, common),
