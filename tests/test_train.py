@@ -558,3 +558,33 @@ def test_eval_results_name_a_hub_dataset_by_its_id_config_split_and_commit(tmp_p
     assert (s.dataset_type, s.metric_value, s.metric_name, s.metric_args["samples"]) == (
         "walledai/AdvBench", 0.8512, "similarity", 3)
 
+
+@pytest.mark.slow
+def test_make_train_eval_with_seeds_trains_each_arm_per_seed_and_compare_averages_them(tiny_model_dir, tmp_path):
+    """`make train eval SEEDS="1 2"`: each arm once per training seed, each evaluated, one row per arm in the table."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    venv = Path(sys.executable).parent.parent
+    paths = {"OUT": tmp_path / "runs" / "gsm8k", "HUB_DIR": tmp_path / "hub", "CKPT": tmp_path / "ckpt" / "gsm8k",
+             "EVAL_DIR": tmp_path / "eval" / "gsm8k"}
+    make = ["make", "-C", str(ROOT), f"VENV={venv}", "-o", f"{venv}/.installed", f"TINY={tiny_model_dir}",
+            *(f"{k}={v}" for k, v in paths.items())]
+    for targets in (["distill", "push"], ["train", "eval", "SEEDS=1 2", "ARGS=--max-steps 1 --grad-accum 1 --quiet"]):
+        proc = subprocess.run(make + targets, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for arm in ("sdft", "original"):
+        for seed in (1, 2):
+            record = _manifest(Path(f"{paths['CKPT']}-{arm}-seed{seed}"))
+            assert record["config"]["seed"] == seed and record["responses"] == arm
+            assert "model-index:" in (Path(f"{paths['CKPT']}-{arm}-seed{seed}") / "README.md").read_text()
+    table = json.loads((paths["EVAL_DIR"] / "table" / "table.json").read_text())
+    assert [(r["label"], r["seeds"]) for r in table["rows"]] == [
+        ("Seed", None), ("Vanilla FT (gsm8k, 2 seeds)", [1, 2]), ("SDFT (gsm8k, 2 seeds)", [1, 2])]
+    sdft = table["rows"][2]["cells"]["gsm8k"]
+    assert sdft["spread"] == "seeds" and len(sdft["per_seed"]) == 2 and sdft["ci"] is not None
+    assert {(c["row"], c["vs"]) for c in table["comparisons"]} == {
+        ("Vanilla FT (gsm8k, 2 seeds)", "Seed"), ("SDFT (gsm8k, 2 seeds)", "Vanilla FT (gsm8k, 2 seeds)"),
+        ("SDFT (gsm8k, 2 seeds)", "Seed")}
+    assert "SDFT (gsm8k, 2 seeds)" in proc.stdout and "resamples" in proc.stdout
