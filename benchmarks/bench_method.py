@@ -10,13 +10,17 @@ user's chain does.
 
     python benchmarks/bench_method.py --seeds 8               # seeds 0-7
     python benchmarks/bench_method.py --seeds 3 --first-seed 100 --work /tmp/bench-method
+    python benchmarks/bench_method.py --seeds 2 --train-seeds 3   # each arm trained with --seed 1, 2, 3 per world
 
 One JSON line on stdout (progress goes to stderr):
 
-    per_seed   [{seed, seed_model, vanilla, sdft}], each arm holding `target` (target-task test
-               accuracy), `retention` (mean over the kept abilities of the arm's score divided by
-               the seed model's, capped at 1) and every ability's score
-    mean       the same, averaged over seeds
+    per_seed   [{seed, seed_model, vanilla, sdft, sdft_vs_vanilla}], each arm holding `target`
+               (target-task test accuracy), `retention` (mean over the kept abilities of the arm's
+               score divided by the seed model's, capped at 1) and every ability's score: with
+               --train-seeds N, the mean over the N trainings and, under `spread`, their standard
+               deviation; `sdft_vs_vanilla` per task: the paired difference with its 95% interval
+               and whether it is within noise (sdft-train compare's, over the prompts and the seeds)
+    mean       the same, averaged over world seeds
     sdft_retains_at_least_vanilla   share of seeds where SDFT's retention >= vanilla's
     target     the issue's target, each criterion with its measured value and whether it holds
 """
@@ -50,9 +54,12 @@ def _cli(main, args: list[str]) -> None:
                 raise RuntimeError(f"command failed ({e.code}): {' '.join(args)}") from None
 
 
-def run_seed(seed: int, work: Path, *, world_args: list[str] = (), train_steps: int = 120, lr: float = 5e-4) -> dict:
+def run_seed(seed: int, work: Path, *, world_args: list[str] = (), train_steps: int = 120, lr: float = 5e-4,
+             train_seeds: list[int | None] = (None,)) -> dict:
+    """One world: build, distill, publish, train each arm once per training seed (None: the preset's), evaluate."""
     from sdft_data.cli import main as data
     from sdft_train.cli import main as train
+    from sdft_train.compare import assemble
 
     world, run, hub = work / "world", work / "run", work / "hub"
     _cli(data, ["toy-world", str(world), "--seed", str(seed), *world_args])
@@ -60,30 +67,62 @@ def run_seed(seed: int, work: Path, *, world_args: list[str] = (), train_steps: 
                 "--model", str(world / "model"), "--out", str(run), "--temperature", "0", "--max-new-tokens", "48",
                 "--batch-size", "64"])
     _cli(data, ["push", str(run), "--repo", f"toy/world-{seed}", "--hub-dir", str(hub), "--allow-no-rewrites"])
+    models = {"seed_model": [world / "model"]}
     for arm, responses in (("vanilla", "original"), ("sdft", "sdft")):
-        _cli(train, ["train", "--data", f"toy/world-{seed}@v1", "--hub-dir", str(hub), "--model", str(world / "model"),
-                     "--out", str(work / arm), "--responses", responses, "--max-steps", str(train_steps), "--lr", str(lr),
-                     *TRAIN_ARGS])
-    scores = {}
-    for arm, model in (("seed_model", world / "model"), ("vanilla", work / "vanilla"), ("sdft", work / "sdft")):
-        _cli(train, ["eval", "--model", str(model), "--data-dir", str(world / "data"), "--out", str(work / "eval" / arm),
-                     *EVAL_ARGS])
-        results = json.loads((work / "eval" / arm / "results.json").read_text())
-        scores[arm] = {t: results["tasks"][t]["score"] for t in (TARGET_TASK, *KEPT_TASKS)}
+        models[arm] = []
+        for train_seed in train_seeds:
+            out = work / (arm if train_seed is None else f"{arm}-seed{train_seed}")
+            _cli(train, ["train", "--data", f"toy/world-{seed}@v1", "--hub-dir", str(hub), "--model",
+                         str(world / "model"), "--out", str(out), "--responses", responses, "--max-steps",
+                         str(train_steps), "--lr", str(lr), *TRAIN_ARGS,
+                         *([] if train_seed is None else ["--seed", str(train_seed)])])
+            models[arm].append(out)
+    scores, folders = {}, {}
+    for arm, outs in models.items():
+        scores[arm], folders[arm] = [], []
+        for model in outs:
+            folder = work / "eval" / (arm if model == world / "model" else model.name)
+            _cli(train, ["eval", "--model", str(model), "--data-dir", str(world / "data"), "--out", str(folder),
+                         *EVAL_ARGS])
+            results = json.loads((folder / "results.json").read_text())
+            scores[arm].append({t: results["tasks"][t]["score"] for t in (TARGET_TASK, *KEPT_TASKS)})
+            folders[arm].append(folder)
     manifest = json.loads((run / "manifest.json").read_text())
     gate = json.loads((world / "world.json").read_text()).get("gate", {})
-    return summarize(seed, scores, by_reason=manifest.get("check", {}).get("by_reason", {}), gate=gate)
+    entry = summarize(seed, scores, by_reason=manifest.get("check", {}).get("by_reason", {}), gate=gate)
+    # The paired differences `sdft-train compare` shows: SDFT minus vanilla per task, over prompts (and seeds).
+    table = assemble([*folders["seed_model"], *folders["vanilla"], *folders["sdft"]], seed=folders["seed_model"][0])
+    entry["sdft_vs_vanilla"] = {
+        c["task"].removeprefix("toy-"): {"difference": round(c["difference"] / 100, 4),
+                                         "ci": c["ci"] and [round(v / 100, 4) for v in c["ci"]],
+                                         "within_noise": c["within_noise"]}
+        for c in table["comparisons"] if c["against"] == "vanilla"}
+    return entry
+
+
+def _arm_entry(s: dict, base: dict) -> dict:
+    kept = {t.removeprefix("toy-"): s[t] for t in KEPT_TASKS}
+    ratios = [min(1.0, s[t] / base[t]) if base[t] > 0 else 1.0 for t in KEPT_TASKS]
+    return {"target": s[TARGET_TASK], "retention": sum(ratios) / len(ratios), **kept}
 
 
 def summarize(seed: int, scores: dict, *, by_reason: dict | None = None, gate: dict | None = None) -> dict:
-    """One seed's entry: each arm's target accuracy, retention, and every ability's score."""
-    base = scores["seed_model"]
+    """One world's entry: each arm's target accuracy, retention, and every ability's score.
+
+    `scores[arm]` is one {task: score} or a list of them, one per training seed: the entry then holds their
+    mean, and their standard deviation under `spread`.
+    """
+    import statistics
+
+    per_arm = {arm: s if isinstance(s, list) else [s] for arm, s in scores.items()}
+    base = per_arm["seed_model"][0]
     entry = {"seed": seed}
     for arm in ("seed_model", "vanilla", "sdft"):
-        s = scores[arm]
-        kept = {t.removeprefix("toy-"): round(s[t], 4) for t in KEPT_TASKS}
-        ratios = [min(1.0, s[t] / base[t]) if base[t] > 0 else 1.0 for t in KEPT_TASKS]
-        entry[arm] = {"target": round(s[TARGET_TASK], 4), "retention": round(sum(ratios) / len(ratios), 4), **kept}
+        runs = [_arm_entry(s, base) for s in per_arm[arm]]
+        entry[arm] = {k: round(statistics.fmean(r[k] for r in runs), 4) for k in runs[0]}
+        if len(runs) > 1:
+            entry[arm]["train_seeds"] = len(runs)
+            entry[arm]["spread"] = {k: round(statistics.stdev(r[k] for r in runs), 4) for k in runs[0]}
     if by_reason is not None:
         rows = sum(by_reason.values()) or 1
         entry["distill"] = {"accepted": round(by_reason.get("accepted", 0) / rows, 4), "by_reason": by_reason}
@@ -110,7 +149,12 @@ def aggregate(per_seed: list[dict]) -> dict:
             round(mean["sdft"]["target"] - mean["vanilla"]["target"], 4),
             mean["sdft"]["target"] >= mean["vanilla"]["target"] - 0.05],
     }
-    return {"mean": mean, "sdft_retains_at_least_vanilla": round(wins / n, 4), "target": target}
+    # Per task: in how many worlds SDFT's paired difference from vanilla is outside noise (its interval misses 0).
+    paired = [e.get("sdft_vs_vanilla", {}) for e in per_seed]
+    tasks = list(dict.fromkeys(t for p in paired for t in p))
+    outside = {t: f"{sum(p[t]['within_noise'] is False for p in paired if t in p)}/{n}" for t in tasks}
+    return {"mean": mean, "sdft_retains_at_least_vanilla": round(wins / n, 4),
+            "sdft_vs_vanilla_outside_noise": outside, "target": target}
 
 
 def main() -> None:
@@ -121,9 +165,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="Seed-model pretraining steps (default: the world's).")
     ap.add_argument("--train-steps", type=int, default=120, help="Fine-tuning steps of each arm.")
     ap.add_argument("--lr", type=float, default=5e-4, help="Fine-tuning learning rate of each arm.")
+    ap.add_argument("--train-seeds", type=int, default=1,
+                    help="Train each arm this many times per world, with --seed 1..N (1: once, the preset's seed).")
     args = ap.parse_args()
     if args.seeds < 1:
         ap.error("--seeds must be at least 1")
+    if args.train_seeds < 1:
+        ap.error("--train-seeds must be at least 1")
+    train_seeds = [None] if args.train_seeds == 1 else list(range(1, args.train_seeds + 1))
     import torch
 
     # A sub-million-parameter model is faster on one thread than on two, and much
@@ -137,7 +186,8 @@ def main() -> None:
             folder = work / f"seed-{seed}"
             shutil.rmtree(folder, ignore_errors=True)
             t = time.monotonic()
-            entry = run_seed(seed, folder, world_args=world_args, train_steps=args.train_steps, lr=args.lr)
+            entry = run_seed(seed, folder, world_args=world_args, train_steps=args.train_steps, lr=args.lr,
+                             train_seeds=train_seeds)
             entry["seconds"] = round(time.monotonic() - t, 1)
             per_seed.append(entry)
             print(f"seed {seed}: " + json.dumps(entry), file=sys.stderr, flush=True)
@@ -145,7 +195,8 @@ def main() -> None:
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
     out = {"benchmark": "method", "seeds": [e["seed"] for e in per_seed],
-           "train": ["--max-steps", str(args.train_steps), "--lr", str(args.lr), *TRAIN_ARGS], "eval": EVAL_ARGS,
+           "train": ["--max-steps", str(args.train_steps), "--lr", str(args.lr), *TRAIN_ARGS],
+           "train_seeds": [s for s in train_seeds if s is not None] or "preset", "eval": EVAL_ARGS,
            "per_seed": per_seed, **aggregate(per_seed), "seconds": round(time.monotonic() - t0, 1)}
     print(json.dumps(out))
 
