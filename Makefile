@@ -1,4 +1,4 @@
-# sdft: make demo | make test | make model | make distill push | make bench
+# sdft: make demo | make test | make model | make distill push | make train eval [SEEDS="1 2 3"] | make bench
 #
 # Variables (override on the command line, e.g. make distill RECIPE=gsm8k BACKEND=tgi ENDPOINT=http://host:8080):
 PYTHON   ?= python3
@@ -28,6 +28,9 @@ BASE_MODEL ?= $(if $(MODEL),$(MODEL),$(TINY))
 CKPT     ?= ckpt/$(RECIPE)
 # Both arms by default (the chain's table needs both); RESPONSES=sdft or RESPONSES=original trains one.
 RESPONSES ?= sdft original
+# Training seeds: SEEDS="1 2 3" trains each arm once per seed (--seed N) into $(CKPT)-ARM-seedN, and compare
+# shows each arm's mean and spread over them; empty: one run per arm, the preset's seed, into $(CKPT)-ARM.
+SEEDS    ?=
 # Evaluation: the seed model and each trained model or adapter (a train_manifest.json in $(CKPT), $(CKPT)-*
 # or $(CKPT)/*: both arms), then the table.
 # The tiny default runs the quick suite (the paper suite's similarity needs an embedding model from the Hub).
@@ -84,25 +87,29 @@ demo: setup
 		--out $(TOY)/distill --temperature 0 --max-new-tokens 48 --batch-size 64
 	$(BIN)/sdft-data diff $(TOY)/distill --examples 1
 	$(BIN)/sdft-data push $(TOY)/distill --repo demo/toy-sdft --hub-dir $(HUB_DIR)
-	$(TOY_ENV) $(BIN)/sdft-train train --data demo/toy-sdft@v1 --hub-dir $(HUB_DIR) --model $(TOY)/world/model --out $(TOY)/vanilla \
-		--responses original $(TOY_TRAIN)
-	$(TOY_ENV) $(BIN)/sdft-train train --data demo/toy-sdft@v1 --hub-dir $(HUB_DIR) --model $(TOY)/world/model --out $(TOY)/sdft \
-		--responses sdft $(TOY_TRAIN)
-	$(TOY_ENV) $(BIN)/sdft-train train --data demo/toy-sdft@v1 --hub-dir $(HUB_DIR) --model $(TOY)/world/model --out $(TOY)/on-policy \
-		--method on-policy $(TOY_TRAIN)
 	$(TOY_ENV) $(BIN)/sdft-train eval --model $(TOY)/world/model --data-dir $(TOY)/world/data --out $(TOY)/eval/seed $(TOY_EVAL)
-	$(TOY_ENV) $(BIN)/sdft-train eval --model $(TOY)/vanilla --data-dir $(TOY)/world/data --out $(TOY)/eval/vanilla $(TOY_EVAL)
-	$(TOY_ENV) $(BIN)/sdft-train eval --model $(TOY)/sdft --data-dir $(TOY)/world/data --out $(TOY)/eval/sdft $(TOY_EVAL)
-	$(TOY_ENV) $(BIN)/sdft-train eval --model $(TOY)/on-policy --data-dir $(TOY)/world/data --out $(TOY)/eval/on-policy $(TOY_EVAL)
+	@# vanilla: the original references; sdft: the rewrites; on-policy: TRL's SDFTTrainer on the same rows.
+	@# With SEEDS="1 2 3", each arm once per training seed.
+	@for arm in vanilla sdft on-policy; do for seed in $(or $(SEEDS),preset); do \
+		if test $$seed = preset; then name=$$arm; seedarg=; else name=$$arm-seed$$seed; seedarg="--seed $$seed"; fi; \
+		case $$arm in vanilla) armargs="--responses original";; sdft) armargs="--responses sdft";; \
+			*) armargs="--method on-policy";; esac; \
+		echo "$(BIN)/sdft-train train --data demo/toy-sdft@v1 --model $(TOY)/world/model --out $(TOY)/$$name $$armargs $$seedarg ..."; \
+		$(TOY_ENV) $(BIN)/sdft-train train --data demo/toy-sdft@v1 --hub-dir $(HUB_DIR) --model $(TOY)/world/model \
+			--out $(TOY)/$$name $$armargs $$seedarg $(TOY_TRAIN) || exit 1; \
+		echo "$(BIN)/sdft-train eval --model $(TOY)/$$name --data-dir $(TOY)/world/data --out $(TOY)/eval/$$name ..."; \
+		$(TOY_ENV) $(BIN)/sdft-train eval --model $(TOY)/$$name --data-dir $(TOY)/world/data --out $(TOY)/eval/$$name \
+			$(TOY_EVAL) || exit 1; \
+	done; done
 	@echo
-	$(BIN)/sdft-train compare $(TOY)/eval/seed $(TOY)/eval/vanilla $(TOY)/eval/sdft $(TOY)/eval/on-policy --out $(TOY)/table
+	$(BIN)/sdft-train compare $(TOY)/eval/* --seed $(TOY)/eval/seed --out $(TOY)/table
 	@echo
 	@echo "toy-target is the task every arm was fine-tuned for; the other columns are abilities the seed model"
 	@echo "had and should keep. A toy: a 0.76M-parameter model and a made-up world (see README, The method on a laptop)."
 	@echo "  world, seed model  $(TOY)/world  (world.json: seed, sizes, model hash, sanity gate)"
 	@echo "  distillation       $(TOY)/distill  (report/report.md: every fallback with its reason)"
 	@echo "  published dataset  $(HUB_DIR)/demo/toy-sdft"
-	@echo "  models, scores     $(TOY)/vanilla, $(TOY)/sdft, $(TOY)/on-policy, $(TOY)/eval/*/predictions/"
+	@echo "  models, scores     $(TOY)/vanilla*, $(TOY)/sdft*, $(TOY)/on-policy*, $(TOY)/eval/*/predictions/"
 
 test: setup
 	$(BIN)/python -m pytest -q
@@ -134,11 +141,12 @@ push: setup
 # Each arm from the same published rows: sdft (the distilled responses) and original (vanilla
 # fine-tuning); arm X goes to $(CKPT)-X.
 train: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json) $(if $(filter $(REAL),$(BASE_MODEL)),$(REAL)/config.json)
-	@for arm in $(RESPONSES); do \
-		echo "$(BIN)/sdft-train train --data $(DATA) --responses $$arm --out $(CKPT)-$$arm ..."; \
+	@for arm in $(RESPONSES); do for seed in $(or $(SEEDS),preset); do \
+		if test $$seed = preset; then out=$(CKPT)-$$arm; seedarg=; else out=$(CKPT)-$$arm-seed$$seed; seedarg="--seed $$seed"; fi; \
+		echo "$(BIN)/sdft-train train --data $(DATA) --responses $$arm $$seedarg --out $$out ..."; \
 		$(BIN)/sdft-train train --data $(DATA) $(if $(HUB_DIR),--hub-dir $(HUB_DIR)) --model $(BASE_MODEL) \
-			--responses $$arm --out $(CKPT)-$$arm $(ARGS) || exit 1; \
-	done
+			--responses $$arm $$seedarg --out $$out $(ARGS) || exit 1; \
+	done; done
 
 eval: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json) $(if $(filter $(REAL),$(BASE_MODEL)),$(REAL)/config.json)
 	$(BIN)/sdft-train eval --model $(BASE_MODEL) --backend $(BACKEND) $(foreach e,$(ENDPOINT),--endpoint $(e)) \
@@ -150,11 +158,17 @@ eval: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json) $(if $(fil
 		$(BIN)/sdft-train eval $$model $(EVAL_FLAGS) --seed-results $(EVAL_DIR)/seed --out $(EVAL_DIR)/$$(basename $$ck) \
 			|| exit 1; \
 	done
-	$(MAKE) --no-print-directory compare
+	$(compare_table)
+
+# Every eval folder: an arm's folders that differ only in the training seed make one row (mean and spread).
+# A canned recipe rather than a recursive make, which would not carry `make -o` down.
+define compare_table
+	$(BIN)/sdft-train compare $$(dirname $(EVAL_DIR)/*/results.json) --seed $(EVAL_DIR)/seed --out $(EVAL_DIR)/table
+	@echo "table: $(EVAL_DIR)/table/table.md (.tex, .csv, .png, .json)"
+endef
 
 compare: setup
-	$(BIN)/sdft-train compare $$(dirname $(EVAL_DIR)/*/results.json) --seed $(EVAL_DIR)/seed --out $(EVAL_DIR)/table
-	@echo "table: $(EVAL_DIR)/table/table.md (.tex, .csv, .png)"
+	$(compare_table)
 
 bench: setup
 	$(BIN)/python benchmarks/bench_local_generate.py --data $(PAPER_DATA)

@@ -12,6 +12,7 @@ so this measures exactly what a user's chain does.
     python benchmarks/bench_method.py --seeds 8               # seeds 0-7
     python benchmarks/bench_method.py --seeds 3 --first-seed 100 --work /tmp/bench-method
     python benchmarks/bench_method.py --seeds 2 --arms vanilla,sdft   # without the on-policy arm
+    python benchmarks/bench_method.py --seeds 2 --train-seeds 3   # each arm trained with --seed 1, 2, 3 per world
 
 The budget is the same for every arm: --max-steps optimizer steps of 16 sequences (the on-policy
 arm's are sampled answers, 8 per prompt at TRL's default, so 2 prompts a step), the same lr, seed
@@ -19,13 +20,15 @@ and rows.
 
 One JSON line on stdout (progress goes to stderr):
 
-    per_seed   [{seed, seed_model, vanilla, sdft, on_policy, seconds_per_step}], each arm holding
-               `target` (target-task test accuracy), `retention` (mean over the kept abilities of
-               the arm's score divided by the seed model's, capped at 1) and every ability's score;
-               seconds_per_step: each arm's training seconds (its manifest) per optimizer step
-    mean       the same, averaged over seeds
+    per_seed   [{seed, seed_model, vanilla, sdft, on_policy, sdft_vs_vanilla, seconds_per_step}], each arm holding `target`
+               (target-task test accuracy), `retention` (mean over the kept abilities of the arm's
+               score divided by the seed model's, capped at 1) and every ability's score: with
+               --train-seeds N, the mean over the N trainings and, under `spread`, their standard
+               deviation; `sdft_vs_vanilla` per task: the paired difference with its 95% interval
+               and whether it is within noise (sdft-train compare's, over the prompts and the seeds);
+               seconds_per_step: each arm's training seconds (its manifests) per optimizer step
+    mean       the same, averaged over world seeds
     sdft_retains_at_least_vanilla   share of seeds where SDFT's retention >= vanilla's
-    sdft_retains_at_least_on_policy the same against the on-policy arm
     target     the issue's target, each criterion with its measured value and whether it holds
 """
 
@@ -42,11 +45,11 @@ from pathlib import Path
 
 KEPT_TASKS = ("toy-helpful", "toy-refusal", "toy-refusal-adv", "toy-benign", "toy-arithmetic", "toy-tools")
 TARGET_TASK = "toy-target"
-# Both arms get exactly this budget, with --max-steps and --lr (defaults 120 and 5e-4, the demo's):
-# full fine-tuning, since the seed model is tiny.
-TRAIN_ARGS = ["--full", "--batch-size", "16", "--grad-accum", "1", "--quiet"]
 # Each arm: its name in the output, and what makes it.
 ARMS = {"vanilla": ["--responses", "original"], "sdft": ["--responses", "sdft"], "on_policy": ["--method", "on-policy"]}
+# Every arm gets exactly this budget, with --max-steps and --lr (defaults 120 and 5e-4, the demo's):
+# full fine-tuning, since the seed model is tiny.
+TRAIN_ARGS = ["--full", "--batch-size", "16", "--grad-accum", "1", "--quiet"]
 EVAL_ARGS = ["--suite", "toy", "--temperature", "0", "--max-new-tokens", "48", "--batch-size", "64", "--quiet"]
 
 
@@ -61,9 +64,11 @@ def _cli(main, args: list[str]) -> None:
 
 
 def run_seed(seed: int, work: Path, *, world_args: list[str] = (), train_steps: int = 120, lr: float = 5e-4,
-             arms: tuple[str, ...] = tuple(ARMS)) -> dict:
+             train_seeds: list[int | None] = (None,), arms: tuple[str, ...] = tuple(ARMS)) -> dict:
+    """One world: build, distill, publish, train each arm once per training seed (None: the preset's), evaluate."""
     from sdft_data.cli import main as data
     from sdft_train.cli import main as train
+    from sdft_train.compare import assemble
 
     world, run, hub = work / "world", work / "run", work / "hub"
     _cli(data, ["toy-world", str(world), "--seed", str(seed), *world_args])
@@ -71,35 +76,68 @@ def run_seed(seed: int, work: Path, *, world_args: list[str] = (), train_steps: 
                 "--model", str(world / "model"), "--out", str(run), "--temperature", "0", "--max-new-tokens", "48",
                 "--batch-size", "64"])
     _cli(data, ["push", str(run), "--repo", f"toy/world-{seed}", "--hub-dir", str(hub), "--allow-no-rewrites"])
-    per_step = {}
+    models, seconds, steps = {"seed_model": [world / "model"]}, {}, {}
     for arm in arms:
-        _cli(train, ["train", "--data", f"toy/world-{seed}@v1", "--hub-dir", str(hub), "--model", str(world / "model"),
-                     "--out", str(work / arm), *ARMS[arm], "--max-steps", str(train_steps), "--lr", str(lr),
-                     *TRAIN_ARGS])
-        record = json.loads((work / arm / "train_manifest.json").read_text())
-        per_step[arm] = round(record["seconds"] / record["optimizer_steps"], 4)
-    scores = {}
-    for arm, model in (("seed_model", world / "model"), *((arm, work / arm) for arm in arms)):
-        _cli(train, ["eval", "--model", str(model), "--data-dir", str(world / "data"), "--out", str(work / "eval" / arm),
-                     *EVAL_ARGS])
-        results = json.loads((work / "eval" / arm / "results.json").read_text())
-        scores[arm] = {t: results["tasks"][t]["score"] for t in (TARGET_TASK, *KEPT_TASKS)}
+        models[arm] = []
+        for train_seed in train_seeds:
+            out = work / (arm if train_seed is None else f"{arm}-seed{train_seed}")
+            _cli(train, ["train", "--data", f"toy/world-{seed}@v1", "--hub-dir", str(hub), "--model",
+                         str(world / "model"), "--out", str(out), *ARMS[arm], "--max-steps",
+                         str(train_steps), "--lr", str(lr), *TRAIN_ARGS,
+                         *([] if train_seed is None else ["--seed", str(train_seed)])])
+            models[arm].append(out)
+            record = json.loads((out / "train_manifest.json").read_text())
+            seconds[arm] = seconds.get(arm, 0.0) + record["seconds"]
+            steps[arm] = steps.get(arm, 0) + record["optimizer_steps"]
+    scores, folders = {}, {}
+    for arm, outs in models.items():
+        scores[arm], folders[arm] = [], []
+        for model in outs:
+            folder = work / "eval" / (arm if model == world / "model" else model.name)
+            _cli(train, ["eval", "--model", str(model), "--data-dir", str(world / "data"), "--out", str(folder),
+                         *EVAL_ARGS])
+            results = json.loads((folder / "results.json").read_text())
+            scores[arm].append({t: results["tasks"][t]["score"] for t in (TARGET_TASK, *KEPT_TASKS)})
+            folders[arm].append(folder)
     manifest = json.loads((run / "manifest.json").read_text())
     gate = json.loads((world / "world.json").read_text()).get("gate", {})
     entry = summarize(seed, scores, by_reason=manifest.get("check", {}).get("by_reason", {}), gate=gate)
-    entry["seconds_per_step"] = per_step
+    entry["seconds_per_step"] = {arm: round(seconds[arm] / steps[arm], 4) for arm in arms}
+    # The paired differences `sdft-train compare` shows: SDFT minus vanilla per task, over prompts (and seeds).
+    if "vanilla" not in folders or "sdft" not in folders:
+        return entry
+    table = assemble([*folders["seed_model"], *folders["vanilla"], *folders["sdft"]], seed=folders["seed_model"][0])
+    entry["sdft_vs_vanilla"] = {
+        c["task"].removeprefix("toy-"): {"difference": round(c["difference"] / 100, 4),
+                                         "ci": c["ci"] and [round(v / 100, 4) for v in c["ci"]],
+                                         "within_noise": c["within_noise"]}
+        for c in table["comparisons"] if c["against"] == "vanilla"}
     return entry
 
 
+def _arm_entry(s: dict, base: dict) -> dict:
+    kept = {t.removeprefix("toy-"): s[t] for t in KEPT_TASKS}
+    ratios = [min(1.0, s[t] / base[t]) if base[t] > 0 else 1.0 for t in KEPT_TASKS]
+    return {"target": s[TARGET_TASK], "retention": sum(ratios) / len(ratios), **kept}
+
+
 def summarize(seed: int, scores: dict, *, by_reason: dict | None = None, gate: dict | None = None) -> dict:
-    """One seed's entry: each arm's target accuracy, retention, and every ability's score."""
-    base = scores["seed_model"]
+    """One world's entry: each arm's target accuracy, retention, and every ability's score.
+
+    `scores[arm]` is one {task: score} or a list of them, one per training seed: the entry then holds their
+    mean, and their standard deviation under `spread`.
+    """
+    import statistics
+
+    per_arm = {arm: s if isinstance(s, list) else [s] for arm, s in scores.items()}
+    base = per_arm["seed_model"][0]
     entry = {"seed": seed}
-    for arm in ("seed_model", *(a for a in ARMS if a in scores)):
-        s = scores[arm]
-        kept = {t.removeprefix("toy-"): round(s[t], 4) for t in KEPT_TASKS}
-        ratios = [min(1.0, s[t] / base[t]) if base[t] > 0 else 1.0 for t in KEPT_TASKS]
-        entry[arm] = {"target": round(s[TARGET_TASK], 4), "retention": round(sum(ratios) / len(ratios), 4), **kept}
+    for arm in ("seed_model", *(a for a in ARMS if a in per_arm)):
+        runs = [_arm_entry(s, base) for s in per_arm[arm]]
+        entry[arm] = {k: round(statistics.fmean(r[k] for r in runs), 4) for k in runs[0]}
+        if len(runs) > 1:
+            entry[arm]["train_seeds"] = len(runs)
+            entry[arm]["spread"] = {k: round(statistics.stdev(r[k] for r in runs), 4) for k in runs[0]}
     if by_reason is not None:
         rows = sum(by_reason.values()) or 1
         entry["distill"] = {"accepted": round(by_reason.get("accepted", 0) / rows, 4), "by_reason": by_reason}
@@ -134,7 +172,12 @@ def aggregate(per_seed: list[dict]) -> dict:
             round(mean["sdft"]["target"] - mean["vanilla"]["target"], 4),
             mean["sdft"]["target"] >= mean["vanilla"]["target"] - 0.05],
     }
-    return {"mean": mean, "sdft_retains_at_least_vanilla": round(wins / n, 4), **extra, "target": target}
+    # Per task: in how many worlds SDFT's paired difference from vanilla is outside noise (its interval misses 0).
+    paired = [e.get("sdft_vs_vanilla", {}) for e in per_seed]
+    tasks = list(dict.fromkeys(t for p in paired for t in p))
+    outside = {t: f"{sum(p[t]['within_noise'] is False for p in paired if t in p)}/{n}" for t in tasks}
+    return {"mean": mean, "sdft_retains_at_least_vanilla": round(wins / n, 4), **extra,
+            "sdft_vs_vanilla_outside_noise": outside, "target": target}
 
 
 def main() -> None:
@@ -145,6 +188,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None, help="Seed-model pretraining steps (default: the world's).")
     ap.add_argument("--train-steps", type=int, default=120, help="Fine-tuning steps of each arm.")
     ap.add_argument("--lr", type=float, default=5e-4, help="Fine-tuning learning rate of each arm.")
+    ap.add_argument("--train-seeds", type=int, default=1,
+                    help="Train each arm this many times per world, with --seed 1..N (1: once, the preset's seed).")
     ap.add_argument("--arms", default=",".join(ARMS), help=f"Arms to train, comma-separated: {', '.join(ARMS)}.")
     args = ap.parse_args()
     if args.seeds < 1:
@@ -152,6 +197,9 @@ def main() -> None:
     arms = tuple(a.strip().replace("-", "_") for a in args.arms.split(",") if a.strip())
     if not arms or set(arms) - set(ARMS):
         ap.error(f"--arms: choose among {', '.join(ARMS)}")
+    if args.train_seeds < 1:
+        ap.error("--train-seeds must be at least 1")
+    train_seeds = [None] if args.train_seeds == 1 else list(range(1, args.train_seeds + 1))
     import torch
 
     # A sub-million-parameter model is faster on one thread than on two, and much
@@ -166,7 +214,7 @@ def main() -> None:
             shutil.rmtree(folder, ignore_errors=True)
             t = time.monotonic()
             entry = run_seed(seed, folder, world_args=world_args, train_steps=args.train_steps, lr=args.lr,
-                             arms=arms)
+                             train_seeds=train_seeds, arms=arms)
             entry["seconds"] = round(time.monotonic() - t, 1)
             per_seed.append(entry)
             print(f"seed {seed}: " + json.dumps(entry), file=sys.stderr, flush=True)
@@ -175,7 +223,8 @@ def main() -> None:
             shutil.rmtree(work, ignore_errors=True)
     out = {"benchmark": "method", "seeds": [e["seed"] for e in per_seed],
            "train": ["--max-steps", str(args.train_steps), "--lr", str(args.lr), *TRAIN_ARGS],
-           "arms": {arm: ARMS[arm] for arm in arms}, "eval": EVAL_ARGS,
+           "arms": {arm: ARMS[arm] for arm in arms},
+           "train_seeds": [s for s in train_seeds if s is not None] or "preset", "eval": EVAL_ARGS,
            "per_seed": per_seed, **aggregate(per_seed), "seconds": round(time.monotonic() - t0, 1)}
     print(json.dumps(out))
 

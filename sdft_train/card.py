@@ -4,10 +4,16 @@ Only what applies is shown: LoRA settings for an adapter, not for a full fine-tu
 (not the ones asked for when --max-steps stopped it); numbers rounded; a licence only when the base
 model's own record states one. Adapters carry `library_name: peft` and the Hub's
 `base_model:adapter:<id>` tag, so the Hub links them to their base.
+
+`sdft-train eval` of a trained arm's folder renders its card again with the results (`update_card`):
+each task becomes a Hub `model-index` entry (task type text-generation, the test data's name, type and
+revision, the metric and its value), which the Hub shows on the model page, and a table in the text with
+each score's bootstrap 95% confidence interval. Results of other tasks already in the card stay.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from sdft_data.card import SDFT_CITATION, template_path
@@ -21,6 +27,8 @@ def onpolicy_citation() -> str:
     return CITATION
 
 TEMPLATE_NAME = "model_card.md"
+MANIFEST = "train_manifest.json"  # sdft_train.train.MANIFEST (train imports this module)
+README = "README.md"
 
 
 def _is_hub_id(name) -> bool:
@@ -132,9 +140,98 @@ def _paper_line(entry: dict) -> str:
     return "no: " + "; ".join(entry.get("differences") or ["not recorded"])
 
 
-def model_card(record: dict) -> str:
-    """README.md text for a trained arm, from its train manifest (sdft_train.train)."""
+def card_name(record: dict) -> str:
+    """The model's name in its card's model-index: the Hub repo it was pushed to, else its folder's name."""
+    return record.get("push_to_hub") or Path(str((record.get("spec") or {}).get("out") or "model")).name
+
+
+def eval_results(results: dict, folder: str | Path) -> list:
+    """huggingface_hub EvalResults for the scored tasks of an `sdft-train eval` output (`results`, read from `folder`).
+
+    The dataset is the task's test data as results.json records it: a Hub dataset by its id, config, split and
+    commit; a file (the paper's data folder) by the task's name and the file's sha256 as its revision. A row
+    limit is in the dataset's name. Values are what the compare table shows: percent for rates.
+    """
+    from huggingface_hub import EvalResult
+
+    from . import stats
+
+    out = []
+    for task, entry in results.get("tasks", {}).items():
+        if entry.get("score") is None:
+            continue
+        data = entry.get("data") or {}
+        percent = entry.get("percent", True)
+        scale = 100.0 if percent else 1.0
+        hub = data.get("kind") == "hub"
+        limit = data.get("limit") or results.get("limit")
+        name = f"{task}: {data.get('id') or '?'}" + (f", first {limit} rows" if limit else "")
+        revision = data.get("revision") if hub else (f"sha256:{data['sha256']}" if data.get("sha256") else None)
+        decoding = entry.get("decoding") or {}
+        args = {"prompts": entry.get("scored"), "decoding": decoding.get("mode"),
+                "samples": decoding.get("samples")}
+        scores = stats.row_scores(folder, task, entry)
+        ci = stats.mean_ci([scores]) if scores else None
+        if ci is not None:
+            args["ci95"] = [round(v * scale, 2 if percent else 4) for v in ci["ci"]]
+        out.append(EvalResult(
+            task_type="text-generation", task_name=task,
+            dataset_type=data["id"] if hub and data.get("id") else task, dataset_name=name,
+            dataset_config=data.get("config") if hub else None, dataset_split=data.get("split") if hub else None,
+            dataset_revision=revision,
+            metric_type=entry.get("metric") or "score", metric_name=f"{entry.get('metric') or 'score'}"
+            + (" (%)" if percent else ""), metric_value=round(entry["score"] * scale, 2 if percent else 4),
+            metric_args={k: v for k, v in args.items() if v is not None}, verified=False))
+    return out
+
+
+def update_card(model_dir: str | Path, results: dict, results_folder: str | Path) -> tuple[Path, int]:
+    """Render `model_dir`'s README.md again from its train manifest, with `results` as model-index entries.
+
+    Entries already in the card for other tasks stay; a task evaluated again replaces its entry. Returns
+    the card's path and how many entries it holds.
+    """
+    from huggingface_hub import ModelCard
+
+    model_dir = Path(model_dir)
+    record = json.loads((model_dir / MANIFEST).read_text())
+    new = eval_results(results, results_folder)
+    readme = model_dir / README
+    old = []
+    if readme.is_file():
+        try:
+            old = ModelCard.load(readme).data.eval_results or []
+        except Exception:  # a card edited into something that does not parse: rendered anew from the manifest
+            old = []
+    tasks = {e.task_name for e in new}
+    evals = [e for e in old if e.task_name not in tasks] + new
+    tmp = model_dir / f".{README}.tmp"
+    tmp.write_text(model_card(record, evals=evals))
+    tmp.replace(readme)
+    return readme, len(evals)
+
+
+def _eval_rows(evals: list) -> list[dict]:
+    rows = []
+    for e in evals:
+        args = e.metric_args or {}
+        ci = args.get("ci95")
+        revision = str(e.dataset_revision or "")
+        rows.append({"task": e.task_name or e.task_type, "data": e.dataset_name,
+                     "revision": revision.split(":")[-1][:12] if revision else "-",
+                     "metric": e.metric_name or e.metric_type, "value": e.metric_value,
+                     "ci": f"{ci[0]} to {ci[1]}" if ci else "-", "prompts": args.get("prompts", "-"),
+                     "decoding": args.get("decoding", "-")
+                     + (f", {args['samples']} samples" if (args.get("samples") or 1) > 1 else "")})
+    return rows
+
+
+def model_card(record: dict, evals: list | None = None) -> str:
+    """README.md text for a trained arm, from its train manifest (sdft_train.train) and its eval results, if any
+    (huggingface_hub EvalResults, from `eval_results`)."""
     from huggingface_hub import ModelCard, ModelCardData
+
+    from .stats import BOOTSTRAP_SEED, RESAMPLES
 
     base = record["base_model"]
     source = record["data_source"]
@@ -152,7 +249,8 @@ def model_card(record: dict) -> str:
     licence = ((base.get("source") or {}).get("provenance") or {}).get("license")
     meta = ModelCardData(base_model=hub_base, datasets=[data_repo] if data_repo else None,
                          library_name="peft" if lora else "transformers", tags=tags, license=licence,
-                         pipeline_tag="text-generation")
+                         pipeline_tag="text-generation", model_name=card_name(record) if evals else None,
+                         eval_results=list(evals) if evals else None)
     sdft_arm = arm == "sdft"
     name = Path(str((record.get("spec") or {}).get("out") or "model")).name
     seed_model = record.get("seed_model") or {}
@@ -195,6 +293,8 @@ def model_card(record: dict) -> str:
         reproduce=reproduce_command(record),
         versions=versions,
         sdft_citation=SDFT_CITATION,
+        evals=_eval_rows(evals or []),
+        resamples=RESAMPLES, bootstrap_seed=BOOTSTRAP_SEED,
     )
     card = ModelCard.from_template(meta, template_path=str(template_path(TEMPLATE_NAME)), **kwargs)
     return str(card)

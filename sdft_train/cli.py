@@ -114,21 +114,30 @@ def evaluate(quiet, **settings):
               help="Also write table.md, table.tex, table.csv and table.png here.")
 @click.option("--format", "fmt", type=click.Choice(["terminal", "markdown", "latex", "csv"]), default="terminal",
               show_default=True, help="What to print.")
+@click.option("--resamples", default=10_000, show_default=True, type=click.IntRange(min=1),
+              help="Bootstrap resamples for the 95% confidence intervals.")
+@click.option("--bootstrap-seed", default=0, show_default=True, type=click.IntRange(min=0),
+              help="Seed of the bootstrap (the same seed gives the same intervals).")
 @user_errors
-def compare(dirs, seed_dir, out, fmt):
+def compare(dirs, seed_dir, out, fmt, resamples, bootstrap_seed):
     """The paper's table from eval results: seed, vanilla and SDFT per fine-tuning dataset, a column per task.
 
-    SDFT's change over vanilla fine-tuning is shown with an arrow. Results made
-    with different task versions, decoding, data or limits are refused, with
-    what differs.
+    Each arm's difference from vanilla fine-tuning on the same dataset is shown
+    with an arrow and its paired 95% confidence interval over the prompts (≈:
+    within noise); a second table compares every arm with vanilla and with the
+    seed model, with McNemar's exact test for 0/1 scores. Folders of one arm
+    trained with different --seed make one row (mean and spread over the
+    seeds). Results made with different task versions, decoding, data or
+    limits are refused, with what differs.
 
     \b
     sdft-train compare eval/seed eval/gsm8k-vanilla eval/gsm8k-sdft
     sdft-train compare eval/* --seed eval/seed --out eval/table --format markdown
+    sdft-train compare eval/seed eval/gsm8k-original-seed* eval/gsm8k-sdft-seed*   # several seeds an arm
     """
     from .compare import compare as run_compare
 
-    table = run_compare(list(dirs), seed=seed_dir, out=out)
+    table = run_compare(list(dirs), seed=seed_dir, out=out, resamples=resamples, bootstrap_seed=bootstrap_seed)
     click.echo(table[fmt])
 
 

@@ -204,10 +204,12 @@ def evaluate(spec: EvalSpec | None = None, *, judge=None, sandbox_limits=None, p
             raise ValueError(f"{t.name}: the data has no rows")
 
     train = read_train_record(adapter) or read_train_record(model if Path(model).is_dir() else None)
+    trained = [p for p in (adapter, model) if p and Path(p).is_dir()]
     owns_engine = engine is None
     if engine is None:
         engine, base, adapter_used = open_engine(spec.backend, adapter)
         train = train or read_train_record(adapter_used)
+        trained.append(adapter_used)
     out.mkdir(parents=True, exist_ok=True)
     info = engine.info.to_dict()
     ctx_base = dict(out=out, model_name=Path(str(adapter or model)).name or str(model), judge=judge,
@@ -293,7 +295,24 @@ def evaluate(spec: EvalSpec | None = None, *, judge=None, sandbox_limits=None, p
     tmp = out / (RESULTS_FILE + ".tmp")
     tmp.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n")
     tmp.replace(out / RESULTS_FILE)
+    trained_dir = next((Path(p) for p in trained if p and (Path(p) / "train_manifest.json").is_file()), None)
+    if trained_dir is not None:
+        _update_card(trained_dir, results, out, echo)
     return results
+
+
+def _update_card(model_dir: Path, results: dict, out: Path, echo) -> None:
+    """The evaluated arm's model card gets the results as model-index entries (sdft_train.card.update_card)."""
+    from .card import update_card
+
+    try:
+        readme, count = update_card(model_dir, results, out)
+    except (OSError, KeyError, TypeError, ValueError) as e:  # a read-only folder, a manifest of an older sdft
+        echo(f"note: the model card in {model_dir} was not updated with these results: {first_line(e) or repr(e)}")
+        return
+    repo = (results.get("train") or {}).get("push_to_hub") or "ORG/NAME"
+    echo(f"model card: {readme} holds {count} eval result(s) as model-index metadata; to publish it on the Hub: "
+         f"hf upload {repo} {readme} README.md")
 
 
 def _score_task(task: Task, data, samples_texts, prompts, mode, params, ctx_base, notes, echo,

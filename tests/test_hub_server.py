@@ -136,6 +136,34 @@ def test_validate_yaml_runs_the_metadata_check(hub):
         bad.validate(repo_type="dataset")
 
 
+def test_validate_yaml_checks_a_model_cards_model_index(hub):
+    import urllib.error
+    import urllib.request
+
+    from huggingface_hub import ModelCard
+
+    good = ("---\nmodel-index:\n- name: m\n  results:\n  - task:\n      type: text-generation\n    dataset:\n"
+            "      name: GSM8K\n      type: openai/gsm8k\n    metrics:\n    - type: accuracy\n      value: 34.4\n---\n")
+    ModelCard(good).validate(repo_type="model")
+
+    def errors(readme: str) -> list[str]:
+        # Raw, as a client with no card class of its own would send it (ModelCard refuses to load these).
+        request = urllib.request.Request(f"{hub.url}/api/validate-yaml", method="POST", headers={
+            "Content-Type": "application/json"}, data=json.dumps({"content": readme, "repoType": "model"}).encode())
+        try:
+            urllib.request.urlopen(request)
+            return []
+        except urllib.error.HTTPError as e:
+            return [m["message"] for m in json.loads(e.read())["errors"]]
+
+    assert errors(good) == []
+    assert errors(good.replace("      type: openai/gsm8k\n", "")) == [
+        '"model-index[0].results[0].dataset.type" is required and must be a string']
+    assert errors(good.replace("      value: 34.4\n", "")) == ['"model-index[0].results[0].metrics[0].value" is required']
+    assert errors(good.replace("    metrics:\n    - type: accuracy\n      value: 34.4\n", "")) == [
+        '"model-index[0].results[0].metrics" must be a non-empty list']
+
+
 def test_datasets_push_to_hub_and_load_dataset_by_revision(api, tmp_path):
     import datasets
 

@@ -512,3 +512,109 @@ def test_make_distill_push_train_trains_both_arms_on_the_tiny_default(tiny_model
     assert arms["sdft"]["data"] == arms["original"]["data"] == "my-org/gsm8k-sdft@v1"
     assert arms["sdft"]["data_fingerprint"] == arms["original"]["data_fingerprint"] is not None
     assert all(m["seed_model_match"] is True and m["optimizer_steps"] > 0 for m in arms.values())
+
+
+def test_eval_of_a_trained_arm_puts_its_results_in_the_model_card(run_dir, tiny_model_dir, tmp_path):
+    """The card carries model-index entries the Hub client parses back and the Hub's metadata check accepts."""
+    from huggingface_hub import ModelCard
+
+    from helpers.hub_server import LoopbackHub, hub_env, metadata_errors
+
+    data = ROOT / "tests" / "fixtures" / "eval_data"
+    out = tmp_path / "arm"
+    _ok("--data", run_dir, "--model", tiny_model_dir, "--out", out, "--max-steps", 1, "--grad-accum", 1, "--seed", 7)
+    assert "model-index" not in (out / "README.md").read_text()
+
+    def evaluate(tasks, limit, folder):
+        result = CliRunner().invoke(sdft_train, [
+            "eval", "--model", str(tiny_model_dir), "--adapter", str(out), "--tasks", tasks, "--limit", str(limit),
+            "--max-new-tokens", "4", "--temperature", "0", "--data-dir", str(data), "--out", str(folder), "--quiet"])
+        assert result.exit_code == 0, result.output
+        return result, json.loads((folder / "results.json").read_text())
+
+    result, results = evaluate("gsm8k,advbench", 3, tmp_path / "eval")
+    assert f"model card: {out / 'README.md'} holds 2 eval result(s)" in result.output
+    assert f"hf upload ORG/NAME {out / 'README.md'} README.md" in result.output
+    text = (out / "README.md").read_text()
+    card = ModelCard.load(out / "README.md")
+    assert card.data.model_name == "arm"
+    evals = {e.task_name: e for e in card.data.eval_results}
+    assert set(evals) == {"gsm8k", "advbench"}
+    gsm8k, entry = evals["gsm8k"], results["tasks"]["gsm8k"]
+    assert (gsm8k.task_type, gsm8k.dataset_type, gsm8k.metric_type, gsm8k.verified) == (
+        "text-generation", "gsm8k", "accuracy", False)
+    assert gsm8k.metric_value == round(100 * entry["score"], 2) and gsm8k.metric_name == "accuracy (%)"
+    assert gsm8k.dataset_revision == "sha256:" + entry["data"]["sha256"]
+    assert gsm8k.dataset_name == "gsm8k: gsm8k_test.json, first 3 rows"
+    assert gsm8k.metric_args["prompts"] == 3 and len(gsm8k.metric_args["ci95"]) == 2
+    # The text: the training record as before, and the same results as a table.
+    assert "## Training procedure" in text and "| seed | 7 |" in text and "## Evaluation" in text
+    assert f"| `gsm8k` | gsm8k: gsm8k_test.json, first 3 rows | `{entry['data']['sha256'][:12]}` |" in text
+    # What the Hub would say of the metadata (its validate-yaml endpoint, as the client asks it).
+    assert metadata_errors(text, "model") == []
+    with LoopbackHub() as hub, hub_env(hub.url, cache_dir=tmp_path / "cache"):
+        card.validate(repo_type="model")
+        # The same card with a licence the Hub does not know is refused: the check above did reach this Hub.
+        with pytest.raises(ValueError, match="license"):
+            ModelCard(text.replace("library_name:", "license: not-a-licence\nlibrary_name:", 1)).validate(
+                repo_type="model")
+
+    # Another eval: a new task joins the card, a task evaluated again replaces its entry.
+    evaluate("advbench-jailbreak,gsm8k", 2, tmp_path / "eval2")
+    again = {e.task_name: e for e in ModelCard.load(out / "README.md").data.eval_results}
+    assert set(again) == {"gsm8k", "advbench", "advbench-jailbreak"}
+    assert again["gsm8k"].metric_args["prompts"] == 2 and again["advbench"].metric_args["prompts"] == 3
+
+
+def test_eval_results_name_a_hub_dataset_by_its_id_config_split_and_commit(tmp_path):
+    from sdft_train.card import eval_results
+
+    data = {"kind": "hub", "id": "openai/gsm8k", "config": "main", "split": "test", "revision": "e53f048" + "0" * 33,
+            "rows": 1319, "limit": None}
+    results = {"limit": None, "tasks": {
+        "gsm8k": {"metric": "accuracy", "percent": True, "score": 0.3441, "scored": 1319, "data": data,
+                  "decoding": {"mode": "sample", "samples": 1}},
+        "similarity": {"metric": "similarity", "percent": False, "score": 0.85123, "scored": 520,
+                       "data": dict(data, id="walledai/AdvBench", config=None, split="train"),
+                       "decoding": {"mode": "sample", "samples": 3}},
+        "alpacaeval": {"metric": "win_rate", "percent": True, "score": None, "data": data}}}
+    evals = {e.task_name: e for e in eval_results(results, tmp_path)}
+    assert set(evals) == {"gsm8k", "similarity"}  # an unscored task (no judge) has no entry
+    g = evals["gsm8k"]
+    assert (g.dataset_type, g.dataset_config, g.dataset_split, g.dataset_revision, g.metric_value) == (
+        "openai/gsm8k", "main", "test", data["revision"], 34.41)
+    assert "ci95" not in g.metric_args  # no predictions in the folder: no interval
+    s = evals["similarity"]
+    assert (s.dataset_type, s.metric_value, s.metric_name, s.metric_args["samples"]) == (
+        "walledai/AdvBench", 0.8512, "similarity", 3)
+
+
+@pytest.mark.slow
+def test_make_train_eval_with_seeds_trains_each_arm_per_seed_and_compare_averages_them(tiny_model_dir, tmp_path):
+    """`make train eval SEEDS="1 2"`: each arm once per training seed, each evaluated, one row per arm in the table."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    venv = Path(sys.executable).parent.parent
+    paths = {"OUT": tmp_path / "runs" / "gsm8k", "HUB_DIR": tmp_path / "hub", "CKPT": tmp_path / "ckpt" / "gsm8k",
+             "EVAL_DIR": tmp_path / "eval" / "gsm8k"}
+    make = ["make", "-C", str(ROOT), f"VENV={venv}", "-o", f"{venv}/.installed", f"TINY={tiny_model_dir}",
+            *(f"{k}={v}" for k, v in paths.items())]
+    for targets in (["distill", "push"], ["train", "eval", "SEEDS=1 2", "ARGS=--max-steps 1 --grad-accum 1 --quiet"]):
+        proc = subprocess.run(make + targets, capture_output=True, text=True, timeout=900)
+        assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    for arm in ("sdft", "original"):
+        for seed in (1, 2):
+            record = _manifest(Path(f"{paths['CKPT']}-{arm}-seed{seed}"))
+            assert record["config"]["seed"] == seed and record["responses"] == arm
+            assert "model-index:" in (Path(f"{paths['CKPT']}-{arm}-seed{seed}") / "README.md").read_text()
+    table = json.loads((paths["EVAL_DIR"] / "table" / "table.json").read_text())
+    assert [(r["label"], r["seeds"]) for r in table["rows"]] == [
+        ("Seed", None), ("Vanilla FT (gsm8k, 2 seeds)", [1, 2]), ("SDFT (gsm8k, 2 seeds)", [1, 2])]
+    sdft = table["rows"][2]["cells"]["gsm8k"]
+    assert sdft["spread"] == "seeds" and len(sdft["per_seed"]) == 2 and sdft["ci"] is not None
+    assert {(c["row"], c["vs"]) for c in table["comparisons"]} == {
+        ("Vanilla FT (gsm8k, 2 seeds)", "Seed"), ("SDFT (gsm8k, 2 seeds)", "Vanilla FT (gsm8k, 2 seeds)"),
+        ("SDFT (gsm8k, 2 seeds)", "Seed")}
+    assert "SDFT (gsm8k, 2 seeds)" in proc.stdout and "resamples" in proc.stdout

@@ -946,6 +946,60 @@ def metadata_errors(readme: str, repo_type: str = "dataset") -> list[str]:
             DatasetCardData(**meta)
         except Exception as e:  # the card class raises on metadata it cannot hold
             errors.append(f"DatasetCardData rejects the metadata: {e}")
+    if repo_type == "model":
+        errors += _model_index_errors(meta.get("model-index"))
+    return errors
+
+
+def _model_index_errors(index) -> list[str]:
+    """The Hub's model-index schema (hub-docs modelcard.md): a list of models, each with a name and results;
+    a result has a task with a type, a dataset with a name and a type, and metrics with a type and a value;
+    a source, if any, has a url. Optional fields (task name, dataset config/split/revision, metric name and
+    config) are strings, `verified` is a boolean."""
+    if index is None:
+        return []
+    if not isinstance(index, list) or not all(isinstance(m, dict) for m in index):
+        return ['"model-index" must be a list of mappings']
+    errors: list[str] = []
+
+    def check(obj, where: str, required: tuple[str, ...], optional: tuple[str, ...] = ()):
+        if not isinstance(obj, dict):
+            errors.append(f'"{where}" must be a mapping')
+            return
+        for key in required:
+            if not isinstance(obj.get(key), str) or not obj[key]:
+                errors.append(f'"{where}.{key}" is required and must be a string')
+        for key in optional:
+            if obj.get(key) is not None and not isinstance(obj[key], str):
+                errors.append(f'"{where}.{key}" must be a string')
+
+    for i, model in enumerate(index):
+        check(model, f"model-index[{i}]", ("name",))
+        results = model.get("results")
+        if not isinstance(results, list):
+            errors.append(f'"model-index[{i}].results" must be a list')
+            continue
+        for j, result in enumerate(results):
+            where = f"model-index[{i}].results[{j}]"
+            if not isinstance(result, dict):
+                errors.append(f'"{where}" must be a mapping')
+                continue
+            check(result.get("task"), f"{where}.task", ("type",), ("name",))
+            if result.get("dataset") is not None:
+                check(result["dataset"], f"{where}.dataset", ("name", "type"), ("config", "split", "revision"))
+            if result.get("source") is not None:
+                check(result["source"], f"{where}.source", ("url",), ("name",))
+            metrics = result.get("metrics")
+            if not isinstance(metrics, list) or not metrics:
+                errors.append(f'"{where}.metrics" must be a non-empty list')
+                continue
+            for k, metric in enumerate(metrics):
+                check(metric, f"{where}.metrics[{k}]", ("type",), ("name", "config"))
+                if isinstance(metric, dict):
+                    if metric.get("value") is None:
+                        errors.append(f'"{where}.metrics[{k}].value" is required')
+                    if metric.get("verified") is not None and not isinstance(metric["verified"], bool):
+                        errors.append(f'"{where}.metrics[{k}].verified" must be a boolean')
     return errors
 
 
