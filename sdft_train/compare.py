@@ -137,14 +137,14 @@ def _training(results: dict) -> dict:
             "format": train.get("format"), "recipe": train.get("recipe")}
 
 
-def _differences(a: dict, b: dict, prefix: str = "") -> list[str]:
+def _setting_differences(a: dict, b: dict, prefix: str = "") -> list[str]:
     out = []
     for key in sorted(set(a) | set(b)):
         x, y = a.get(key), b.get(key)
         if x == y:
             continue
         if isinstance(x, dict) and isinstance(y, dict):
-            out += _differences(x, y, f"{prefix}{key}.")
+            out += _setting_differences(x, y, f"{prefix}{key}.")
         else:
             out.append(f"{prefix}{key} ({_short(x)} vs {_short(y)})")
     return out
@@ -160,7 +160,7 @@ def _add_replica(group: dict[str, list[str]], arm: str, dataset: str, folder: st
             both = f", both trained with seed {seed}" if seed is not None else ""
             raise ValueError(f"two {arm} results for {dataset}: {clash} and {folder}{both}; compare one of each, "
                              "or the same training with different --seed")
-        differs = _differences(_training(named[folders[0]]), _training(named[folder]))
+        differs = _setting_differences(_training(named[folders[0]]), _training(named[folder]))
         if differs:
             raise ValueError(f"{arm} results for {dataset} trained differently, not only in the seed ({folders[0]} vs "
                              f"{folder}: {'; '.join(differs)}): compare one of each")

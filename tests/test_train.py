@@ -514,7 +514,7 @@ def test_make_distill_push_train_trains_both_arms_on_the_tiny_default(tiny_model
     assert all(m["seed_model_match"] is True and m["optimizer_steps"] > 0 for m in arms.values())
 
 
-def test_eval_of_a_trained_arm_puts_its_results_in_the_model_card(run_dir, tiny_model_dir, tmp_path):
+def test_eval_of_a_trained_arm_puts_its_results_in_the_model_card(run_dir, tiny_llama2_dir, tmp_path):
     """The card carries model-index entries the Hub client parses back and the Hub's metadata check accepts."""
     from huggingface_hub import ModelCard
 
@@ -522,12 +522,12 @@ def test_eval_of_a_trained_arm_puts_its_results_in_the_model_card(run_dir, tiny_
 
     data = ROOT / "tests" / "fixtures" / "eval_data"
     out = tmp_path / "arm"
-    _ok("--data", run_dir, "--model", tiny_model_dir, "--out", out, "--max-steps", 1, "--grad-accum", 1, "--seed", 7)
+    _ok("--data", run_dir, "--model", tiny_llama2_dir, "--out", out, "--max-steps", 1, "--grad-accum", 1, "--seed", 7)
     assert "model-index" not in (out / "README.md").read_text()
 
     def evaluate(tasks, limit, folder):
         result = CliRunner().invoke(sdft_train, [
-            "eval", "--model", str(tiny_model_dir), "--adapter", str(out), "--tasks", tasks, "--limit", str(limit),
+            "eval", "--model", str(tiny_llama2_dir), "--adapter", str(out), "--tasks", tasks, "--limit", str(limit),
             "--max-new-tokens", "4", "--temperature", "0", "--data-dir", str(data), "--out", str(folder), "--quiet"])
         assert result.exit_code == 0, result.output
         return result, json.loads((folder / "results.json").read_text())
