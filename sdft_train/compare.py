@@ -25,20 +25,12 @@ from pathlib import Path
 
 from sdft_data.diff.render import latex_escape
 
-from .evaluate import RESULTS_FILE
+from .evaluate import read_results
 
 
 def load_results(folder: str | Path) -> dict:
-    path = Path(folder) / RESULTS_FILE
-    if not path.is_file():
-        raise ValueError(f"{folder} has no {RESULTS_FILE}: not an `sdft-train eval` output folder")
-    try:
-        results = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if "tasks" not in results:
-        raise ValueError(f"{path} holds no task results")
-    return results
+    """A folder's results.json, checked (evaluate.read_results): ValueError (one line) when it cannot be read."""
+    return read_results(folder)
 
 
 def _made_how(results: dict, task: str) -> dict:
