@@ -104,6 +104,23 @@ def latest_card(readme: str, prefix: str) -> str:
     return str(card)
 
 
+def hub_licenses() -> frozenset[str]:
+    """The license ids the Hub accepts (sdft_data/hub_licenses.txt, from the Hub's documentation; see its header)."""
+    text = (Path(__file__).parent / "hub_licenses.txt").read_text(encoding="utf-8")
+    return frozenset(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+def check_license(license: str, where: str | None = None) -> None:
+    """ValueError (one line) unless `license` is an id the Hub accepts; `where`: the file it came from (else --license)."""
+    if license not in hub_licenses():
+        close = sorted(x for x in hub_licenses() if x.startswith(license.lower().split("-")[0][:3]))[:4]
+        hint = f" (did you mean {', '.join(close)}?)" if close else ""
+        what = f"the license {license!r} in {where}" if where else f"--license {license!r}"
+        raise ValueError(f"{what} is not a license id the Hub accepts{hint}: use one of its ids (listed in "
+                         "sdft_data/hub_licenses.txt, e.g. apache-2.0, mit, cc-by-4.0), or `other` for a license "
+                         "of your own")
+
+
 def check_card(readme: str) -> None:
     """Raise ValueError (one line) unless the libraries that read the card accept its metadata.
 

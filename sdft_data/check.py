@@ -20,6 +20,10 @@ Rule sets (recorded in the run's fingerprint, its manifest and its card):
 
 Reasons, in precedence order: a row's reason is the first that applies.
 
+    no_instruction        the source row's instruction is null or empty: nothing to rewrite (the
+                          row is never sent to the model; under paper, only rows not generated)
+    no_reference          the source row's reference response is null or empty: nothing to check a
+                          rewrite against, nothing to fall back to (never sent either)
     no_rewrite            an imported row whose distilled response is the original: the files
                           do not record a rewrite (status "absent"; see sdft_data.importer)
     generation_failed     the request failed (status != "ok"); there is no rewrite
@@ -75,12 +79,16 @@ from .recipes.openfunctions import (  # noqa: F401
     standardize_call_expr,
     standardize_function_call,
 )
+from .errors import first_line
 from .rundir import DISTILLED_COLUMNS, generations, now, read_manifest, write_distilled, write_manifest
+from .source import file_sha256
 
 _WS = PY_WS_RE
 
 # Reasons every recipe shares, with their meanings, in precedence order.
 SHARED_REASONS = {
+    "no_instruction": "the source row has no instruction (null or empty): nothing to rewrite",
+    "no_reference": "the source row has no reference response (null or empty): nothing to check a rewrite against",
     "no_rewrite": "imported: the distilled dataset keeps the original response, no rewrite is recorded",
     "generation_failed": "the generation request failed",
     "empty": "the rewrite is empty",
@@ -151,13 +159,23 @@ def check_rules(rules: str) -> str:
     return rules
 
 
-def shared_failures(rw: pl.Expr, rules: str) -> list[tuple[str, pl.Expr]]:
+def shared_failures(rw: pl.Expr, rules: str, ref: pl.Expr | None = None,
+                    instruction: pl.Expr | None = None) -> list[tuple[str, pl.Expr]]:
     """The checks every recipe shares, as (reason, failed) in precedence order, for rule set `rules`.
 
-    Reads the frame's `status` and `finish_reason` columns; `rw` is the stripped rewrite.
+    Reads the frame's `status` and `finish_reason` columns; `rw` is the stripped rewrite, `ref` the
+    stripped reference and `instruction` the row's instruction (when the frame has one).
     """
     status = pl.col("status")
-    failures = [
+    # The paper's rules are the authors' acceptance exactly, and they accepted a rewrite of an empty
+    # reference; under them these two name only rows that were never generated (distill sends none).
+    unsent = status.fill_null("failed") != "ok" if rules == "paper" else pl.lit(True)
+    failures = []
+    if instruction is not None:
+        failures.append(("no_instruction", (instruction.cast(pl.String).fill_null("").str.strip_chars() == "") & unsent))
+    if ref is not None:
+        failures.append(("no_reference", (ref == "") & unsent))
+    failures += [
         ("no_rewrite", status == "absent"),
         ("generation_failed", status.fill_null("failed") != "ok"),
     ]
@@ -186,7 +204,8 @@ def check_frame(
 
     Input columns: `reference` (str) and `rewrite` (str, null when there is
     none); `status` ("ok" or "failed") and `finish_reason` (str or null) are
-    optional and default to "ok" and null. Other columns pass through. Both
+    optional and default to "ok" and null; `instruction`, when present, is
+    checked too (an empty one fails the row: no_instruction). Other columns pass through. Both
     texts are stripped first, as the authors do. `rules` is a rule set (see the
     module docstring); `strict=True` is `rules="strict"`.
 
@@ -212,7 +231,8 @@ def check_frame(
     )
     rw, ref = pl.col("_rw"), pl.col("_ref")
     check = recipe.check
-    failures = shared_failures(rw, rules) + check.rule_failures(ref, rw, rules)
+    instruction = pl.col("instruction") if "instruction" in names else None
+    failures = shared_failures(rw, rules, ref, instruction) + check.rule_failures(ref, rw, rules)
     # Each condition becomes a column in one context, so Polars computes a shared
     # part (the reference's last integer, say) once; the reason chain then reads flags.
     flags = [f"_fail{i}" for i in range(len(failures))]
@@ -341,8 +361,10 @@ def build_distilled(
     generations = _generations(run)
 
     # Checked on a frame of its own, so no source column can collide with the check's.
-    to_check = source.select("row_id", recipe.reference_expr()).join(generations, on="row_id", how="inner").select(
+    to_check = source.select("row_id", recipe.instruction_expr(names), recipe.reference_expr()).join(
+        generations, on="row_id", how="inner").select(
         "row_id",
+        "instruction",
         "reference",
         pl.when(pl.col("status") == "ok")
         .then(pl.col("text").cast(pl.String).str.strip_chars(PY_WHITESPACE))
@@ -408,7 +430,63 @@ def check_run(
             f"run {run} is unfinished ({manifest['status']}): {summary['pending']} of {total} rows are not generated "
             "yet; run the same `sdft-data distill` command again to finish it (nothing written)"
         )
-    manifest["check"] = {"checked_at": now(), **summary}
-    write_distilled(run, distilled)
+    path = write_distilled(run, distilled)
+    # The table's hash, so that push, train and diff can tell it from one edited, cut or replaced since.
+    manifest["check"] = {"checked_at": now(), **summary, "distilled_sha256": file_sha256(path)}
     write_manifest(run, manifest)
     return distilled
+
+
+# The distilled table's own columns and the types check_run writes them with.
+_DISTILLED_TYPES = {"row_id": "integer", "original_response": "text", "rewrite": "text", "accepted": "boolean",
+                    "reason": "text"}
+
+
+def verify_distilled(run_dir: str | os.PathLike, manifest: dict | None = None) -> Path:
+    """RUN_DIR/distilled.parquet, once it is known to be the table `sdft-data check` wrote; ValueError otherwise.
+
+    The table is what gets published and trained on, and the manifest (its counts, the card's
+    numbers) describes it: a table cut or edited by hand (rows removed, `accepted` flipped), or
+    replaced by another file, would be published under a manifest that says otherwise. Checked:
+    that it is a readable parquet file, its columns and their types, and its sha256 against the
+    one `check` recorded (runs checked before the hash was recorded: its rows, accepted rows and
+    reasons against the manifest's counts).
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    run = Path(run_dir)
+    manifest = manifest if manifest is not None else read_manifest(run)
+    path = run / "distilled.parquet"
+    redo = f"run `sdft-data check {run}` to rebuild it from the generations"
+    if not path.is_file():
+        raise ValueError(f"run {run} has no distilled.parquet: {redo}")
+    try:
+        schema = pq.read_schema(path)
+    except Exception as e:  # noqa: BLE001 - pyarrow raises ArrowInvalid, OSError, ...
+        raise ValueError(f"{path} is not a readable parquet file ({first_line(e)[:120]}): {redo}") from None
+    for column, kind in _DISTILLED_TYPES.items():
+        if column not in schema.names:
+            raise ValueError(f"{path} lacks the column {column!r}: {redo}")
+        t = schema.field(column).type
+        ok = {"integer": pa.types.is_integer(t), "boolean": pa.types.is_boolean(t),
+              "text": pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)}[kind]
+        if not ok:
+            raise ValueError(f"{path}: column {column!r} holds {t}, not {kind}: the file was changed after "
+                             f"`sdft-data check`; {redo}")
+    check = manifest.get("check") or {}
+    recorded = check.get("distilled_sha256")
+    if recorded:
+        if file_sha256(path) != recorded:
+            raise ValueError(f"{path} is not the table `sdft-data check` wrote (its sha256 differs from the one in "
+                             f"manifest.json: edited, cut or replaced since); {redo}")
+        return path
+    table = pl.scan_parquet(path)
+    counts = table.select(pl.len().alias("rows"), pl.col("accepted").sum().alias("accepted")).collect().row(0)
+    reasons = count_reasons(table.select("reason").collect()["reason"])
+    if counts[0] != check.get("rows") or counts[1] != check.get("accepted") or \
+            (check.get("by_reason") is not None and reasons != check["by_reason"]):
+        raise ValueError(f"{path} holds {counts[0]:,} rows, {counts[1]:,} accepted, and manifest.json says "
+                         f"{check.get('rows')} rows, {check.get('accepted')} accepted: the table was edited after "
+                         f"`sdft-data check`; {redo}")
+    return path

@@ -5,7 +5,6 @@ Every user error is a click.ClickException: one line, non-zero exit, no tracebac
 
 from __future__ import annotations
 
-import errno
 import functools
 import sys
 
@@ -13,7 +12,7 @@ import click
 
 from . import __version__
 from .backends import EndpointError
-from .errors import first_line
+from .errors import Terminated, first_line, os_failure, os_failure_line
 from .spec import DistillSpec, ImportSpec, RecipeSpec, cli_options, from_cli, registry_choice
 
 
@@ -27,43 +26,41 @@ class Interrupted(click.ClickException):
     exit_code = 130
 
 
-def _disk_full(e: BaseException) -> OSError | str | None:
-    """The OSError (or message) saying a disk is full, anywhere in e's chain; None if it is not that."""
-    seen = set()
-    while e is not None and id(e) not in seen:
-        seen.add(id(e))
-        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", -1)):
-            return e
-        if "No space left on device" in str(e) or "Disk quota exceeded" in str(e):
-            return str(e)
-        e = e.__cause__ or e.__context__
-    return None
+class TerminatedError(Interrupted):
+    """SIGTERM: the same line as Ctrl-C; exit code 143, as a shell reports SIGTERM."""
+
+    exit_code = 143
 
 
 def user_errors(fn):
     """Turn the library's ValueError/FileNotFoundError (bad input) into one clean line.
 
-    Also a full disk (which file, and that the command can be run again) and
-    Ctrl-C (what was kept): both are expected, neither deserves a traceback.
+    Also the file system's refusals (a full disk, a read-only one, no permission: which file, and
+    that nothing saved is lost), Ctrl-C and SIGTERM (what was kept): all expected, none deserves a
+    traceback.
     """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
             return fn(*args, **kwargs)
-        except (ValueError, FileNotFoundError, PermissionError, EndpointError) as e:
+        except (ValueError, FileNotFoundError, EndpointError) as e:
             raise UserError(first_line(e)) from None
+        except Terminated:
+            raise TerminatedError("terminated (SIGTERM): what finished is saved; run the same command again to "
+                                  "resume") from None
         except KeyboardInterrupt:
             raise Interrupted("interrupted: what finished is saved; run the same command again to resume") from None
         except Exception as e:
-            full = _disk_full(e)
-            if full is None:
-                raise
-            where = f" writing {full.filename}" if isinstance(full, OSError) and full.filename else ""
-            raise UserError(
-                f"disk full{where} (No space left on device): free space on that disk and run the same command "
-                "again; nothing already saved is lost (files are written whole or not at all)"
-            ) from None
+            failure = os_failure(e)
+            if failure is not None:
+                raise UserError(os_failure_line(*failure)) from None
+            if isinstance(e, PermissionError):  # the library's own (a Hub token refused): its message is the line
+                raise UserError(first_line(e)) from None
+            if isinstance(e, OSError) and e.errno is not None and e.filename:
+                # Any other refusal of the file system (a name too long, a folder where a file should be, ...).
+                raise UserError(f"{e.strerror or first_line(e)}: {e.filename}") from None
+            raise
 
     return wrapper
 
@@ -310,8 +307,9 @@ def versions(repo, local):
     """
     from pathlib import Path
 
-    from .publish import versions as list_versions
+    from .publish import parse_repo, versions as list_versions
 
+    parse_repo(repo)  # a name the Hub refuses is said so, wherever the versions would be looked for
     if local is not None:
         # As on the Hub: a repo that does not exist is an error (exit 1); one with no versions is not.
         if not Path(local).is_dir():

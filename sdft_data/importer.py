@@ -162,6 +162,10 @@ def import_pair(spec: ImportSpec | None = None, **settings) -> ImportSummary:
         raise ValueError(f"--out {out} exists and is not a directory")
     orig_frame, orig_desc = _open(original, "original", [rec.prompt_column, rec.response_column], split)
     dist_frame, dist_desc = _open(distilled, "distilled", [rec.response_column], split)
+    from .source import check_text_frame
+
+    check_text_frame(orig_frame, rec.columns, f"--original {original}")
+    check_text_frame(dist_frame, rec.columns, f"--distilled {distilled}")
 
     inputs = {
         "source": orig_desc,

@@ -43,8 +43,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import first_line
-from .card import (CardInput, VersionRow, dataset_info, latest_card, model_label, public_spec, render_card,
-                   validate_on_hub)
+from .card import (CardInput, VersionRow, check_license, dataset_info, latest_card, model_label, public_spec,
+                   read_metadata, render_card, validate_on_hub)
 from .rundir import now, read_manifest
 from .source import file_sha256
 
@@ -93,9 +93,23 @@ class VersionInfo(VersionRow):
 
 
 def parse_repo(repo: str) -> str:
-    """`repo` itself when it is a valid `org/name`; else ValueError saying what a name looks like."""
-    if not isinstance(repo, str) or not REPO_RE.match(repo) or len(repo) > 96 or "--" in repo or ".." in repo:
+    """`repo` itself when it is a valid `org/name`; else ValueError saying what a name looks like.
+
+    The Hub's rule, the same for a --hub-dir folder (a folder's repo must be one the Hub would take):
+    letters, digits, '-', '_' and '.', neither '-' nor '.' first or last, no '--' or '..', no '.git'
+    at the end, at most 96 characters for the organisation and for the name.
+    """
+    if not isinstance(repo, str) or repo.count("/") != 1:
         raise ValueError(f"invalid repo name {repo!r}: expected ORG/NAME (letters, digits, '-', '_', '.')")
+    for what, part in zip(("organisation", "name"), repo.split("/")):
+        if len(part) > 96:
+            raise ValueError(f"invalid repo name {repo!r}: its {what} is {len(part)} characters long; the Hub allows "
+                             "at most 96")
+    if not REPO_RE.match(repo) or "--" in repo or ".." in repo:
+        raise ValueError(f"invalid repo name {repo!r}: expected ORG/NAME (letters, digits, '-', '_', '.'; neither "
+                         "'-' nor '.' first or last; no '--' or '..')")
+    if repo.lower().endswith(".git"):
+        raise ValueError(f"invalid repo name {repo!r}: the Hub refuses a name that ends in .git")
     return repo
 
 
@@ -142,24 +156,29 @@ def open_run(run_dir: str | os.PathLike) -> _Run:
     pending = int((manifest.get("check") or {}).get("pending") or 0)
     if pending:
         raise ValueError(f"run {run} has {pending} rows not generated yet: finish `sdft-data distill` and check again")
-    import pyarrow.parquet as pq
+    from .check import verify_distilled
 
-    names = pq.read_schema(distilled).names
-    missing = [c for c in REQUIRED_COLUMNS if c not in names]
-    if missing:
-        raise ValueError(f"{distilled} lacks {', '.join(missing)}: re-run `sdft-data check {run}`")
-    return _Run(run, manifest, manifest["fingerprint"], distilled, file_sha256(distilled))
+    # The table is what is published and trained on: it must be the one its manifest describes.
+    verify_distilled(run, manifest)
+    sha = manifest["check"].get("distilled_sha256") or file_sha256(distilled)  # verified equal when recorded
+    return _Run(run, manifest, manifest["fingerprint"], distilled, sha)
 
 
-def _ensure_report(run: _Run) -> Path | None:
-    """RUN_DIR/report, made by sdft_data.diff when the run has none yet (None when diff is unavailable)."""
+def _ensure_report(run: _Run, scratch: Path) -> Path | None:
+    """RUN_DIR/report, made by sdft_data.diff when the run has none yet (None when diff is unavailable).
+
+    A run the user may not write to (read-only media, another user's folder) gets its report made
+    in `scratch` instead: publishing reads a run, it need not change it.
+    """
     report = run.dir / "report"
     if not (report / "stats.json").is_file():
         try:
             from .diff import diff_run
         except ImportError:  # diff not installed in this build: publish without the report
             return report if report.is_dir() else None
-        diff_run(run.dir)
+        if not os.access(run.dir, os.W_OK):
+            report = scratch / "report"
+        diff_run(run.dir, out=report)
     return report if report.is_dir() else None
 
 
@@ -278,7 +297,18 @@ def _stage(run: _Run, repo: str, version: str, folder: Path, *, previous_readme:
            template: str | os.PathLike | None, hub_dir: str | None = None) -> list[str]:
     """Write one version's files into `folder`; return their repo paths."""
     shards = write_shards(run.distilled, folder / "data", max_shard_bytes)
-    report = _ensure_report(run)
+    scratch = Path(tempfile.mkdtemp(prefix="sdft-report-"))
+    try:
+        return _stage_files(run, repo, version, folder, shards, _ensure_report(run, scratch),
+                            previous_readme=previous_readme, previous=previous, license=license, template=template,
+                            hub_dir=hub_dir)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _stage_files(run: _Run, repo: str, version: str, folder: Path, shards: _Shards, report: Path | None, *,
+                 previous_readme: str | None, previous: list[VersionInfo], license: str | None,
+                 template: str | os.PathLike | None, hub_dir: str | None) -> list[str]:
     stats, plots, has_md = {}, [], False
     if report is not None:
         for src in sorted(p for p in report.rglob("*") if p.is_file()):
@@ -320,6 +350,26 @@ def _stage(run: _Run, repo: str, version: str, folder: Path, *, previous_readme:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
 
+def _dataset_of(manifest: dict) -> str:
+    """What a version's rows are, for telling two datasets apart: its recipe (a custom one with its columns)."""
+    recipe = (manifest.get("fingerprint_inputs") or {}).get("recipe") or {}
+    name = str(recipe.get("name") or "?")
+    if name == "custom":
+        name += f" ({recipe.get('prompt_column')} -> {recipe.get('response_column')})"
+    return name
+
+
+def _refuse_other_dataset(latest: dict | None, version: str | None, run: _Run, repo: str) -> None:
+    """ValueError when the repo's latest version is another recipe's dataset: a new version would switch `main` to it."""
+    if not latest or not latest.get("publish"):
+        return
+    theirs, ours = _dataset_of(latest), _dataset_of(run.manifest)
+    if theirs != ours:
+        raise PublishError(f"{repo} holds the {theirs} dataset (latest {version or 'version'}) and this run is "
+                           f"{ours}: its version would switch `main` to another dataset; publish it to a repo of "
+                           "its own")
+
+
 def _same_run(manifest: dict, run: _Run) -> bool:
     pub = manifest.get("publish") or {}
     return manifest.get("fingerprint") == run.fingerprint and pub.get("distilled_sha256") == run.content_sha256
@@ -359,6 +409,16 @@ class _LocalTarget:
         return path.read_text(encoding="utf-8") if path.is_file() else None
 
     @contextlib.contextmanager
+    def locked(self):
+        """Hold DIR/ORG/NAME/.push.lock: a second push into the same repo folder waits for the first."""
+        import fcntl
+
+        self.dir.mkdir(parents=True, exist_ok=True)
+        with open(self.dir / ".push.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, or when the process dies
+            yield
+
+    @contextlib.contextmanager
     def staging(self):
         self.dir.mkdir(parents=True, exist_ok=True)
         self._clean_stale_staging()
@@ -389,8 +449,9 @@ class _LocalTarget:
                 p.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
         self.versions_dir.mkdir(parents=True, exist_ok=True)
         target = self.versions_dir / version
-        if target.exists():
-            raise PublishError(f"version {version} of {self.repo} already exists in {self.dir}: versions are never overwritten")
+        if target.exists():  # made meanwhile by a writer that does not take the lock (not sdft-data push)
+            raise PublishError(f"version {version} of {self.repo} appeared in {self.dir} while this push ran: versions are"
+                               " never overwritten; run the same push again to publish as the next version")
         os.rename(folder, target)  # the commit point: the version appears whole
         # The top-level card is the latest version's, with its data files pointed into versions/vN/,
         # so that `load_dataset("DIR/org/name")` reads the latest version, as `main` does on the Hub,
@@ -517,6 +578,8 @@ def push(run_dir: str | os.PathLike, repo: str, *, local: str | os.PathLike | No
         raise ValueError(f"no rewrite of run {run.dir} was accepted ({reasons}): the data would be the original "
                          f"dataset; {hint}pass --allow-no-rewrites to publish it anyway")
     if local is not None:
+        if license is not None:  # the Hub checks its own cards; a folder gets the same refusal here
+            check_license(license)
         return _push_local(run, repo, Path(local), license=license, tag=tag, max_shard_bytes=max_shard_bytes,
                            template=template)
     target = _HubTarget(repo, endpoint=endpoint, token=token, write=True)
@@ -535,11 +598,20 @@ def _next_version(names: list[str]) -> str:
 
 def _push_local(run: _Run, repo: str, root: Path, *, license, tag, max_shard_bytes, template) -> PushResult:
     target = _LocalTarget(root, repo)
+    with target.locked():  # one push at a time into a repo folder: each sees the versions the others made
+        return _push_local_locked(run, repo, root, target, license=license, tag=tag, max_shard_bytes=max_shard_bytes,
+                                  template=template)
+
+
+def _push_local_locked(run: _Run, repo: str, root: Path, target: _LocalTarget, *, license, tag, max_shard_bytes,
+                       template) -> PushResult:
     existing = target.versions()
     for name, manifest in existing:
         if _same_run(manifest, run):
             return PushResult(repo, name, "already-published", int(manifest["publish"]["rows"]),
                               str(target.versions_dir / name))
+    if existing:
+        _refuse_other_dataset(existing[-1][1], existing[-1][0], run, repo)
     names = [n for n, _ in existing]
     if tag is not None and (target.versions_dir / tag).exists():
         raise PublishError(f"version {tag} of {repo} already exists in {root}: versions are never overwritten;"
@@ -551,6 +623,10 @@ def _push_local(run: _Run, repo: str, root: Path, *, license, tag, max_shard_byt
         shown = root.name if root.is_absolute() else str(root)
         files = _stage(run, repo, version, folder, previous_readme=target.previous_readme(), previous=previous,
                        license=license, max_shard_bytes=max_shard_bytes, template=template, hub_dir=shown)
+        card_license = read_metadata((folder / "README.md").read_text(encoding="utf-8")).get("license")
+        for lic in card_license if isinstance(card_license, list) else [card_license] if card_license else []:
+            # Not given with --license: kept from the folder's README.md, where it may have been edited by hand.
+            check_license(str(lic), str(target.dir / "README.md"))
         rows = json.loads((folder / "manifest.json").read_text())["publish"]["rows"]
         location = target.publish(folder, version)
     return PushResult(repo, version, "published", rows, location, files)
@@ -581,6 +657,7 @@ def _push_hub(run: _Run, repo: str, target: _HubTarget, *, private, license, tag
         api.create_tag(repo, tag=pending, revision=main, repo_type="dataset",
                        tag_message=f"sdft: run {run.fingerprint[:12]}")
         return PushResult(repo, pending, "resumed", int(head_manifest["publish"]["rows"]), main)
+    _refuse_other_dataset(head_manifest, pending, run, repo)
 
     current = api.list_repo_files(repo, repo_type="dataset", revision=main) if main else []
     foreign = [p for p in current if p not in (".gitattributes", "README.md")]

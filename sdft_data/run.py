@@ -25,6 +25,7 @@ import fcntl
 import hashlib
 import json
 import time
+from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Iterator
@@ -33,6 +34,7 @@ import polars as pl
 
 from . import __version__, templates
 from .backends import GenerationParams, Request, Result, make_backend
+from .errors import sigterm_as_interrupt
 from .recipes import Recipe
 # The run directory's helpers live in rundir; imported here under the names other modules and tests use.
 from .rundir import (  # noqa: F401
@@ -47,7 +49,7 @@ from .rundir import (  # noqa: F401
 )
 from .rundir import library_versions as _library_versions
 from .rundir import now as _now
-from .source import SourceSpec, open_source, write_source_parquet
+from .source import SourceSpec, check_text_columns, open_source, write_source_parquet
 from .spec import DistillSpec
 
 def recipe_object(settings: dict) -> Recipe | None:
@@ -88,21 +90,57 @@ class RunSummary:
     template_leaks: int = 0  # rewrites that write the distill template's headers (sdft_data.check)
 
 
+# The most characters a rendered prompt may have; a longer row fails with the reason, untokenized.
+# Tokenizing takes about 300 bytes of memory a character (a 10 MB row took 2.7 GB, a 200 MB one
+# more than 20 GB), and no model's context holds a million characters of text.
+MAX_PROMPT_CHARS = 1_000_000
+
+
+@dataclass(frozen=True)
+class Refused:
+    """A row failed before it was rendered or sent (no text to rewrite, too long): recorded, never generated."""
+
+    row_id: int
+    seed: int
+    error: str
+
+
+def _too_long(chars: int, limit: int) -> str:
+    return (f"prompt too long: {chars:,} characters, more than --max-prompt-chars {limit:,} (tokenizing it would "
+            f"take about {chars * 300 / 1e9:.1f} GB); it is not sent")
+
+
 def _pending_requests(
-    run_dir: Path, recipe: Recipe, tokenizer, fmt: str, seed: int, wanted, layout: str | None = None
-) -> Iterator[Request]:
-    """Requests for the rows still to do, read from source.parquet batch by batch."""
+    run_dir: Path, recipe: Recipe, tokenizer, fmt: str, seed: int, wanted, layout: str | None = None,
+    max_chars: int = MAX_PROMPT_CHARS,
+) -> Iterator[Request | Refused]:
+    """Requests for the rows still to do, read from source.parquet batch by batch.
+
+    A row that cannot be distilled is yielded as Refused instead, never rendered: one with
+    no instruction or no reference response (null or empty: nothing to rewrite, or nothing to
+    check a rewrite against), or one whose texts alone are over `max_chars` characters.
+    """
     import pyarrow.parquet as pq
 
     source = pq.ParquetFile(run_dir / "source.parquet")
     names = source.schema_arrow.names
-    for batch in source.iter_batches(batch_size=1024):
+    # Small batches: a batch of rows is in memory at once, and a row may be large.
+    for batch in source.iter_batches(batch_size=256):
         frame = pl.from_arrow(batch).select("row_id", recipe.instruction_expr(names), recipe.reference_expr())
-        for row_id, instruction, reference in frame.iter_rows():
+        sizes = frame.select(pl.col("instruction").str.len_chars() + pl.col("reference").str.len_chars())
+        for (row_id, instruction, reference), (size,) in zip(frame.iter_rows(), sizes.iter_rows()):
             if not wanted(row_id):
                 continue
-            prompt = templates.distill_prompt(recipe, instruction, reference, tokenizer, fmt, layout=layout)
-            yield Request(row_id=row_id, prompt=prompt, seed=row_seed(seed, row_id))
+            missing = [what for what, text in (("instruction", instruction), ("reference response", reference))
+                       if not text]
+            if missing:
+                yield Refused(row_id, row_seed(seed, row_id),
+                              f"the source row has no {' and no '.join(missing)} (null or empty): not sent")
+            elif size > max_chars:
+                yield Refused(row_id, row_seed(seed, row_id), _too_long(size, max_chars))
+            else:
+                prompt = templates.distill_prompt(recipe, instruction, reference, tokenizer, fmt, layout=layout)
+                yield Request(row_id=row_id, prompt=prompt, seed=row_seed(seed, row_id))
 
 
 def _model_hint(backend: str, model: str | None, model_id: str | None = None) -> dict:
@@ -195,6 +233,7 @@ def distill(spec: DistillSpec | None = None, *, engine=None, retry_failed: bool 
     ds, source_desc = open_source(source_spec, required=[] if several else [rec.prompt_column, rec.response_column],
                                   limit=None if rec.row_filter else limit)
     rec = rec.for_columns(ds.column_names)
+    check_text_columns(ds, rec.columns, f"source {source}")
     if rec.row_filter:
         ds, source_desc, rec = _filter_rows(ds, source_desc, rec, limit)
     source_inputs = {k: v for k, v in source_desc.items() if k != "format"}
@@ -239,14 +278,16 @@ def distill(spec: DistillSpec | None = None, *, engine=None, retry_failed: bool 
             if not (run / "source.parquet").is_file():
                 write_source_parquet(ds, run / "source.parquet")
 
-        def requests(wanted) -> Iterator[Request]:
-            return _pending_requests(run_dir, rec, engine.tokenizer, fmt, seed, wanted, paper_layout)
+        max_chars = spec.backend.max_prompt_chars
+
+        def requests(wanted) -> Iterator[Request | Refused]:
+            return _pending_requests(run_dir, rec, engine.tokenizer, fmt, seed, wanted, paper_layout, max_chars)
 
         gen = generate_run(
             run_dir, inputs=inputs, rows=source_desc["rows"], requests=requests, engine=engine, params=params,
             manifest_extra={"spec": spec.to_dict(), "format": fmt, "rules": rules, "paper": paper_entry},
             prepare=write_source, retry_failed=retry_failed, flush_rows=flush_rows, flush_seconds=flush_seconds,
-            progress=progress, desc="distill",
+            progress=progress, desc="distill", max_prompt_chars=max_chars,
         )
     finally:
         if owns_engine:
@@ -294,6 +335,7 @@ def generate_run(
     flush_seconds: float = 10.0,
     progress: bool = True,
     desc: str = "generate",
+    max_prompt_chars: int | None = MAX_PROMPT_CHARS,
 ) -> GenerationSummary:
     """Generate already-rendered requests into the run directory `run_dir`, resumably.
 
@@ -304,7 +346,13 @@ def generate_run(
     `Request(row_id, prompt, seed)`: an iterable (rows already done are skipped
     here), or a callable `requests(wanted)` that yields only rows for which
     `wanted(row_id)` is true (so a big run renders only what is left). Each
-    generated row is recorded with its request's seed.
+    generated row is recorded with its request's seed. A `Refused` in place of
+    a request is a row failed before it was rendered: recorded with its error,
+    never sent. A prompt over `max_prompt_chars` characters fails its row
+    the same way, before any tokenizer sees it (None: no bound).
+
+    SIGTERM, like Ctrl-C, stops the run with what finished flushed to its shard
+    and the manifest saying "interrupted" (Terminated, a KeyboardInterrupt).
 
     Same fingerprint in `run_dir`: resume; a different one: ValueError naming
     the inputs that differ, before anything is written. `prepare(run_dir)` runs
@@ -374,12 +422,24 @@ def generate_run(
             wanted = lambda row_id: row_id not in skip  # noqa: E731
 
         seeds: dict[int, int] = {}
+        # Rows failed before they were sent. Filled where the engine pulls requests (a pump thread
+        # for the HTTP backends), emptied here: deque appends and pops are atomic.
+        refused: deque[tuple[Result, int]] = deque()
+
+        def failed(row_id: int, error: str) -> Result:
+            return Result(row_id, None, status="failed", attempts=0, error=error)
 
         def pending() -> Iterator[Request]:
             source = requests(wanted) if callable(requests) else (r for r in requests if wanted(r.row_id))
             for request in source:
-                seeds[request.row_id] = request.seed
-                yield request
+                if isinstance(request, Refused):
+                    refused.append((failed(request.row_id, request.error), request.seed))
+                elif max_prompt_chars is not None and len(request.prompt) > max_prompt_chars:
+                    refused.append((failed(request.row_id, _too_long(len(request.prompt), max_prompt_chars)),
+                                    request.seed))
+                else:
+                    seeds[request.row_id] = request.seed
+                    yield request
 
         writer = ShardWriter(run_dir / "generations", flush_rows=flush_rows, flush_seconds=flush_seconds)
         t0 = time.monotonic()
@@ -404,16 +464,28 @@ def generate_run(
         if reports:
             engine.on_tokens = on_tokens
         status = "interrupted"
+
+        def record(result: Result, row_seed_: int) -> None:
+            nonlocal n_done, n_failed, n_tokens
+            writer.add(result, row_seed_)
+            n_done += 1
+            n_failed += result.status != "ok"
+            n_tokens += result.generated_tokens or 0
+            bar.update(1)
+            show(refresh=False)
+
         try:
-            for result in engine.generate(pending(), params):
-                writer.add(result, seeds.pop(result.row_id))
-                n_done += 1
-                n_failed += result.status != "ok"
-                n_tokens += result.generated_tokens or 0
-                bar.update(1)
-                show(refresh=False)
+            with sigterm_as_interrupt():
+                for result in engine.generate(pending(), params):
+                    while refused:
+                        record(*refused.popleft())
+                    record(result, seeds.pop(result.row_id))
+                while refused:
+                    record(*refused.popleft())
             status = "generated"
         finally:
+            while refused:  # refused rows are finished rows too
+                record(*refused.popleft())
             if reports:
                 engine.on_tokens = None
             bar.close()

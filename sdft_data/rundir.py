@@ -53,9 +53,12 @@ def fingerprint(inputs: dict) -> str:
 
 
 def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
-    """The dotted names of the fields that differ between two records (`source.limit`), with both values when short.
+    """The fields that differ between two records, with both values when short: by the option that sets
+    them where there is one (`--limit (null there, 2 here)`), else by their dotted name (`prompts.sha256`).
 
     How a refused resume says what changed (a distill run, an eval run, a training run)."""
+    from .spec import option_for
+
     out = []
     for k in sorted(set(a) | set(b)):
         x, y = a.get(k), b.get(k)
@@ -66,7 +69,8 @@ def diff_keys(a: dict, b: dict, prefix: str = "") -> list[str]:
             out += diff_keys(x, y, name + ".") or [name]
             continue
         shown = [json.dumps(v, ensure_ascii=False) for v in (x, y)]
-        out.append(f"{name} ({shown[0]} there, {shown[1]} here)" if max(map(len, shown)) <= 40 else name)
+        label = option_for(name) or name
+        out.append(f"{label} ({shown[0]} there, {shown[1]} here)" if max(map(len, shown)) <= 40 else label)
     return out
 
 

@@ -68,7 +68,7 @@ def open_source(spec: SourceSpec, *, required: list[str], limit: int | None = No
         description = {"kind": "file", "id": path.name, "sha256": file_sha256(path), "format": builder}
     else:
         split = spec.split or "train"
-        with _quiet_datasets():
+        with quiet_datasets():
             try:
                 ds = datasets.load_dataset(spec.id, spec.config, split=split, revision=spec.revision)
             except Exception as e:  # datasets raises many types for unreadable input
@@ -86,6 +86,9 @@ def open_source(spec: SourceSpec, *, required: list[str], limit: int | None = No
 
     if len(ds) == 0:
         raise ValueError(f"source {spec.id} is empty: no rows to distill")
+    # Bytes that are not UTF-8 anywhere, and a required column that is not text, are one line here,
+    # not a crash in a reader further on (Polars panics on such bytes).
+    check_text_columns(ds, required, f"source {spec.id}")
     missing = [c for c in required if c not in ds.column_names]
     if missing:
         raise ValueError(
@@ -99,13 +102,14 @@ def open_source(spec: SourceSpec, *, required: list[str], limit: int | None = No
     return ds, description
 
 
-class _quiet_datasets:
+class quiet_datasets:
     """No progress bars, and no ERROR log lines: datasets logs a builder's failure
     before raising it, and the one line we raise says it already."""
 
     def __enter__(self):
         import datasets
 
+        self.bars = datasets.is_progress_bar_enabled()
         datasets.disable_progress_bars()
         self.logger = logging.getLogger("datasets")
         self.level = self.logger.level
@@ -115,7 +119,8 @@ class _quiet_datasets:
         import datasets
 
         self.logger.setLevel(self.level)
-        datasets.enable_progress_bars()
+        if self.bars:  # as it was: a caller may have turned them off (--quiet)
+            datasets.enable_progress_bars()
 
 
 def read_local_file(path: str | Path, name: str | None = None):
@@ -131,7 +136,7 @@ def read_local_file(path: str | Path, name: str | None = None):
     name = name or str(path)
     check_local_file(path, name)
     builder = FILE_BUILDERS[path.suffix.lower()]
-    with _quiet_datasets():
+    with quiet_datasets():
         try:
             ds = datasets.load_dataset(builder, data_files=str(path), split="train")
         except Exception as e:  # datasets raises many types for unreadable input
@@ -144,6 +149,103 @@ def read_local_file(path: str | Path, name: str | None = None):
     if len(ds) == 0:
         raise ValueError(f"{name} holds no rows")
     return ds
+
+
+def _json_kind(text: str | None) -> str:
+    """What one JSON-encoded value is, in words (datasets stores a column of mixed types as JSON text)."""
+    if text is None:
+        return "null"
+    head = text.lstrip()[:1]
+    return {'"': "text", "[": "a list", "{": "an object", "t": "a boolean", "f": "a boolean",
+            "n": "null"}.get(head, "a number")
+
+
+def check_text_columns(ds, columns, name: str) -> None:
+    """ValueError (one line, naming the column and a row) unless every one of `columns` holds text.
+
+    Numbers and booleans pass (they are read as their text); a column whose rows mix
+    types (text in one, a number in another: datasets then keeps JSON), lists,
+    objects and bytes are refused, and so is text that is not UTF-8 in any string
+    column (it would crash the readers further on). `ds` is a datasets.Dataset.
+    """
+    import pyarrow as pa
+    import pyarrow.types as pat
+
+    table = ds.data.table
+    wanted = [c for c in dict.fromkeys(columns) if c and c in table.column_names]
+    for column in table.column_names:
+        chunks = table.column(column).chunks
+        kind = table.schema.field(column).type
+        if isinstance(kind, pa.BaseExtensionType) and column in wanted:
+            # datasets' Json feature: the rows hold different JSON types. Find the first that differs.
+            first, start = None, 0
+            for chunk in chunks:
+                for i, value in enumerate(chunk.storage.to_pylist()):
+                    what = _json_kind(value)
+                    if what == "null":
+                        continue
+                    if first is None:
+                        first = (start + i, what)
+                    elif what != first[1]:
+                        raise ValueError(
+                            f"{name}: column {column!r} mixes types (row {first[0] + 1} is {first[1]}, row "
+                            f"{start + i + 1} {what}): every value of a text column must be text")
+                start += len(chunk)
+            raise ValueError(f"{name}: column {column!r} holds {first[1] if first else 'JSON'}, not text")
+        if pat.is_string(kind) or pat.is_large_string(kind):
+            start = 0
+            for chunk in chunks:
+                try:
+                    chunk.validate(full=True)
+                except pa.ArrowInvalid as e:
+                    import re
+
+                    at = re.search(r"string index (\d+)", str(e))
+                    row = f" in row {start + int(at.group(1)) + 1}" if at else ""
+                    raise ValueError(f"{name}: column {column!r} is not UTF-8 text{row}: save the file as UTF-8 "
+                                     "(e.g. iconv -f latin1 -t utf-8)") from None
+                start += len(chunk)
+            continue
+        if column not in wanted:
+            continue
+        if pat.is_integer(kind) or pat.is_floating(kind) or pat.is_boolean(kind) or pat.is_null(kind) \
+                or pat.is_decimal(kind):
+            continue
+        if pat.is_list(kind) or pat.is_large_list(kind) or pat.is_fixed_size_list(kind):
+            what = "lists"
+        elif pat.is_struct(kind) or pat.is_map(kind):
+            what = "objects"
+        elif pat.is_binary(kind) or pat.is_large_binary(kind):
+            what = "bytes"
+        else:
+            what = f"values of type {kind}"
+        raise ValueError(f"{name}: column {column!r} holds {what} ({kind}), not text: the recipe reads it as text; "
+                         "flatten it to a string column first")
+
+
+def check_text_frame(frame, columns, name: str) -> None:
+    """check_text_columns for a Polars frame already read: ValueError unless each of `columns` present holds text."""
+    import polars as pl
+
+    for column in dict.fromkeys(columns):
+        if not column or column not in frame.columns:
+            continue
+        dtype = frame.schema[column]
+        if dtype == pl.String or dtype.is_numeric() or dtype in (pl.Boolean, pl.Null):
+            continue
+        if isinstance(dtype, (pl.List, pl.Array)):
+            what = "lists"
+        elif isinstance(dtype, pl.Struct):
+            what = "objects"
+        elif dtype == pl.Binary:
+            what = "bytes"
+        elif str(dtype).startswith("Extension"):  # datasets' Json: the rows mix types
+            raise ValueError(f"{name}: column {column!r} mixes types (text in some rows, other JSON values in "
+                             "others): every value of a text column must be text")
+        else:
+            what = f"values of type {dtype}"
+        raise ValueError(f"{name}: column {column!r} holds {what}, not text: the recipe reads it as text; "
+                         "flatten it to a string column first")
 
 
 def check_local_file(path: Path, name: str | None = None) -> None:

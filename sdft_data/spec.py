@@ -593,6 +593,11 @@ class Backend(SpecBase):
                                             "reason), unsent.", minimum=1, paper=False,
                                             default_text="local: the model's context less --max-new-tokens; "
                                                          "tgi/openai: the server's limit")
+    # Tokenizing costs memory by the character (about 300 bytes each): a bound on the text, checked before
+    # any tokenizer sees it, is what bounds the memory one row can take.
+    max_prompt_chars: int = setting(1_000_000, "Rows whose rendered prompt has more characters fail (recorded "
+                                    "with the reason) before they are tokenized: this bounds the memory one row "
+                                    "takes (about 300 bytes a character).", minimum=1, paper=False)
     request_timeout: float | None = setting(None, "tgi/openai: seconds one request may take, connection to "
                                             "last byte.", minimum=0.0, exclusive_minimum=True, paper=False,
                                             default_text="600")
@@ -846,6 +851,31 @@ class EvalSpec(SpecBase):
         from . import paper
 
         return differences(self.prompt, paper.PROMPT) + differences(self.decoding, paper.DECODING)
+
+
+# Keys of a run's fingerprint inputs that record one option each, beyond the groups named after
+# their spec class (`generation` is Decoding, `config` Training, `source` Source).
+_RECORDED_AS = {"source.id": "--source", "model.model_id": "--model", "data.limit": "--limit",
+                "data.spec": "--data", "prompts.format": "--format"}
+_TOP_LEVEL = ("seed", "rules", "format", "paper_layout", "responses")
+
+
+def option_for(key: str) -> str | None:
+    """The command-line option a fingerprint input's dotted key records ("generation.temperature" ->
+    "--temperature"), or None when it records no single option (a hash, a row count, the model's revision).
+
+    How a refused resume names what changed in the words the user typed.
+    """
+    if key in _RECORDED_AS:
+        return _RECORDED_AS[key]
+    head, _, name = key.rpartition(".")
+    groups = {"generation": Decoding, "config": Training, "source": Source}
+    if head in groups:
+        return {leaf.name: leaf.flag for leaf in leaves(groups[head])}.get(name)
+    if not head and name in _TOP_LEVEL:
+        every = {leaf.name: leaf.flag for cls in (DistillSpec, EvalSpec, TrainSpec) for leaf in leaves(cls)}
+        return every.get(name)
+    return None
 
 
 # What --paper sets on each command when the option is not given (a different value given is refused).

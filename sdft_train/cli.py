@@ -53,10 +53,16 @@ def train(resume, quiet, **settings):
     from .train import train as run_train
 
     spec = from_cli(TrainSpec, settings)
+    if quiet:
+        _no_progress_bars()
     record = run_train(spec, resume=resume, progress=not quiet)
     if int(os.environ.get("RANK", "0")) != 0:
         return
     ex = record["examples"]
+    for skipped in record.get("incomplete_checkpoints") or ():
+        click.echo(f"note: checkpoint {skipped}: not resumed from, removed; "
+                   + (f"resumed from {record['resumed_from']}" if record["resumed_from"] else
+                      "no complete checkpoint was left, so training started from the beginning"))
     if ex["cut_away"]:
         click.echo(f"note: {ex['cut_away']} of {ex['rows']} rows had their whole response cut away by the"
                    f" {record['config']['max_length']}-token cutoff and were not trained on (see train_manifest.json)")
@@ -69,6 +75,15 @@ def train(resume, quiet, **settings):
                f" {record['world_size']} process(es), global batch {record['global_batch']});"
                f" final loss {final}; saved to {spec.out}"
                + (f" and pushed to {spec.push_to_hub}" if spec.push_to_hub else ""))
+
+
+def _no_progress_bars() -> None:
+    """--quiet: not the libraries' bars either (loading weights, reading a dataset)."""
+    import datasets
+    from transformers.utils import logging as hf_logging
+
+    datasets.disable_progress_bars()
+    hf_logging.disable_progress_bar()
 
 
 @main.command("eval")
@@ -99,6 +114,8 @@ def evaluate(quiet, **settings):
     for url in settings.get("endpoints") or ():
         normalize_endpoint(url)
     spec = from_cli(EvalSpec, settings)
+    if quiet:
+        _no_progress_bars()
     results = run_eval(spec, progress=not quiet, echo=click.echo)
     for note in results["notes"]:
         click.echo(f"note: {note}")

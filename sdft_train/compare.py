@@ -35,7 +35,7 @@ from pathlib import Path
 from sdft_data.diff.render import latex_escape
 
 from . import stats
-from .evaluate import RESULTS_FILE
+from .evaluate import RESULTS_FILE, read_results
 
 # How each arm is called in the table; another arm (on-policy, ...) by its own name.
 ARM_LABELS = {"seed": "Seed", "vanilla": "Vanilla FT", "sdft": "SDFT", "on-policy": "On-policy"}
@@ -47,16 +47,8 @@ _NOT_TRAINING = {"seed", "save_steps", "save_total_limit", "merge", "padding_fre
 
 
 def load_results(folder: str | Path) -> dict:
-    path = Path(folder) / RESULTS_FILE
-    if not path.is_file():
-        raise ValueError(f"{folder} has no {RESULTS_FILE}: not an `sdft-train eval` output folder")
-    try:
-        results = json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON: {e}") from None
-    if "tasks" not in results:
-        raise ValueError(f"{path} holds no task results")
-    return results
+    """A folder's results.json, checked (evaluate.read_results): ValueError (one line) when it cannot be read."""
+    return read_results(folder)
 
 
 def _made_how(results: dict, task: str) -> dict:

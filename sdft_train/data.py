@@ -165,7 +165,14 @@ def build_examples(ds, recipe: Recipe, tokenizer, *, fmt: str = "chat", response
     )
     eos = target_eos_id(tokenizer, recipe, fmt, layout)
     rows, truncated, cut_away, prompt_tokens, completion_tokens = [], 0, 0, 0, 0
+    # Tokenizing costs memory by the character: text past what `max_length` tokens can cover is never
+    # tokenized (a prompt that long is cut away; a response is cut before, with room to spare).
+    chars = max_length * _longest_token(tokenizer)
     for instruction, response in frame.iter_rows():
+        if len(instruction) > chars:
+            cut_away += 1
+            continue
+        response = response[: 2 * chars]
         text = train_prompt(recipe, instruction, tokenizer, fmt, layout=layout)
         prompt = tokenizer(text, add_special_tokens=False)["input_ids"]
         answer = tokenizer(response, add_special_tokens=False)["input_ids"] + [eos]
@@ -183,6 +190,11 @@ def build_examples(ds, recipe: Recipe, tokenizer, *, fmt: str = "chat", response
         raise ValueError(f"no training example left: the cutoff ({max_length} tokens) cuts away the response"
                          f" of all {ds.num_rows} rows; raise --max-length")
     return Examples(rows, stats)
+
+
+def _longest_token(tokenizer) -> int:
+    """The most characters one token of `tokenizer` stands for (its longest vocabulary entry), at least 1."""
+    return max((len(t) for t in tokenizer.get_vocab()), default=1) or 1
 
 
 def read_json(path: Path) -> dict | None:

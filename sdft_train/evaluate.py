@@ -35,6 +35,7 @@ import dataclasses
 import hashlib
 import json
 import statistics
+import warnings
 from pathlib import Path
 
 from sdft_data.backends import Request
@@ -45,6 +46,64 @@ from sdft_data.rundir import now
 from .tasks import Context, Task
 
 RESULTS_FILE = "results.json"
+
+
+# What results.json holds, as far as readers rely on it: (path, the types it may have). A file edited
+# by hand into other types is refused in one line rather than failing deep inside a reader.
+_RESULTS_TYPES = [
+    (("model",), (dict,)), (("tasks",), (dict,)), (("arm",), (str, type(None))), (("dataset",), (str, type(None))),
+    (("train",), (dict, type(None))), (("decoding",), (dict, type(None))), (("limit",), (int, type(None))),
+    (("suite",), (str, type(None))), (("notes",), (list, type(None))),
+]
+_TASK_TYPES = [
+    (("score",), (int, float, type(None))), (("std",), (int, float, type(None))), (("percent",), (bool,)),
+    (("decoding",), (dict,)), (("decoding", "samples"), (int,)), (("per_sample",), (list,)),
+    (("rows",), (int,)), (("metric",), (str,)),
+]
+# Keys every reader indexes directly (the others it reads with a default).
+_REQUIRED = {("model",), ("tasks",), ("decoding",), ("decoding", "samples")}
+
+
+def _type_name(value) -> str:
+    return {dict: "an object", list: "a list", str: "text", bool: "a boolean", type(None): "null"}.get(
+        type(value), "a number" if isinstance(value, (int, float)) else type(value).__name__)
+
+
+def read_results(folder: str | Path) -> dict:
+    """OUT/results.json of an eval folder; ValueError (one line) when it is missing, not JSON, or of other types."""
+    path = Path(folder) / RESULTS_FILE
+    if not path.is_file():
+        raise ValueError(f"{folder} has no {RESULTS_FILE}: not an `sdft-train eval` output folder")
+    try:
+        results = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(results, dict) or "tasks" not in results:
+        raise ValueError(f"{path} holds no task results")
+
+    def edited(name: str, value) -> ValueError:
+        return ValueError(f"{path}: {name} is {_type_name(value)}, which sdft-train eval never writes: the file was "
+                          "edited; evaluate again into a fresh --out to remake it")
+
+    def check(record: dict, rules, where: str) -> None:
+        for keys, types in rules:
+            value = record
+            for k in keys:
+                value = value.get(k, ...) if isinstance(value, dict) else ...
+            if value is ...:
+                if keys in _REQUIRED:
+                    raise ValueError(f"{path}: {'.'.join((where, *keys)).lstrip('.')} is missing: the file was "
+                                     "edited; evaluate again into a fresh --out to remake it")
+                continue  # absent: readers take a default
+            if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+                raise edited(".".join((where, *keys)).lstrip("."), value)
+
+    check(results, _RESULTS_TYPES, "")
+    for task, entry in results["tasks"].items():
+        if not isinstance(entry, dict):
+            raise edited(f"tasks.{task}", entry)
+        check(entry, _TASK_TYPES, f"tasks.{task}")
+    return results
 
 
 def task_params(task: Task, decoding: Decoding) -> Decoding:
@@ -113,7 +172,11 @@ def open_engine(settings: Backend, adapter: str | None):
         from sdft_data.models import REVISION_OF, folder_revision
 
         try:
-            engine.model = PeftModel.from_pretrained(engine.model, adapter).merge_and_unload().eval()
+            with warnings.catch_warnings():
+                # peft asks the model the deprecated `is_gradient_checkpointing`: nothing a user can act on.
+                warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated",
+                                        category=FutureWarning)
+                engine.model = PeftModel.from_pretrained(engine.model, adapter).merge_and_unload().eval()
         except Exception as e:
             raise ValueError(f"cannot apply adapter {adapter} to {model}: {first_line(e)}") from None
         base_info = {k: engine.info.model_id if k == "model_id" else engine.info.revision for k in ("model_id", "revision")}
@@ -190,7 +253,7 @@ def evaluate(spec: EvalSpec | None = None, *, judge=None, sandbox_limits=None, p
             raise ValueError(f"--seed-results {seed_results} has no {RESULTS_FILE}: evaluate the seed model there first")
     previous = None
     if out.is_dir() and (out / RESULTS_FILE).is_file():
-        previous = json.loads((out / RESULTS_FILE).read_text())
+        previous = read_results(out)
         if previous.get("model", {}).get("given") not in (None, str(model)) or \
                 previous.get("model", {}).get("adapter") != (str(adapter) if adapter else None):
             raise ValueError(f"{out} holds results of another model ({previous['model'].get('given')}"
@@ -202,6 +265,13 @@ def evaluate(spec: EvalSpec | None = None, *, judge=None, sandbox_limits=None, p
     for t in tasks:
         if not data[t.name].rows:
             raise ValueError(f"{t.name}: the data has no rows")
+
+    # A folder evaluated another way is refused now, in a second, not after the model has loaded.
+    for t in tasks:
+        params = task_params(t, decoding)
+        for k in range(samples if params.do_sample else 1):
+            _refuse_other_run(out, t.run_key, k, {"data": data[t.name].source, "generation": params.to_dict(),
+                                                  "seed": seed + k, "prompts": {"format": fmt}})
 
     train = read_train_record(adapter) or read_train_record(model if Path(model).is_dir() else None)
     trained = [p for p in (adapter, model) if p and Path(p).is_dir()]
@@ -247,7 +317,8 @@ def evaluate(spec: EvalSpec | None = None, *, judge=None, sandbox_limits=None, p
                     echo(f"{task.run_key}: generating {len(rows)} rows ({mode}, {k + 1} of {n_samples}) in {run_dir}")
                     generate_run(run_dir, inputs=inputs, rows=len(rows), requests=requests, engine=engine,
                                  params=params, manifest_extra={"kind": "eval", "task": task.run_key},
-                                 progress=progress, desc=task.run_key)
+                                 progress=progress, desc=task.run_key,
+                                 max_prompt_chars=spec.backend.max_prompt_chars)
                     gen = generations(run_dir).collect()
                     texts = dict(zip(gen["row_id"].to_list(), gen["text"].to_list()))
                     ok = dict(zip(gen["row_id"].to_list(), gen["status"].to_list()))
@@ -313,6 +384,24 @@ def _update_card(model_dir: Path, results: dict, out: Path, echo) -> None:
     repo = (results.get("train") or {}).get("push_to_hub") or "ORG/NAME"
     echo(f"model card: {readme} holds {count} eval result(s) as model-index metadata; to publish it on the Hub: "
          f"hf upload {repo} {readme} README.md")
+
+
+def _refuse_other_run(out: Path, run_key: str, sample: int, known: dict) -> None:
+    """ValueError when OUT/runs/<run_key>/sample-<k> holds a generation made with other `known` inputs."""
+    from sdft_data.rundir import diff_keys, read_manifest
+
+    run_dir = out / "runs" / run_key / f"sample-{sample}"
+    if not (run_dir / "manifest.json").is_file():
+        return
+    def part(record, like):  # the part of `record` that `like` names
+        if isinstance(like, dict) and isinstance(record, dict):
+            return {k: part(record.get(k), v) for k, v in like.items()}
+        return record if not isinstance(like, dict) else None
+
+    differs = diff_keys(part(read_manifest(run_dir).get("fingerprint_inputs") or {}, known), known)
+    if differs:
+        raise ValueError(f"{out} holds an eval made another way ({run_key}, sample {sample}: differs in "
+                         f"{', '.join(differs)}): use another --out, or the same options to continue it")
 
 
 def _score_task(task: Task, data, samples_texts, prompts, mode, params, ctx_base, notes, echo,

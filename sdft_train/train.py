@@ -158,7 +158,10 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
         from sdft_data.publish import parse_repo
 
         parse_repo(push_to_hub)
-    opened = open_data(data, local=local)
+    from sdft_data.source import quiet_datasets
+
+    with quiet_datasets():  # reading the rows is no progress bar of its own: the one bar is the training's
+        opened = open_data(data, local=local)
     rec = _recipe_for(opened, recipe)
     fmt, layout, fmt_source = _resolve_format(spec.prompt, opened.manifest)
     if fmt not in templates.FORMATS:
@@ -166,6 +169,9 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
     from .data import check_columns
 
     check_columns(opened.rows.column_names, rec, config.responses, data)
+    from sdft_data.source import check_text_columns
+
+    check_text_columns(opened.rows, [*rec.columns, response_column(rec, config.responses)], data)
 
     from sdft_data.models import hub_commit, load_tokenizer, resolve_model
 
@@ -245,7 +251,11 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
         trainer = onpolicy.make_trainer(net, tokenizer, examples, args, config, prompts)
     else:
         trainer = _trainer(net, tokenizer, examples, args, config)
-    checkpoint = _last_checkpoint(out) if resuming else None
+    checkpoint, incomplete = _last_checkpoint(out) if resuming else (None, [])
+    if state.is_main_process:
+        for path, _ in incomplete:  # a save cut short (a kill): what it holds is partial, and it would be saved over
+            shutil.rmtree(path, ignore_errors=True)
+    state.wait_for_everyone()
     result = trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.monotonic() - t0
 
@@ -293,6 +303,7 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
         **({"on_policy": onpolicy.describe(trainer, prompts)} if on_policy else {}),
         "seconds": round(seconds, 3),
         "resumed_from": Path(checkpoint).name if checkpoint else None,
+        "incomplete_checkpoints": [f"{Path(p).name} ({why})" for p, why in incomplete],
         "push_to_hub": push_to_hub,
         "library_versions": _library_versions(),
         "spec": spec.to_dict(),
@@ -325,7 +336,16 @@ def _load_model(resolved, config: Training):
     # process (and a rerun) starts from the same adapter.
     set_seed(config.seed)
     dtype = torch.bfloat16 if _bf16(config) else torch.float32
-    return load_causal_lm(resolved, dtype=dtype, attn_implementation=config.attn_implementation)
+    from transformers.utils import logging as hf_logging
+
+    # No bar of its own for loading the weights: the one progress bar is the training's.
+    bars = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        return load_causal_lm(resolved, dtype=dtype, attn_implementation=config.attn_implementation)
+    finally:
+        if bars:
+            hf_logging.enable_progress_bar()
 
 
 def _bf16(config: Training) -> bool:
@@ -392,8 +412,20 @@ def _trainer(net, tokenizer, examples: Examples, args, config: Training):
     rows = datasets.Dataset.from_list(examples.rows)
     # transformers warns about its own deprecated call inside the trainer: nothing a user can act on.
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-    trainer = Trainer(model=net, args=args, train_dataset=rows, processing_class=tokenizer, peft_config=peft_config)
-    if not args.disable_tqdm:
+    # TRL's pass over the rows ("Building labels") is not the training: one progress bar is the training's.
+    bars = datasets.is_progress_bar_enabled()
+    datasets.disable_progress_bars()
+    try:
+        trainer = Trainer(model=net, args=args, train_dataset=rows, processing_class=tokenizer, peft_config=peft_config)
+    finally:
+        if bars:
+            datasets.enable_progress_bars()
+    if args.disable_tqdm:
+        # Quiet: transformers prints the logs (a dict a step) when the bar is off; the manifest keeps every loss.
+        from transformers.trainer_callback import PrinterCallback
+
+        trainer.remove_callback(PrinterCallback)
+    else:
         # Every step is logged (the manifest keeps each loss); show the latest on the bar instead of a dict a line.
         from transformers.trainer_callback import ProgressCallback
 
@@ -413,11 +445,39 @@ def _loss_on_the_bar():
     return LossOnTheBar()
 
 
-def _last_checkpoint(out: Path) -> str | None:
-    from transformers.trainer_utils import get_last_checkpoint
+def _incomplete(checkpoint: Path, step: int) -> str | None:
+    """Why `checkpoint` cannot be resumed from (None: it can). The trainer writes trainer_state.json last."""
+    state = checkpoint / "trainer_state.json"
+    if not state.is_file():
+        return "no trainer_state.json: its save was cut short"
+    try:
+        saved = json.loads(state.read_text())
+    except (OSError, ValueError):
+        return "trainer_state.json is cut short"
+    if not isinstance(saved, dict) or saved.get("global_step") != step:
+        return f"trainer_state.json is not that of step {step}"
+    return None
 
+
+def _last_checkpoint(out: Path) -> tuple[str | None, list[tuple[str, str]]]:
+    """(the newest checkpoint that can be resumed from or None, [(newer incomplete checkpoint, why)]).
+
+    A kill during a save leaves a checkpoint folder without its trainer_state.json (the trainer
+    writes it last); resuming from it would fail or restart part of the state. The newest complete
+    one is used instead, and the incomplete ones are named (and removed by train()).
+    """
     folder = out / CHECKPOINTS
-    return get_last_checkpoint(str(folder)) if folder.is_dir() else None
+    if not folder.is_dir():
+        return None, []
+    steps = sorted((int(p.name.split("-")[1]), p) for p in folder.iterdir()
+                   if p.is_dir() and p.name.startswith("checkpoint-") and p.name.split("-")[1].isdigit())
+    incomplete = []
+    for step, path in reversed(steps):
+        why = _incomplete(path, step)
+        if why is None:
+            return str(path), incomplete
+        incomplete.append((str(path), why))
+    return None, incomplete
 
 
 def _finish(staging: Path, out: Path, tokenizer, record: dict, resolved, config: Training) -> None:

@@ -150,8 +150,35 @@ def world(tiny_model_dir, tmp_path_factory):
     (files / "evaldata" / "gsm8k" / "gsm8k_test.json").write_text(json.dumps(GSM8K_ROWS[:2]))
     (files / "evaldata_empty" / "gsm8k").mkdir(parents=True)
     (files / "evaldata_empty" / "gsm8k" / "gsm8k_test.json").write_bytes(b"")
+    # Sources whose columns are not text: mixed types, lists, objects, bytes that are not UTF-8.
+    mixed = [{"instruction": "a", "input": "", "output": "b"}, {"instruction": 5, "input": "", "output": "c"}]
+    (files / "mixed.jsonl").write_text("".join(json.dumps(r) + "\n" for r in mixed))
+    (files / "mixed.json").write_text(json.dumps(mixed))
+    (files / "list_output.jsonl").write_text('{"instruction": "a", "input": "", "output": ["b", "c"]}\n')
+    pl.DataFrame({"instruction": ["a"], "input": [""], "output": [["b"]]}).write_parquet(files / "list_output.parquet")
+    (files / "object_instruction.jsonl").write_text('{"instruction": {"x": "a"}, "input": "", "output": "b"}\n')
+    (files / "latin1.jsonl").write_bytes('{"instruction": "caf\xe9", "input": "", "output": "b"}\n'.encode("latin-1"))
+    # Two runs of another recipe (gsm8k), an eval folder, an unfinished training run.
+    gsm8k = root / "gsm8k.json"
+    gsm8k.write_text(json.dumps(GSM8K_ROWS[:3]))
+    runs = {}
+    for name, extra in (("gsm8k_run", []), ("gsm8k_run_2", ["--limit", "2"])):
+        runs[name] = root / name
+        result = _invoke(data_cli, ["distill", "--recipe", "gsm8k", "--source", gsm8k, "--model", tiny_model_dir,
+                                    "--out", runs[name], "--max-new-tokens", "4", "--temperature", "0", *extra])
+        assert result.exit_code == 0, result.output
+    from sdft_train.cli import main as train_cli
+
+    evaluated = root / "eval"
+    result = _invoke(train_cli, ["eval", "--model", tiny_model_dir, "--tasks", "gsm8k", "--data-dir",
+                                 files / "evaldata", "--max-new-tokens", "4", "--out", evaluated, "--quiet"])
+    assert result.exit_code == 0, result.output
+    trained = root / "trained"
+    result = _invoke(train_cli, ["train", "--data", run, "--model", tiny_model_dir, "--out", trained,
+                                 "--max-steps", "1", "--quiet"])
+    assert result.exit_code == 0, result.output
     return {"root": root, "source": source, "run": run, "model": tiny_model_dir, "files": files,
-            "distill_output": distill_output}
+            "distill_output": distill_output, "evaluated": evaluated, "trained": trained, **runs}
 
 
 @dataclass
@@ -204,6 +231,75 @@ class Ctx:
             (shard,) = sorted((run / "generations").glob("*.parquet"))
             shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
         return run
+
+    def edited_run(self, how: str) -> Path:
+        """The run with its distilled.parquet changed by hand after `check`: rows cut, `accepted` flipped, other
+        types, not parquet at all; "flip-unhashed": flipped in a run checked before the table's hash was kept."""
+        run = self.tmp / f"edited-{how}"
+        if run.exists():
+            return run
+        shutil.copytree(self.world["run"], run)
+        table = pl.read_parquet(run / "distilled.parquet")
+        if how == "cut":
+            table.head(2).write_parquet(run / "distilled.parquet")
+        elif how in ("flip", "flip-unhashed"):
+            table.with_columns(pl.lit(True).alias("accepted")).write_parquet(run / "distilled.parquet")
+        elif how == "types":
+            table.with_columns(pl.col("accepted").cast(pl.String)).write_parquet(run / "distilled.parquet")
+        elif how == "garbage":
+            (run / "distilled.parquet").write_bytes(b"not a parquet file\n" * 50)
+        if how == "flip-unhashed":
+            manifest = json.loads((run / "manifest.json").read_text())
+            del manifest["check"]["distilled_sha256"]
+            (run / "manifest.json").write_text(json.dumps(manifest))
+        return run
+
+    def pushed(self, run: str, repo: str, hub: Path) -> Path:
+        """`hub` after pushing the world's `run` to `repo` in it."""
+        result = _invoke(data_cli, ["push", self.world[run], "--repo", repo, "--hub-dir", hub, "--allow-no-rewrites"])
+        assert result.exit_code == 0, result.output
+        return hub
+
+    def copy_of(self, name: str) -> Path:
+        dst = self.tmp / name
+        if not dst.exists():
+            shutil.copytree(self.world[name], dst)
+        return dst
+
+    def unfinished_eval(self) -> Path:
+        """The eval folder as a kill leaves it: generated, not scored (no results.json)."""
+        folder = self.copy_of("evaluated")
+        (folder / "results.json").unlink(missing_ok=True)
+        return folder
+
+    def unfinished_training(self) -> Path:
+        """The training folder as a kill leaves it: train_state.json, no train_manifest.json."""
+        folder = self.copy_of("trained")
+        (folder / "train_manifest.json").unlink(missing_ok=True)
+        return folder
+
+    def edited_results(self, how: str) -> Path:
+        """The eval folder with its results.json edited by hand into types sdft-train eval never writes."""
+        folder = self.tmp / f"results-{how}"
+        if folder.exists():
+            return folder
+        shutil.copytree(self.world["evaluated"], folder)
+        results = json.loads((folder / "results.json").read_text())
+        task = results["tasks"]["gsm8k"]
+        if how == "tasks-list":
+            results["tasks"] = [task]
+        elif how == "score-text":
+            task["score"] = "high"
+        elif how == "samples-text":
+            task["decoding"]["samples"] = "1"
+        elif how == "decoding-missing":
+            del task["decoding"]
+        elif how == "model-text":
+            results["model"] = "tiny"
+        elif how == "score-true":
+            task["score"] = True
+        (folder / "results.json").write_text(json.dumps(results))
+        return folder
 
     def model_without_weights(self) -> Path:
         """The tiny model's folder name and tokenizer, no weights: loading it would fail."""
@@ -330,13 +426,13 @@ CASES = [
     Case("out-not-a-run", distill(out=lambda c: c.files), 1,
          "is not empty and is not a run directory", nothing_written=True, unchanged=lambda c: c.files),
     Case("out-other-limit", resume_into(lambda c: c.copy_run(), "--limit", "2"), 1,
-         "differs in: source.limit (null there, 2 here)", unchanged=lambda c: c.copy_run()),
+         "differs in: --limit (null there, 2 here)", unchanged=lambda c: c.copy_run()),
     Case("out-other-temperature", resume_into(lambda c: c.copy_run(), "--temperature", "0.5"), 1,
-         "differs in: generation.temperature (0.0 there, 0.5 here)", unchanged=lambda c: c.copy_run()),
+         "differs in: --temperature (0.0 there, 0.5 here)", unchanged=lambda c: c.copy_run()),
     # The model folder has no weights: only a refusal made before loading them names the field.
     Case("out-other-run-refused-before-weights",
          resume_into(lambda c: c.copy_run(), "--seed", "7", model=lambda c: c.model_without_weights()), 1,
-         "differs in: seed (0 there, 7 here)", unchanged=lambda c: c.copy_run()),
+         "differs in: --seed (0 there, 7 here)", unchanged=lambda c: c.copy_run()),
     Case("retry-failed-without-run", distill("--retry-failed"), 1, "--retry-failed needs an existing run"),
     Case("resume-damaged-shard", resume_into(lambda c: c.damaged_run()), 1,
          "is damaged (", unchanged=lambda c: c.damaged_run()),
@@ -393,11 +489,12 @@ CASES = [
 ]
 
 
-def train(*extra, data=None, model=None) -> Callable[[Ctx], list]:
-    """sdft-train train on the shared run (or `data(ctx)`) and model, into a fresh --out, plus `extra`."""
+def train(*extra, data=None, model=None, out=None) -> Callable[[Ctx], list]:
+    """sdft-train train on the shared run (or `data(ctx)`) and model, into a fresh --out (or `out(ctx)`), plus `extra`."""
     def args(c: Ctx) -> list:
         return ["train", "--data", data(c) if data else c.run, "--model", model(c) if model else c.model,
-                "--out", c.out, "--max-steps", "1", "--quiet", *[x(c) if callable(x) else x for x in extra]]
+                "--out", out(c) if out else c.out, "--max-steps", "1", "--quiet",
+                *[x(c) if callable(x) else x for x in extra]]
     return args
 
 
@@ -479,7 +576,155 @@ EVAL_CASES = [
 for case in EVAL_CASES:
     case.cli = "train"
 
-CASES += TRAIN_CASES + EVAL_CASES
+
+
+def eval_into(folder: Callable[[Ctx], Path], *extra, model=None) -> Callable[[Ctx], list]:
+    """The world's eval command line (as it made c.world["evaluated"]) into `folder`, with `extra` options."""
+    def args(c: Ctx) -> list:
+        return ["eval", "--model", model(c) if model else c.model, "--tasks", "gsm8k", "--data-dir", c.f("evaldata"),
+                "--max-new-tokens", "4", "--out", folder(c), "--quiet", *extra]
+    return args
+
+
+def push_into(run: Callable[[Ctx], Path], repo: str, *extra) -> Callable[[Ctx], list]:
+    """push into a fresh --hub-dir (ctx.out: it must not exist after a refused push)."""
+    return lambda c: ["push", run(c), "--repo", repo, "--hub-dir", c.out, "--allow-no-rewrites", *extra]
+
+
+def _edited_readme_license(c: Ctx) -> list:
+    # The first version is published; then its README.md is given a license by hand that the Hub refuses.
+    hub = c.pushed("gsm8k_run", "org/g", c.tmp / "hub")
+    readme = hub / "org" / "g" / "README.md"
+    readme.write_text(readme.read_text().replace("license: unknown", "license: my-own-license"))
+    return ["push", c.world["gsm8k_run_2"], "--repo", "org/g", "--hub-dir", hub, "--allow-no-rewrites"]
+
+
+def _other_recipe_into_repo(c: Ctx) -> list:
+    # org/data holds the alpaca run as v1; the gsm8k run is pushed into it.
+    c.pushed("run", "org/data", c.tmp / "hub")
+    return ["push", c.world["gsm8k_run"], "--repo", "org/data", "--hub-dir", c.tmp / "hub", "--allow-no-rewrites"]
+
+
+LONG_NAME = "a" * 97
+TABLE_CHANGED = "distilled.parquet is not the table `sdft-data check` wrote"
+
+# Hardening, round two: each of these was a traceback, a silent acceptance or an unclear line.
+ROUND_TWO = [
+    # ---- sources whose columns are not text (tracebacks before; the bytes one was a Rust panic)
+    Case("source-mixed-types", distill_from(lambda c: c.f("mixed.jsonl")), 1,
+         "column 'instruction' mixes types (row 1 is text, row 2 a number): every value of a text column must be text"),
+    Case("source-mixed-types-json-list", distill_from(lambda c: c.f("mixed.json")), 1,
+         "column 'instruction' mixes types (row 1 is text, row 2 a number)"),
+    Case("source-list-column", distill_from(lambda c: c.f("list_output.jsonl")), 1,
+         "column 'output' holds lists (list<item: string>), not text"),
+    Case("source-list-column-parquet", distill_from(lambda c: c.f("list_output.parquet")), 1,
+         "column 'output' holds lists"),
+    Case("source-object-column", distill_from(lambda c: c.f("object_instruction.jsonl")), 1,
+         "column 'instruction' holds objects (struct<x: string>), not text"),
+    Case("source-not-utf8", distill_from(lambda c: c.f("latin1.jsonl")), 1,
+         "column 'instruction' is not UTF-8 text in row 1: save the file as UTF-8"),
+    Case("max-prompt-chars-zero", distill("--max-prompt-chars", "0"), 2, "'--max-prompt-chars': 0 is not in the range x>=1"),
+    Case("diff-pair-mixed-types", lambda c: ["diff", "--original", c.f("mixed.jsonl"), "--distilled", c.f("mixed.jsonl"),
+                                             "--recipe", "alpaca", "--out", c.out], 1,
+         "mixed.jsonl: column 'instruction' mixes types"),
+    Case("import-list-column", lambda c: ["import", "--original", c.f("list_output.jsonl"), "--distilled",
+                                          c.f("list_output.jsonl"), "--recipe", "alpaca", "--out", c.out], 1,
+         "column 'output' holds lists"),
+    # ---- a changed setting into the same --out: named by its option
+    Case("out-other-max-new-tokens", resume_into(lambda c: c.copy_run(), "--max-new-tokens", "5"), 1,
+         "differs in: --max-new-tokens (4 there, 5 here)", unchanged=lambda c: c.copy_run()),
+    Case("out-other-rules", resume_into(lambda c: c.copy_run(), "--rules", "strict"), 1,
+         'differs in: --rules ("default" there, "strict" here)', unchanged=lambda c: c.copy_run()),
+    Case("out-other-top-k", resume_into(lambda c: c.copy_run(), "--top-k", "5"), 1,
+         "differs in: --top-k (50 there, 5 here)", unchanged=lambda c: c.copy_run()),
+    # ---- a distilled.parquet cut, edited or replaced by hand after `check` (published as is before)
+    Case("push-cut-table", push(lambda c: c.edited_run("cut"), "--allow-no-rewrites"), 1, TABLE_CHANGED,
+         unchanged=lambda c: c.edited_run("cut")),
+    Case("push-flipped-accepted", push(lambda c: c.edited_run("flip"), "--allow-no-rewrites"), 1, TABLE_CHANGED,
+         unchanged=lambda c: c.edited_run("flip")),
+    Case("push-flipped-accepted-unhashed-run", push(lambda c: c.edited_run("flip-unhashed"), "--allow-no-rewrites"), 1,
+         "holds 4 rows, 4 accepted, and manifest.json says 4 rows, 0 accepted: the table was edited after",
+         unchanged=lambda c: c.edited_run("flip-unhashed")),
+    Case("push-table-wrong-types", push(lambda c: c.edited_run("types"), "--allow-no-rewrites"), 1,
+         "column 'accepted' holds large_string, not boolean", unchanged=lambda c: c.edited_run("types")),
+    Case("push-table-garbage", push(lambda c: c.edited_run("garbage"), "--allow-no-rewrites"), 1,
+         "edited-garbage/distilled.parquet is not a readable parquet file (",
+         unchanged=lambda c: c.edited_run("garbage")),
+    Case("diff-cut-table", lambda c: ["diff", c.edited_run("cut")], 1, TABLE_CHANGED,
+         unchanged=lambda c: c.edited_run("cut")),
+    Case("diff-table-wrong-types", lambda c: ["diff", c.edited_run("types")], 1,
+         "column 'accepted' holds large_string, not boolean", unchanged=lambda c: c.edited_run("types")),
+    Case("diff-table-garbage", lambda c: ["diff", c.edited_run("garbage")], 1,
+         "distilled.parquet is not a readable parquet file", unchanged=lambda c: c.edited_run("garbage")),
+    Case("diff-against-edited-run", lambda c: ["diff", c.copy_run(), "--against", c.edited_run("flip")], 1,
+         TABLE_CHANGED, unchanged=lambda c: c.copy_run()),
+    # ---- publishing what the Hub would refuse, or what would switch `main` to another dataset
+    Case("push-other-recipe-into-repo", _other_recipe_into_repo, 1,
+         "org/data holds the alpaca dataset (latest v1) and this run is gsm8k: its version would switch `main`",
+         unchanged=lambda c: c.tmp / "hub"),
+    Case("push-license-unknown", push_into(lambda c: c.copy_run(), "org/data", "--license", "apache"), 1,
+         "--license 'apache' is not a license id the Hub accepts (did you mean apache-2.0?)"),
+    Case("push-license-edited-in-readme", _edited_readme_license, 1,
+         "the license 'my-own-license' in", unchanged=lambda c: c.tmp / "hub"),
+    Case("push-repo-name-too-long", push_into(lambda c: c.copy_run(), f"org/{LONG_NAME}"), 1,
+         "its name is 97 characters long; the Hub allows at most 96"),
+    Case("push-repo-organisation-too-long", push_into(lambda c: c.copy_run(), f"{LONG_NAME}/data"), 1,
+         "its organisation is 97 characters long; the Hub allows at most 96"),
+    Case("push-repo-dot-git", push_into(lambda c: c.copy_run(), "org/data.git"), 1,
+         "the Hub refuses a name that ends in .git"),
+    Case("versions-repo-name-too-long", lambda c: ["versions", f"org/{LONG_NAME}", "--hub-dir", c.files], 1,
+         "its name is 97 characters long"),
+    Case("pull-repo-dot-git", lambda c: ["pull", "org/data.git@v1", "--out", c.out, "--hub-dir", c.files], 1,
+         "the Hub refuses a name that ends in .git"),
+]
+
+ROUND_TWO_TRAIN = [
+    # ---- eval into a folder evaluated another way: the option named, before the model loads
+    Case("eval-other-temperature", eval_into(lambda c: c.copy_of("evaluated"), "--temperature", "0.5"), 1,
+         "holds an eval made another way (gsm8k, sample 0: differs in --temperature (0.95 there, 0.5 here))",
+         unchanged=lambda c: c.copy_of("evaluated")),
+    Case("eval-other-seed", eval_into(lambda c: c.copy_of("evaluated"), "--seed", "3"), 1,
+         "differs in --seed (0 there, 3 here)", unchanged=lambda c: c.copy_of("evaluated")),
+    Case("eval-other-format", eval_into(lambda c: c.copy_of("evaluated"), "--format", "paper"), 1,
+         'differs in --format ("chat" there, "paper" here)', unchanged=lambda c: c.copy_of("evaluated")),
+    Case("eval-other-max-new-tokens", eval_into(lambda c: c.copy_of("evaluated"), "--max-new-tokens", "5"), 1,
+         "differs in --max-new-tokens (4 there, 5 here)", unchanged=lambda c: c.copy_of("evaluated")),
+    Case("eval-other-limit", eval_into(lambda c: c.copy_of("evaluated"), "--limit", "1"), 1,
+         "differs in --limit (null there, 1 here)", unchanged=lambda c: c.copy_of("evaluated")),
+    # The model folder has no weights: only a refusal made before loading them names the option.
+    Case("eval-other-run-refused-before-weights",
+         eval_into(lambda c: c.unfinished_eval(), "--top-p", "0.5", model=lambda c: c.model_without_weights()), 1,
+         "differs in --top-p (0.7 there, 0.5 here)", unchanged=lambda c: c.unfinished_eval()),
+    # ---- train: a resume with another setting; files whose columns are not text; an edited table
+    Case("train-resume-other-lr", train("--resume", "--lr", "0.5", out=lambda c: c.unfinished_training()), 1,
+         "holds another training run (differs in: --lr (0.0001 there, 0.5 here))",
+         unchanged=lambda c: c.unfinished_training()),
+    Case("train-mixed-types", train("--recipe", "alpaca", data=lambda c: c.f("mixed.jsonl")), 1,
+         "mixed.jsonl: column 'instruction' mixes types (row 1 is text, row 2 a number)"),
+    Case("train-list-column", train("--recipe", "alpaca", data=lambda c: c.f("list_output.jsonl")), 1,
+         "column 'output' holds lists"),
+    Case("train-not-utf8", train("--recipe", "alpaca", data=lambda c: c.f("latin1.jsonl")), 1,
+         "column 'instruction' is not UTF-8 text in row 1"),
+    Case("train-cut-table", train(data=lambda c: c.edited_run("cut")), 1, TABLE_CHANGED,
+         unchanged=lambda c: c.edited_run("cut")),
+    # ---- compare: a results.json edited by hand into other types
+    Case("compare-tasks-a-list", lambda c: ["compare", c.edited_results("tasks-list")], 1,
+         "results.json: tasks is a list, which sdft-train eval never writes"),
+    Case("compare-score-text", lambda c: ["compare", c.edited_results("score-text")], 1,
+         "results.json: tasks.gsm8k.score is text, which sdft-train eval never writes"),
+    Case("compare-score-boolean", lambda c: ["compare", c.edited_results("score-true")], 1,
+         "results.json: tasks.gsm8k.score is a boolean"),
+    Case("compare-samples-text", lambda c: ["compare", c.edited_results("samples-text")], 1,
+         "tasks.gsm8k.decoding.samples is text"),
+    Case("compare-decoding-missing", lambda c: ["compare", c.edited_results("decoding-missing")], 1,
+         "tasks.gsm8k.decoding is missing"),
+    Case("compare-model-text", lambda c: ["compare", c.edited_results("model-text")], 1,
+         "results.json: model is text"),
+]
+for case in ROUND_TWO_TRAIN:
+    case.cli = "train"
+
+CASES += TRAIN_CASES + EVAL_CASES + ROUND_TWO + ROUND_TWO_TRAIN
 
 
 def _ids(cases):
@@ -717,3 +962,196 @@ def test_a_full_disk_says_so_and_running_again_finishes(world, tmp_path):
 def test_distill_warns_when_the_rewrites_were_cut_short(world):
     assert "warning: 4 of 4 rewrites (100%) were cut off at --max-new-tokens 4 and fell back to the original: " \
            "raise --max-new-tokens" in world["distill_output"]
+
+
+# ---------------------------------------------------------------- hardening, round two: faults
+
+
+def test_rows_without_an_instruction_or_a_reference_are_never_sent_nor_accepted(world, tmp_path):
+    rows = [{"instruction": None, "input": "", "output": "Red."},
+            {"instruction": "Name a color.", "input": "", "output": None},
+            {"instruction": "   ", "input": "", "output": "Blue."},
+            dict(ALPACA_ROWS[3])]
+    source = tmp_path / "nulls.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    result = _invoke(data_cli, ["distill", "--recipe", "alpaca", "--source", source, "--model", world["model"],
+                                "--out", out, "--max-new-tokens", "4"])
+    assert result.exit_code == 0, result.output
+    gen = pl.read_parquet(out / "generations" / "*.parquet").sort("row_id")
+    assert gen["status"].to_list() == ["failed", "failed", "failed", "ok"]
+    assert gen["error"].to_list()[:3] == [
+        "the source row has no instruction (null or empty): not sent",
+        "the source row has no reference response (null or empty): not sent",
+        "the source row has no instruction (null or empty): not sent"]
+    table = pl.read_parquet(out / "distilled.parquet").sort("row_id")
+    assert table["reason"].to_list()[:3] == ["no_instruction", "no_reference", "no_instruction"]
+    assert not any(table["accepted"])
+
+    # The check itself: alpaca has no task check, and a rewrite of nothing was accepted.
+    from sdft_data.check import check_frame
+    from sdft_data.recipes import get_recipe
+
+    frame = pl.DataFrame({"instruction": ["Name a color.", ""], "reference": ["", "Red."],
+                          "rewrite": ["Blue is a colour.", "Red is a colour."]})
+    checked = check_frame(frame, get_recipe("alpaca")).collect()
+    assert checked["reason"].to_list() == ["no_reference", "no_instruction"] and not any(checked["accepted"])
+
+
+def test_a_prompt_over_max_prompt_chars_fails_its_row_before_any_tokenizer_sees_it(world, tmp_path):
+    rows = [dict(r) for r in ALPACA_ROWS]
+    rows[1]["input"] = "word " * 10_000  # 50,000 characters: a tokenizer would count 10,000 tokens
+    source = tmp_path / "long.jsonl"
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    out = tmp_path / "run"
+    result = _invoke(data_cli, ["distill", "--recipe", "alpaca", "--source", source, "--model", world["model"],
+                                "--out", out, "--max-new-tokens", "4", "--max-prompt-chars", "20000"])
+    assert result.exit_code == 0, result.output
+    gen = pl.read_parquet(out / "generations" / "*.parquet").sort("row_id")
+    assert gen["status"].to_list() == ["ok", "failed", "ok", "ok"]
+    assert gen["error"][1].startswith("prompt too long: 50,0") and \
+        "characters, more than --max-prompt-chars 20,000 (tokenizing it would take about" in gen["error"][1]
+
+    # Eval's prompts go through the same bound (rendered prompts, checked as they are sent).
+    from sdft_train.cli import main as train_cli
+
+    result = _invoke(train_cli, ["eval", "--model", world["model"], "--tasks", "gsm8k", "--data-dir",
+                                 world["files"] / "evaldata", "--max-new-tokens", "4", "--out", tmp_path / "eval",
+                                 "--quiet", "--max-prompt-chars", "20"])
+    assert result.exit_code == 0, result.output
+    gen = pl.read_parquet(tmp_path / "eval" / "runs" / "gsm8k" / "sample-0" / "generations" / "*.parquet")
+    assert gen["status"].to_list() == ["failed", "failed"]
+    assert all("more than --max-prompt-chars 20 " in e for e in gen["error"])
+
+
+_PEAK_RSS = """
+import resource, sys
+from sdft_data.cli import main
+try:
+    main(sys.argv[1:], standalone_mode=False)
+finally:
+    print("peak-rss-kb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+@pytest.mark.slow
+def test_one_huge_row_costs_memory_by_its_size_not_by_its_tokens(world, tmp_path):
+    """A 10 MB row took 2.7 GB to tokenize (a 200 MB one past 20 GB, and the kernel killed the run)."""
+    def peak(source: Path, out: Path) -> int:
+        proc = subprocess.run([sys.executable, "-c", _PEAK_RSS, "distill", "--recipe", "alpaca", "--source",
+                               str(source), "--model", str(world["model"]), "--out", str(out), "--max-new-tokens", "4"],
+                              capture_output=True, text=True, timeout=600, env={**os.environ, "OMP_NUM_THREADS": "1"})
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        return int(proc.stdout.split("peak-rss-kb")[-1]) * 1024
+
+    rows = [dict(r) for r in ALPACA_ROWS]
+    rows[2]["input"] = "word " * 2_000_000  # 10 MB
+    big = tmp_path / "big.jsonl"
+    big.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    extra = peak(big, tmp_path / "big-run") - peak(world["source"], tmp_path / "small-run")
+    assert extra < 700e6, f"a 10 MB row took {extra / 1e9:.2f} GB more"
+    gen = pl.read_parquet(tmp_path / "big-run" / "generations" / "*.parquet").sort("row_id")
+    assert gen["status"].to_list() == ["ok", "ok", "failed", "ok"]
+    assert "more than --max-prompt-chars 1,000,000" in gen["error"][2]
+
+
+@pytest.mark.slow
+def test_sigterm_keeps_the_finished_rows_and_says_so(world, tmp_path):
+    """SIGTERM (a scheduler, `kill`) used to kill the run outright, with up to 1,024 finished rows unflushed."""
+    source = tmp_path / "many.jsonl"
+    source.write_text("".join(json.dumps({"instruction": f"Say {i}.", "input": "", "output": f"{i}."}) + "\n"
+                              for i in range(3000)))
+    out = tmp_path / "run"
+    proc = subprocess.Popen([sys.executable, "-m", "sdft_data.cli", "distill", "--recipe", "alpaca", "--source",
+                             str(source), "--model", str(world["model"]), "--out", str(out), "--max-new-tokens", "8",
+                             "--batch-size", "4"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OMP_NUM_THREADS": "1"})
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and proc.poll() is None:
+            manifest = out / "manifest.json"
+            if manifest.is_file() and json.loads(manifest.read_text()).get("status") == "generating":
+                break
+            time.sleep(0.2)
+        time.sleep(4)  # rows finish, none is flushed yet (every 10 s or 1,024 rows)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 143, err[-2000:]
+    assert "Traceback" not in err
+    assert "Error: terminated (SIGTERM): what finished is saved; run the same command again to resume" in err
+    manifest = json.loads((out / "manifest.json").read_text())
+    saved = pl.read_parquet(out / "generations" / "*.parquet").height
+    assert manifest["status"] == "interrupted" and 0 < saved < 3000
+    assert manifest["counts"]["ok"] == saved and manifest["counts"]["pending"] == 3000 - saved
+
+
+_READ_ONLY = """
+import json, shutil, subprocess, sys
+from pathlib import Path
+from click.testing import CliRunner
+from sdft_data.cli import main as data_cli
+from sdft_train.cli import main as train_cli
+
+run, model, evaldata, scratch = map(Path, sys.argv[1:5])
+ro = scratch / "ro"
+ro.mkdir()
+subprocess.run(["mount", "-t", "tmpfs", "tmpfs", str(ro)], check=True)
+shutil.copytree(run, ro / "run")
+(ro / "hub").mkdir()
+subprocess.run(["mount", "-o", "remount,ro", str(ro)], check=True)
+w = scratch / "w"
+common = ["--recipe", "alpaca", "--source", str(run.parent / "alpaca.jsonl"), "--model", str(model),
+          "--max-new-tokens", "4", "--temperature", "0"]
+commands = {
+    "distill-new": (data_cli, ["distill", *common, "--out", ro / "new"]),
+    "distill-resume": (data_cli, ["distill", *common, "--out", ro / "run"]),
+    "check": (data_cli, ["check", ro / "run"]),
+    "diff": (data_cli, ["diff", ro / "run"]),
+    "diff-elsewhere": (data_cli, ["diff", ro / "run", "--out", w / "report"]),
+    "push-from-read-only-run": (data_cli, ["push", ro / "run", "--repo", "org/d", "--hub-dir", w / "hub",
+                                           "--allow-no-rewrites"]),
+    "push-into-read-only-folder": (data_cli, ["push", run, "--repo", "org/d", "--hub-dir", ro / "hub",
+                                              "--allow-no-rewrites"]),
+    "pull": (data_cli, ["pull", "org/d@v1", "--hub-dir", w / "hub", "--out", ro / "pulled"]),
+    "import": (data_cli, ["import", "--original", run.parent / "alpaca.jsonl", "--distilled",
+                          run.parent / "alpaca.jsonl", "--recipe", "alpaca", "--out", ro / "imported"]),
+    "tiny-model": (data_cli, ["tiny-model", ro / "tiny"]),
+    "train": (train_cli, ["train", "--data", run, "--model", model, "--out", ro / "ckpt", "--max-steps", "1",
+                          "--quiet"]),
+    "eval": (train_cli, ["eval", "--model", model, "--tasks", "gsm8k", "--data-dir", evaldata, "--max-new-tokens",
+                         "4", "--out", ro / "eval", "--quiet"]),
+}
+out = {}
+for name, (cli, args) in commands.items():
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    crashed = result.exception is not None and not isinstance(result.exception, SystemExit)
+    out[name] = {"code": result.exit_code, "output": result.output, "crashed": crashed}
+print("RESULTS" + json.dumps(out))
+"""
+
+
+@pytest.mark.slow
+def test_a_read_only_file_system_is_one_line_for_every_command(world, tmp_path):
+    """EROFS is an OSError, not a PermissionError: six commands showed a traceback. A real read-only mount,
+    in a user and mount namespace of its own (skipped where the kernel allows none)."""
+    import shutil as sh
+
+    if sh.which("unshare") is None or subprocess.run(["unshare", "-Urm", "true"], capture_output=True).returncode:
+        pytest.skip("no user namespaces here: cannot mount a read-only file system")
+    proc = subprocess.run(["unshare", "-Urm", sys.executable, "-c", _READ_ONLY, str(world["run"]), str(world["model"]),
+                           str(world["files"] / "evaldata"), str(tmp_path)], capture_output=True, text=True,
+                          timeout=900, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert "RESULTS" in proc.stdout, proc.stderr[-3000:]
+    results = json.loads(proc.stdout.split("RESULTS", 1)[1])
+    # Reading a read-only run is fine: its report is made elsewhere, nothing is written into it.
+    for name in ("diff-elsewhere", "push-from-read-only-run"):
+        assert results.pop(name)["code"] == 0
+    assert len(results) == 10
+    for name, r in results.items():
+        errors = [line for line in r["output"].splitlines() if line.startswith("Error:")]
+        assert not r["crashed"] and r["code"] == 1 and "Traceback" not in r["output"], (name, r["output"][-2000:])
+        assert len(errors) == 1 and "read-only file system" in errors[0] and "nothing was changed there" in errors[0], \
+            (name, r["output"][-2000:])

@@ -152,8 +152,9 @@ def test_eval_writes_results_and_resumes(engine, tmp_path):
     _eval(engine, out, tasks="gsm8k,advbench,advbench-jailbreak,multiarith", samples=2, limit=3)
     m0 = json.loads((out / "runs" / "gsm8k" / "sample-0" / "manifest.json").read_text())
     assert [s["rows"] for s in m0["sessions"]] == [3, 0]
-    # Other decoding into the same folder: refused by the run's fingerprint.
-    with pytest.raises(ValueError, match="holds a different run"):
+    # Other decoding into the same folder: refused, naming the option, before the model would load.
+    with pytest.raises(ValueError, match=r"holds an eval made another way \(gsm8k, sample 0: differs in "
+                                         r"--temperature \(0.95 there, 0.0 here\)\)"):
         _eval(engine, out, tasks="gsm8k", temperature=0.0, limit=3)
 
 
@@ -401,7 +402,7 @@ def test_tasks_evaluated_in_two_calls_share_one_results_file(engine, tmp_path):
     both = _eval(engine, tmp_path / "m", tasks="advbench", limit=2)
     assert set(both["tasks"]) == {"gsm8k", "advbench"}
     # Made another way (another limit): the earlier task is not carried over.
-    with pytest.raises(ValueError, match="holds a different run"):
+    with pytest.raises(ValueError, match=r"holds an eval made another way \(advbench, sample 0: differs in --limit"):
         _eval(engine, tmp_path / "m", tasks="advbench", limit=3)
     only = _eval(engine, tmp_path / "m", tasks="advbench-jailbreak", limit=3)
     assert set(only["tasks"]) == {"advbench-jailbreak"}

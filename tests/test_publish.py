@@ -407,3 +407,78 @@ def test_card_has_a_sample_the_command_that_reproduces_it_and_limitations(runs, 
     # A run recorded by an older version, with no settings: the card says so rather than guess.
     del manifest["spec"]
     assert reproduce_commands(manifest, "org/x")[0].startswith("# made by an sdft version that did not record")
+
+
+# ---------------------------------------------------------------- hardening, round two
+
+
+def _other_recipe(run: Path) -> Path:
+    """`run` made into a run of another recipe (alpaca) with its own fingerprint."""
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["fingerprint"] = "c" * 64
+    manifest["fingerprint_inputs"]["recipe"]["name"] = "alpaca"
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    return run
+
+
+def test_a_run_of_another_recipe_never_becomes_the_next_version(hub, runs, tmp_path):
+    """A new version of a repo moves `main`: an alpaca run would turn a gsm8k dataset into another dataset."""
+    other = _other_recipe(runs[1])
+    _push(runs[0], hub)
+    with pytest.raises(PublishError, match=r"sdft-org/gsm8k-sdft holds the gsm8k dataset \(latest v1\) and this run "
+                                           r"is alpaca: its version would switch `main`"):
+        _push(other, hub)
+    assert set(hub.repo(REPO).tags) == {"v1"}
+    folder = tmp_path / "published"
+    push(runs[0], REPO, local=folder)
+    with pytest.raises(PublishError, match="holds the gsm8k dataset"):
+        push(other, REPO, local=folder)
+    assert sorted(p.name for p in (folder / REPO / "versions").iterdir()) == ["v1"]
+
+
+def test_pushes_into_one_folder_at_once_each_get_their_own_version(runs, tmp_path, monkeypatch):
+    """Two pushes that stage at the same time: without a lock both take v1, and the second failed with
+    "version v1 already exists". A barrier makes them overlap when nothing keeps them apart."""
+    import threading
+
+    import sdft_data.publish as publish
+
+    barrier = threading.Barrier(2, timeout=3)
+    stage = publish._stage
+
+    def stage_together(*args, **kwargs):
+        try:
+            barrier.wait()  # both pushes staging at once, unless one waits for the other
+        except threading.BrokenBarrierError:
+            pass
+        return stage(*args, **kwargs)
+
+    monkeypatch.setattr(publish, "_stage", stage_together)
+    folder, results, errors = tmp_path / "published", [], []
+
+    def one(run):
+        try:
+            results.append(push(run, REPO, local=folder))
+        except Exception as e:  # noqa: BLE001 - the test reports it
+            errors.append(e)
+
+    threads = [threading.Thread(target=one, args=(run,)) for run in runs]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    assert sorted(r.version for r in results) == ["v1", "v2"]
+    assert [v.version for v in versions(REPO, local=folder)] == ["v1", "v2"]
+
+
+def test_the_shipped_license_list_holds_every_id_the_loopback_hub_knows():
+    """Both come from the Hub's documented list; the package's (data, with its source) may be newer, never smaller."""
+    from helpers.hub_server import HUB_LICENSES
+
+    from sdft_data.card import check_license, hub_licenses
+
+    assert HUB_LICENSES <= hub_licenses()
+    assert {"apache-2.0", "mit", "cc-by-nc-4.0", "cc-by-sa-3.0", "other", "unknown"} <= hub_licenses()
+    with pytest.raises(ValueError, match="did you mean apache-2.0"):
+        check_license("apache")

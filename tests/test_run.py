@@ -66,24 +66,25 @@ def test_fingerprint_covers_every_input(engine, gsm8k_file, tmp_path, tiny_model
     other_file = tmp_path / "other.json"
     other_file.write_text(json.dumps(GSM8K_ROWS[::-1]))
     bumped = dataclasses.replace(get_recipe("gsm8k"), version=get_recipe("gsm8k").version + 1)
+    # Named by the option that changed where there is one.
     changes = {
-        "source": dict(source=other_file),
+        "--source": dict(source=other_file),
         "recipe": dict(recipe=bumped),
         "template": dict(format="paper", paper_layout="llama2"),
-        "generation": dict(max_new_tokens=9),
-        "seed": dict(seed=1),
+        "--max-new-tokens": dict(max_new_tokens=9),
+        "--seed": dict(seed=1),
     }
     for key, change in changes.items():
         kw = dict(limit=2) | change
         source = kw.pop("source", gsm8k_file)
         with pytest.raises(ValueError, match=f"holds a different run .*differs in: {key}"):
             _distill(engine, source, run, **kw)
-    with pytest.raises(ValueError, match="differs in: source"):
+    with pytest.raises(ValueError, match="differs in: --limit"):
         _distill(engine, gsm8k_file, run, limit=3)
     from sdft_data.tiny import build_tiny_model
 
     other_model = LocalBackend(str(build_tiny_model(tmp_path / "m2", seed=1)))
-    with pytest.raises(ValueError, match="differs in: model"):
+    with pytest.raises(ValueError, match="differs in: --model"):
         _distill(other_model, gsm8k_file, run, limit=2)
     assert len(list((run / "generations").glob("*.parquet"))) == 1, "a refused run must write nothing"
 

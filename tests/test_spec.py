@@ -43,7 +43,7 @@ def _distill_specs():
             flat |= dict(endpoints=("http://gpu1:8080", "http://gpu2:8080"), concurrency=7, request_timeout=12.5,
                          retry_budget=60.0, tokenizer="org/tok")
         else:
-            flat |= dict(batch_size=3, max_prompt_tokens=100)
+            flat |= dict(batch_size=3, max_prompt_tokens=100, max_prompt_chars=5000)
         if fmt == "paper":
             flat["paper_layout"] = "llama3"
         yield DistillSpec.make(**flat)

@@ -460,7 +460,7 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_end(run_dir, tiny_lla
     refused = _cli(*common, "--out", killed)
     assert refused.exit_code != 0 and "pass --resume" in refused.output
     other = _cli(*common[:-2], "--save-steps", 2, "--lr", "2e-2", "--out", killed, "--resume")
-    assert other.exit_code != 0 and "holds another training run (differs in: config.learning_rate (0.01 there, 0.02 here))" in other.output
+    assert other.exit_code != 0 and "holds another training run (differs in: --lr (0.01 there, 0.02 here))" in other.output
 
     _ok(*common, "--out", killed, "--resume")
     whole, resumed = _manifest(tmp_path / "whole"), _manifest(killed)
@@ -618,3 +618,160 @@ def test_make_train_eval_with_seeds_trains_each_arm_per_seed_and_compare_average
         ("Vanilla FT (gsm8k, 2 seeds)", "Seed"), ("SDFT (gsm8k, 2 seeds)", "Vanilla FT (gsm8k, 2 seeds)"),
         ("SDFT (gsm8k, 2 seeds)", "Seed")}
     assert "SDFT (gsm8k, 2 seeds)" in proc.stdout and "resamples" in proc.stdout
+
+
+# ---------------------------------------------------------------- hardening, round two
+
+
+def test_resume_skips_checkpoints_whose_save_was_cut_short(tmp_path):
+    """The trainer writes trainer_state.json last: a checkpoint without it (or with it cut short) was being saved
+    when the run was killed, and resuming from it failed."""
+    from sdft_train.train import _last_checkpoint
+
+    folder = tmp_path / "checkpoints"
+    for step, state in ((2, {"global_step": 2}), (4, {"global_step": 4}), (6, None), (8, "cut"), (10, {"global_step": 3})):
+        (folder / f"checkpoint-{step}").mkdir(parents=True)
+        (folder / f"checkpoint-{step}" / "adapter_model.safetensors").write_bytes(b"x")
+        if state == "cut":
+            (folder / f"checkpoint-{step}" / "trainer_state.json").write_text('{"global_step": 8, "log_hi')
+        elif state is not None:
+            (folder / f"checkpoint-{step}" / "trainer_state.json").write_text(json.dumps(state))
+    found, incomplete = _last_checkpoint(tmp_path)
+    assert Path(found).name == "checkpoint-4"
+    assert [(Path(p).name, why) for p, why in incomplete] == [
+        ("checkpoint-10", "trainer_state.json is not that of step 10"),
+        ("checkpoint-8", "trainer_state.json is cut short"),
+        ("checkpoint-6", "no trainer_state.json: its save was cut short")]
+    assert _last_checkpoint(tmp_path / "nothing") == (None, [])
+
+
+def _kill_during_checkpoint_script(step: int) -> str:
+    # The real CLI in a child process SIGKILLed half way through saving checkpoint `step`: the weights and the
+    # optimizer are written, the RNG state and trainer_state.json are not.
+    return f"""
+import os, signal, sys
+from transformers import Trainer
+save = Trainer._save_rng_state
+def die_while_saving(self, *args, **kwargs):
+    if self.state.global_step >= {step}:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return save(self, *args, **kwargs)
+Trainer._save_rng_state = die_while_saving
+from sdft_train.cli import main
+main(sys.argv[1:])
+"""
+
+
+@pytest.mark.slow
+def test_run_killed_during_a_checkpoint_save_resumes_from_the_last_complete_one(run_dir, tiny_llama2_dir, tmp_path):
+    common = ["--data", run_dir, "--model", tiny_llama2_dir, "--max-steps", 6, "--grad-accum", 1, "--lr", "1e-2",
+              "--save-steps", 2]
+    _ok(*common, "--out", tmp_path / "whole")
+    killed = tmp_path / "killed"
+    child = subprocess.run([sys.executable, "-c", _kill_during_checkpoint_script(4), "train", *map(str, common),
+                            "--out", str(killed), "--quiet"], capture_output=True, text=True, cwd=ROOT,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
+    partial = killed / "checkpoints" / "checkpoint-4"
+    assert partial.is_dir() and not (partial / "trainer_state.json").exists()
+
+    result = _ok(*common, "--out", killed, "--resume")
+    assert "note: checkpoint checkpoint-4 (no trainer_state.json: its save was cut short): not resumed from, " \
+           "removed; resumed from checkpoint-2" in result.output
+    whole, resumed = _manifest(tmp_path / "whole"), _manifest(killed)
+    assert resumed["resumed_from"] == "checkpoint-2" and resumed["optimizer_steps"] == whole["optimizer_steps"] == 6
+    assert resumed["incomplete_checkpoints"] == ["checkpoint-4 (no trainer_state.json: its save was cut short)"]
+    assert resumed["losses"] == pytest.approx(whole["losses"], abs=1e-6)
+
+
+def test_quiet_prints_no_per_step_lines_and_the_default_one_bar(run_dir, tiny_llama2_dir, tmp_path):
+    """--quiet printed a dict of logs per step (242 of make demo's 348 lines); the default, besides its bar,
+    the libraries' bars for loading the weights and building the labels."""
+    common = ["--data", run_dir, "--model", tiny_llama2_dir, "--max-steps", 3, "--grad-accum", 1]
+    quiet = _ok(*common, "--out", tmp_path / "quiet")
+    assert [line for line in quiet.output.splitlines() if line.strip()] == \
+        [line for line in quiet.output.splitlines() if line.startswith("trained 3 steps")]
+    loud = _cli(*common, "--out", tmp_path / "loud")
+    assert loud.exit_code == 0, loud.output
+    assert "loss=" in loud.output and "3/3" in loud.output
+    for other in ("{'loss'", "Loading weights", "Building labels", "Generating train split"):
+        assert other not in loud.output
+
+
+def test_training_tokenizes_no_more_text_than_the_cutoff_can_use(run_dir, tiny_llama2_dir):
+    """One 200 MB row drove training's tokenizer past 20 GB, as it did distillation's."""
+    import datasets
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama2_dir)
+    longest = max(len(t) for t in tokenizer.get_vocab())
+    seen = []
+
+    class Counting:  # the real tokenizer, noting how much text it is given
+        def __init__(self, inner):
+            self.inner = inner
+
+        def __call__(self, text, **kw):
+            seen.append(len(text))
+            return self.inner(text, **kw)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    rows, _ = load_rows(str(run_dir))
+    table = rows.to_list()
+    table[0]["answer"] = "seven " * 200_000  # 1.2 M characters
+    table[1]["question"] = "how many " * 200_000
+    ex = build_examples(datasets.Dataset.from_list(table), get_recipe("gsm8k"), Counting(tokenizer), fmt="paper",
+                        max_length=256)
+    assert max(seen) <= 2 * 256 * longest + 2000  # the prompt template around an instruction adds a little
+    assert ex.stats["cut_away"] == 1 and ex.stats["truncated"] >= 1
+    assert len(ex.rows[0]["input_ids"]) == 256
+
+
+@pytest.mark.slow
+def test_evaluating_an_adapter_shows_no_deprecation_warning(run_dir, tiny_llama2_dir, tmp_path):
+    """peft asks the model the deprecated `is_gradient_checkpointing`: a FutureWarning reached eval's users."""
+    _ok("--data", run_dir, "--model", tiny_llama2_dir, "--max-steps", 1, "--out", tmp_path / "adapter")
+    data = tmp_path / "data" / "gsm8k"
+    data.mkdir(parents=True)
+    from conftest import GSM8K_ROWS
+
+    (data / "gsm8k_test.json").write_text(json.dumps(GSM8K_ROWS[:2]))
+    child = subprocess.run([sys.executable, "-W", "default", "-m", "sdft_train.cli", "eval", "--model",
+                            str(tiny_llama2_dir), "--adapter", str(tmp_path / "adapter"), "--tasks", "gsm8k",
+                            "--data-dir", str(tmp_path / "data"), "--max-new-tokens", "4", "--out",
+                            str(tmp_path / "eval"), "--quiet"], capture_output=True, text=True, cwd=ROOT,
+                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert child.returncode == 0, child.stderr[-2000:]
+    assert "Warning" not in child.stderr, child.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_the_readmes_multi_process_commands_train_from_a_local_hub(run_dir, tiny_llama2_dir, tmp_path):
+    """`torchrun --nproc_per_node 2 $(which sdft-train) train --data org/name@v1 --local hub ...` stopped with
+    "ambiguous option: --local could match --local-ranks-filter"; now --hub-dir, run for real: torchrun with the
+    installed script (2 CPU processes, gloo) and accelerate launch -m sdft_train.cli (one process: accelerate
+    runs several CPU processes only through MPI)."""
+    from sdft_data.publish import push
+
+    hub = tmp_path / "hub"
+    push(run_dir, "org/name", local=hub, allow_no_rewrites=True)
+    bin_dir = Path(sys.executable).parent
+    args = ["train", "--data", "org/name@v1", "--hub-dir", str(hub), "--model", str(tiny_llama2_dir),
+            "--max-steps", "2", "--grad-accum", "1", "--quiet"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    launches = {
+        "torchrun": [str(bin_dir / "torchrun"), "--standalone", "--nproc_per_node", "2", str(bin_dir / "sdft-train")],
+        "accelerate": [str(bin_dir / "accelerate"), "launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
+                       "--mixed_precision", "no", "--dynamo_backend", "no", "-m", "sdft_train.cli"],
+    }
+    for name, launch in launches.items():
+        out = tmp_path / name
+        child = subprocess.run([*launch, *args, "--out", str(out)], capture_output=True, text=True, cwd=tmp_path,
+                               env=env, timeout=600)
+        assert child.returncode == 0, (name, child.stderr[-3000:])
+        manifest = _manifest(out)
+        assert manifest["data"] == "org/name@v1" and manifest["data_revision"] == str(hub / "org/name/versions/v1")
+        assert manifest["world_size"] == (2 if name == "torchrun" else 1) and manifest["optimizer_steps"] == 2
+        assert "trained 2 steps" in child.stdout

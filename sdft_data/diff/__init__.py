@@ -164,6 +164,10 @@ def diff_files(
     """Diff any two row-aligned datasets (files or Hub ids); write the report into `out`. Returns stats."""
     original_df = load_table(original)
     distilled_df = load_distilled(distilled)
+    from ..source import check_text_frame
+
+    for name, frame in ((f"--original {original}", original_df), (f"--distilled {distilled}", distilled_df)):
+        check_text_frame(frame, [*recipe.columns, "original_response", "rewrite"], name)
     tok = load_tokenizer(tokenizer) if tokenizer else None
     per_row = diff_lazy(original_df, distilled_df, recipe, lengths=False)
     inputs = {"original": Path(original).name if Path(original).exists() else original,

@@ -63,7 +63,9 @@ def load_distilled(spec: str | os.PathLike) -> pl.DataFrame:
     path = Path(spec)
     if (path / "manifest.json").is_file():
         if (path / "distilled.parquet").is_file():
-            return pl.read_parquet(path / "distilled.parquet")
+            from ..check import verify_distilled
+
+            return pl.read_parquet(verify_distilled(path))  # the table its manifest describes, or one clear line
         return build_distilled(path)[0]
     return load_table(spec)
 
