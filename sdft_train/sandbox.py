@@ -253,9 +253,11 @@ def jail(top, disk_mb, iso):
 def drop(cfg, user):
     # Resource limits, then the unprivileged user (as root) or no capabilities (in a user namespace).
     mb = 1 << 20
-    for res, value in ((resource.RLIMIT_CPU, cfg["cpu_seconds"]), (resource.RLIMIT_AS, cfg["memory_mb"] * mb),
-                       (resource.RLIMIT_FSIZE, cfg["file_mb"] * mb), (resource.RLIMIT_NOFILE, cfg["open_files"]),
-                       (resource.RLIMIT_CORE, 0), (resource.RLIMIT_NPROC, cfg["processes"])):
+    # The CPU limit's soft edge sends SIGXCPU (read as "timed out" by the harness), the hard one kills.
+    resource.setrlimit(resource.RLIMIT_CPU, (cfg["cpu_seconds"], cfg["cpu_seconds"] + 1))
+    for res, value in ((resource.RLIMIT_AS, cfg["memory_mb"] * mb), (resource.RLIMIT_FSIZE, cfg["file_mb"] * mb),
+                       (resource.RLIMIT_NOFILE, cfg["open_files"]), (resource.RLIMIT_CORE, 0),
+                       (resource.RLIMIT_NPROC, cfg["processes"])):
         resource.setrlimit(res, (value, value))
     if user is not None:
         os.setgroups([])
@@ -345,10 +347,13 @@ class Answers:
         return reply if isinstance(reply, dict) else None
 
 
+TIMED_OUT = "timed out"
+
+
 def ended(child):
     # What became of the solution process, once its answers stopped.
     for _ in range(200):
-        pid, status = os.waitpid(child, os.WNOHANG)
+        pid, status, usage = os.wait4(child, os.WNOHANG)
         if pid:
             break
         select.select([], [], [], 0.001)
@@ -358,6 +363,9 @@ def ended(child):
         return "closed its pipe before the end"
     code = os.waitstatus_to_exitcode(status)
     if code < 0:
+        cpu = usage.ru_utime + usage.ru_stime
+        if -code == signal.SIGXCPU or (-code == signal.SIGKILL and cpu >= CPU_SECONDS[0]):
+            return f"{TIMED_OUT} (its {CPU_SECONDS[0]} s of CPU time)"
         return f"killed by {signal.Signals(-code).name}"
     return f"exit status {code}" if code else "exited before the end of the program"
 
@@ -377,6 +385,14 @@ def exception_of(name, text):
     return RuntimeError(text)
 
 
+CPU_SECONDS = [0]  # the solution process's CPU limit, set by main() before the harness runs
+
+
+def failed(why):
+    # A solution out of CPU time timed out, like one out of wall time; anything else failed.
+    return why if why.startswith(TIMED_OUT) else "failed: " + why
+
+
 def harness(answers, calls, child, rest, entry):
     # The verdict: the tests ran to their end, and the solution process answered every call.
     state = {"gone": None}
@@ -387,7 +403,7 @@ def harness(answers, calls, child, rest, entry):
         return False, "failed: the tests' setup: " + describe(e)
     first = answers.next()
     if first is None:
-        return False, "failed: " + ended(child)
+        return False, failed(ended(child))
     if "error" in first:
         return False, "failed: " + str(first["error"])
     if not rest["test"]:
@@ -418,15 +434,16 @@ def harness(answers, calls, child, rest, entry):
     try:
         exec(compile(rest["test"], "test.py", "exec"), ns)
     except BaseException as e:
-        return False, "failed: " + (state["gone"] or describe(e))
+        return False, failed(state["gone"] or describe(e))
     if state["gone"]:
-        return False, "failed: " + state["gone"]
+        return False, failed(state["gone"])
     return True, "passed"
 
 
 def main():
     os.umask(0o022)
     cfg = receive(0)
+    CPU_SECONDS[0] = cfg["cpu_seconds"]
     root = os.geteuid() == 0
     user = cfg["user"] if root else None
     iso = {"namespaces": False, "filesystem": "host", "proc": "host", "network": "host",

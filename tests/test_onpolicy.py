@@ -235,7 +235,7 @@ def test_an_on_policy_run_killed_after_a_checkpoint_resumes_to_the_same_end(run_
     assert (killed / "checkpoints" / "checkpoint-2").is_dir() and not (killed / "train_manifest.json").exists()
     refused = CliRunner().invoke(sdft_train, ["train", *map(str, common), "--generations", "2", "--out", str(killed),
                                               "--resume"])
-    assert refused.exit_code != 0 and "differs in: config.generations (4 there, 2 here)" in refused.output
+    assert refused.exit_code != 0 and "differs in: --generations (4 there, 2 here)" in refused.output
 
     _ok(*common, "--out", killed, "--resume")
     whole, resumed = _manifest(tmp_path / "whole"), _manifest(killed)

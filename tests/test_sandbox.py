@@ -306,3 +306,11 @@ def test_every_canonical_humaneval_solution_passes():
     outcomes = check_many([humaneval.sandbox_check(p, "\n" + p["canonical_solution"]) for p in problems])
     failed = [(p["task_id"], o.status) for p, o in zip(problems, outcomes) if not o.passed]
     assert len(problems) == 164 and not failed, failed
+
+
+@pytest.mark.parametrize("program", ["while True:\n    pass\n",
+                                     "import signal\nsignal.signal(signal.SIGXCPU, signal.SIG_IGN)\nwhile True:\n    pass\n"])
+def test_a_program_out_of_cpu_time_timed_out_whichever_limit_comes_first(program):
+    # On a fast machine the CPU limit ends a busy loop before the wall clock does; both read "timed out".
+    outcome = _run(program, Limits(wall_seconds=8.0, cpu_seconds=1, memory_mb=512))
+    assert not outcome.passed and outcome.status == "timed out (its 1 s of CPU time)", outcome.status
