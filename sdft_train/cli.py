@@ -65,6 +65,9 @@ def main():
               help="Attention kernel, e.g. flash_attention_2 (needs flash-attn) on GPU. [default: transformers' (sdpa)]")
 @click.option("--padding-free/--no-padding-free", default=None,
               help="Flatten each micro-batch into one sequence without padding. [default: on]")
+@click.option("--pack-steps/--no-pack-steps", default=None,
+              help="Padding-free: cut each optimizer step's rows into micro-batches of up to batch size x max length"
+                   " tokens instead of batch-size rows (same rows, loss and gradients). [default: on]")
 @click.option("--group-by-length", is_flag=True, default=None,
               help="Micro-batches of rows of similar length: less padding, but not the paper's random order.")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT from its last checkpoint.")

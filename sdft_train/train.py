@@ -72,10 +72,16 @@ class TrainConfig:
     # default attention) the flat sequence's block-diagonal mask is dense, so its attention grows with the
     # square of the micro-batch: faster at the preset's 2 rows, slower at 8 on CPU (benchmarks/bench_train.py).
     padding_free: bool = True
+    # Padding-free, with attention that keeps to each row (sdpa_rows, flash attention): the rows of each optimizer
+    # step cut into micro-batches of up to batch_size x max_length tokens, not batch_size rows (sdft_train.trainer):
+    # the same rows per step, loss and gradients; fewer, fuller forward passes.
+    pack_steps: bool = True
     # Micro-batches of rows of similar length (transformers' LengthGroupedSampler): little padding, but not the
     # paper's random order, so off by default.
     group_by_length: bool = False
-    attn_implementation: str | None = None  # None: transformers' default (sdpa); e.g. flash_attention_2 on GPU
+    # None: transformers' default (sdpa), and with padding-free micro-batches sdft_train.attention's sdpa_rows for
+    # training (attention within each row, no dense mask); "sdpa" keeps the dense mask; flash_attention_2 on GPU.
+    attn_implementation: str | None = None
     merge: bool = False  # also save the LoRA-merged model under out/merged
 
     def check(self) -> None:
@@ -110,7 +116,7 @@ class TrainConfig:
 
 # Knobs that change what is trained; the others (how often to save, where) may change on --resume.
 # Padding-free and the attention implementation change how a batch is computed, not what is trained.
-_NOT_IN_KEY = {"save_steps", "save_total_limit", "merge", "padding_free", "attn_implementation"}
+_NOT_IN_KEY = {"save_steps", "save_total_limit", "merge", "padding_free", "attn_implementation", "pack_steps"}
 
 
 def paper_epochs(recipe: str) -> float:
@@ -366,6 +372,9 @@ def train(
                                       "gradient_checkpointing": bool(trainer.args.activation_checkpointing)},
         "world_size": world,
         "global_batch": config.batch_size * config.grad_accum * world,
+        # How the micro-batches were computed (not what was trained): attention, and the token budget of a
+        # packed step's micro-batches (null: batch_size rows each).
+        "micro_batches": {"attention": trainer.attention, "pack_tokens": trainer.pack_tokens},
         "precision": "bf16" if trainer.args.bf16 else "fp32",
         "examples": examples.stats,
         "optimizer_steps": trainer.state.global_step,
@@ -475,7 +484,9 @@ def _trainer(net, tokenizer, examples: Examples, args, config: TrainConfig):
     rows = datasets.Dataset.from_list(examples.rows)
     # transformers warns about its own deprecated call inside the trainer: nothing a user can act on.
     warnings.filterwarnings("ignore", message="`is_gradient_checkpointing` is deprecated", category=FutureWarning)
-    trainer = Trainer(model=net, args=args, train_dataset=rows, processing_class=tokenizer, peft_config=peft_config)
+    trainer = Trainer(model=net, args=args, train_dataset=rows, processing_class=tokenizer, peft_config=peft_config,
+                      rows_attention=config.attn_implementation is None,
+                      pack_tokens=config.batch_size * config.max_length if config.pack_steps else None)
     if not args.disable_tqdm:
         # Every step is logged (the manifest keeps each loss); show the latest on the bar instead of a dict a line.
         from transformers.trainer_callback import ProgressCallback
