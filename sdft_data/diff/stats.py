@@ -415,8 +415,9 @@ def summarize(
     rewrites, each only when there are more rows than that (None: every row).
     stats.json records the sample sizes. `timings`, when given, receives the
     seconds of each stage: "pass" (the one pass over the rows, with whatever
-    `per_row` computes lazily, such as the checks), "lengths", "similarity",
-    "answers" and "wording" (benchmarks/bench_check_diff.py reports them).
+    `per_row` computes lazily, such as the checks), "counts", "lengths",
+    "similarity", "answers" and "wording" (benchmarks/bench_check_diff.py
+    reports them).
     """
     clock = [time.perf_counter()]
 
