@@ -13,13 +13,13 @@ step's rows are laid out in forward passes and where the LM head is computed:
 
     baseline      padding to the longest row of each micro-batch, rows in random order, TRL's LM head
                   (on CPU it projects every position: prompt, response and padding)
-    ours          sdft-train's defaults: each optimizer step's rows flattened without padding and cut into
-                  micro-batches of up to micro-batch x 1024 tokens (the most a paper micro-batch could
-                  hold), attention within each row (sdpa_rows), the LM head projected only at the trained
-                  positions. Same rows per step, same loss and gradients.
-    no_packing    (optional, --sides) ours with --no-pack-steps: micro-batches of --micro-batch rows
-    dense_mask    (optional) ours with --attn-implementation sdpa --no-pack-steps (the defaults before):
-                  micro-batches of --micro-batch rows flattened, sdpa's dense block-diagonal mask
+    ours          sdft-train's defaults: each micro-batch flattened into one sequence without padding,
+                  attention within each row (sdpa_rows, no dense mask), the LM head projected only at the
+                  trained positions. Same rows, same order, same loss and gradients.
+    dense_mask    (optional, --sides) ours with --attn-implementation sdpa (the defaults before): sdpa's
+                  dense block-diagonal mask over the flattened micro-batch
+    packed        (optional) ours with --pack-steps: each optimizer step's rows cut into micro-batches of
+                  up to micro-batch x 1024 tokens (the most a paper micro-batch could hold)
     padded        (optional) the LM head at the trained positions, padding to the longest row
     trl_padding_free (optional) padding-free micro-batches with TRL's LM head
     grouped       (optional) `--group-by-length --no-padding-free`: rows of similar length padded to the
@@ -52,10 +52,9 @@ from pathlib import Path
 SIDES = {
     "baseline": {"padding_free": False, "trained_positions_only": False, "group_by_length": False},
     "ours": {"padding_free": True, "trained_positions_only": True, "group_by_length": False},
-    "no_packing": {"padding_free": True, "trained_positions_only": True, "group_by_length": False,
-                   "pack_steps": False},
     "dense_mask": {"padding_free": True, "trained_positions_only": True, "group_by_length": False,
-                   "pack_steps": False, "attn_implementation": "sdpa"},
+                   "attn_implementation": "sdpa"},
+    "packed": {"padding_free": True, "trained_positions_only": True, "group_by_length": False, "pack_steps": True},
     "padded": {"padding_free": False, "trained_positions_only": True, "group_by_length": False},
     "trl_padding_free": {"padding_free": True, "trained_positions_only": False, "group_by_length": False},
     "grouped": {"padding_free": False, "trained_positions_only": True, "group_by_length": True},
@@ -93,7 +92,7 @@ tok = AutoTokenizer.from_pretrained(model_dir)
 examples = build_examples(datasets.Dataset.from_parquet(rows_file), get_recipe("gsm8k"), tok, fmt="paper")
 config = TrainConfig(batch_size=micro, grad_accum=8 // micro, epochs=1, padding_free=options["padding_free"],
                      group_by_length=options["group_by_length"], save_steps=10**6,
-                     attn_implementation=options.get("attn_implementation"), pack_steps=options.get("pack_steps", True))
+                     attn_implementation=options.get("attn_implementation"), pack_steps=options.get("pack_steps", False))
 torch.manual_seed(0)
 net = AutoModelForCausalLM.from_pretrained(model_dir)
 args = _sft_args(Path(out), config, 1, False)

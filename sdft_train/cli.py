@@ -67,7 +67,7 @@ def main():
               help="Flatten each micro-batch into one sequence without padding. [default: on]")
 @click.option("--pack-steps/--no-pack-steps", default=None,
               help="Padding-free: cut each optimizer step's rows into micro-batches of up to batch size x max length"
-                   " tokens instead of batch-size rows (same rows, loss and gradients). [default: on]")
+                   " tokens instead of batch-size rows (same rows, loss and gradients). [default: off]")
 @click.option("--group-by-length", is_flag=True, default=None,
               help="Micro-batches of rows of similar length: less padding, but not the paper's random order.")
 @click.option("--resume", is_flag=True, help="Continue the run in OUT from its last checkpoint.")

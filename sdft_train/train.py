@@ -74,8 +74,9 @@ class TrainConfig:
     padding_free: bool = True
     # Padding-free, with attention that keeps to each row (sdpa_rows, flash attention): the rows of each optimizer
     # step cut into micro-batches of up to batch_size x max_length tokens, not batch_size rows (sdft_train.trainer):
-    # the same rows per step, loss and gradients; fewer, fuller forward passes.
-    pack_steps: bool = True
+    # the same rows per step, loss and gradients; fewer, fuller forward passes. Off: on CPU it was no faster and
+    # took a third more memory (benchmarks/bench_train.py, side "packed"); untried on GPU.
+    pack_steps: bool = False
     # Micro-batches of rows of similar length (transformers' LengthGroupedSampler): little padding, but not the
     # paper's random order, so off by default.
     group_by_length: bool = False

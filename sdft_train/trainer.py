@@ -12,16 +12,18 @@
 - Attention within each row of a padding-free micro-batch (sdft_train.attention's
   `sdpa_rows`) instead of sdpa's dense block-diagonal mask, when the model runs
   sdpa: the same attention.
-- Packed optimizer steps (`pack_tokens`): with padding-free micro-batches and an
+- Packed optimizer steps (`pack_tokens`, opt-in): with padding-free micro-batches and an
   attention that keeps to each row (sdpa_rows, flash attention), the rows of
   one optimizer step are loaded together and cut, in order, into micro-batches
   of at most `pack_tokens` tokens (train.py: batch size x max length, the most a
   micro-batch of the paper's could hold) instead of `batch_size` rows each.
   The same rows in each step, the same loss (normalised, as TRL's, over the
   trained tokens of the whole step) and gradients (a test compares them); fewer,
-  fuller forward passes. On GPU the same holds under flash attention's varlen
-  kernel (`--attn-implementation flash_attention_2`), which reads the row
-  boundaries of each packed micro-batch.
+  fuller forward passes. On CPU that was no faster than micro-batches of rows
+  and took more memory, so it is off by default; on GPU, where a small
+  micro-batch leaves the device idle, it may pay (untried), also under flash
+  attention's varlen kernel (`--attn-implementation flash_attention_2`), which
+  reads the row boundaries of each packed micro-batch.
 """
 
 from __future__ import annotations

@@ -176,7 +176,7 @@ def test_attention_within_rows_and_packed_steps_give_the_same_loss_and_gradients
     reference = step(padded, micro, items)
     assert len(micro) == 3 and reference[1].abs().sum() > 0
 
-    config = TrainConfig(batch_size=2, grad_accum=3, max_steps=1)  # the defaults: padding-free, packed steps
+    config = TrainConfig(batch_size=2, grad_accum=3, max_steps=1, pack_steps=True)  # padding-free (the default)
     packed = _trainer(AutoModelForCausalLM.from_pretrained(tiny_model_dir), tok, examples,
                       _sft_args(tmp_path / "packed", config, 1, False), config)
     assert (packed.attention, packed.pack_tokens) == ("sdpa_rows", 2 * 1024)
@@ -200,21 +200,25 @@ def test_attention_within_rows_and_packed_steps_give_the_same_loss_and_gradients
 
 
 def test_packed_steps_train_the_same_model_as_micro_batches_of_rows(run_dir, tiny_model_dir, tmp_path):
-    """The defaults (packed steps, sdpa_rows) against micro-batches of 2 rows under sdpa's dense mask: the same rows
-    in each of 5 steps over 2 epochs (6 rows, global batch 4: steps of 4 and 2 rows), the same losses and adapter."""
+    """Packed steps (sdpa_rows) against the defaults (micro-batches of 2 rows, sdpa_rows) and the defaults before
+    (sdpa's dense mask): the same rows in each of 5 steps over 2 epochs (6 rows, global batch 4: steps of 4 and 2
+    rows), the same losses and adapter."""
     from safetensors.torch import load_file
 
     common = ["--data", run_dir, "--model", tiny_model_dir, "--max-steps", 5, "--batch-size", 2, "--grad-accum", 2,
               "--lr", "1e-2"]
-    _ok(*common, "--out", tmp_path / "packed")
-    _ok(*common, "--no-pack-steps", "--attn-implementation", "sdpa", "--out", tmp_path / "micro")
-    packed, micro = _manifest(tmp_path / "packed"), _manifest(tmp_path / "micro")
-    assert packed["micro_batches"] == {"attention": "sdpa_rows", "pack_tokens": 2048}
-    assert micro["micro_batches"] == {"attention": "sdpa", "pack_tokens": None}
-    assert packed["optimizer_steps"] == micro["optimizer_steps"] == 5
-    assert packed["losses"] == pytest.approx(micro["losses"], abs=1e-5)
-    a, b = load_file(tmp_path / "packed" / "adapter_model.safetensors"), load_file(tmp_path / "micro" / "adapter_model.safetensors")
-    assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-4
+    _ok(*common, "--pack-steps", "--out", tmp_path / "packed")
+    _ok(*common, "--out", tmp_path / "rows")
+    _ok(*common, "--attn-implementation", "sdpa", "--out", tmp_path / "dense")
+    runs = {name: _manifest(tmp_path / name) for name in ("packed", "rows", "dense")}
+    assert runs["packed"]["micro_batches"] == {"attention": "sdpa_rows", "pack_tokens": 2048}
+    assert runs["rows"]["micro_batches"] == {"attention": "sdpa_rows", "pack_tokens": None}
+    assert runs["dense"]["micro_batches"] == {"attention": "sdpa", "pack_tokens": None}
+    weights = {name: load_file(tmp_path / name / "adapter_model.safetensors") for name in runs}
+    for name in ("packed", "rows"):
+        assert runs[name]["optimizer_steps"] == runs["dense"]["optimizer_steps"] == 5
+        assert runs[name]["losses"] == pytest.approx(runs["dense"]["losses"], abs=1e-5)
+        assert max(float((weights[name][k] - weights["dense"][k]).abs().max()) for k in weights[name]) < 1e-4
 
 
 def test_original_arm_trains_on_the_original_responses_of_the_same_rows(run_dir, tiny_model_dir):
@@ -498,14 +502,15 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_end(run_dir, tiny_mod
 
 @pytest.mark.slow
 def test_two_processes_match_one_at_the_same_global_batch(run_dir, tiny_model_dir, tmp_path):
-    """torchrun, 2 CPU processes (gloo DDP), batch 1 x accumulation 2 each == 1 process, batch 2 x accumulation 2."""
+    """torchrun, 2 CPU processes (gloo DDP), batch 1 x accumulation 2 each, packed steps == 1 process, batch 2 x
+    accumulation 2, micro-batches of rows."""
     from safetensors.torch import load_file
 
     common = ["--data", run_dir, "--model", tiny_model_dir, "--max-steps", 3, "--grad-accum", 2, "--lr", "1e-2"]
     _ok(*common, "--batch-size", 2, "--out", tmp_path / "one")
     child = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "sdft_train.cli", "train", *map(str, common), "--batch-size", "1", "--out", str(tmp_path / "two"),
+         "-m", "sdft_train.cli", "train", *map(str, common), "--batch-size", "1", "--pack-steps", "--out", str(tmp_path / "two"),
          "--quiet"], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert child.returncode == 0, child.stderr[-3000:]
     one, two = _manifest(tmp_path / "one"), _manifest(tmp_path / "two")
