@@ -14,16 +14,21 @@ that peak memory (ru_maxrss) is its own:
   rows calling verify() and check_math() (find_last_integer), timed after the
   rows are loaded into Python lists;
 - project: check_frame plus the diff summary (reasons, lengths, answer
-  agreement, similarity sample), timed after the rows are loaded into a
-  Polars frame.
+  agreement, similarity sample, wording: marker phrases, openings and n-gram
+  shifts on their samples), timed after the rows are loaded into a Polars
+  frame, with the seconds of each of the summary's stages (the one pass over
+  the rows, which runs the checks; counts; lengths; similarity; answers;
+  wording) and, timed again on its own after the run, the check.
 
 Before timing, the Polars checks must agree with the authors' Python row by
 row on real text (every GSM8K question and answer, and 149,460 perturbed
 rows), and both sides on the number of accepted rows. Prints one JSON line;
-the ratio is the median baseline time over the median project time, runs
-interleaved. Polars uses every core and the baseline one: on a two-core
-machine where another process keeps a core busy, the ratio drops (to about
-8x with a single core), so the line records the load average.
+the sides take turns (`--repeats` rounds, each starting with the other side),
+and the ratio is the median baseline time over the median project time
+(`speedup_per_round`: the median of each round's ratio). Polars uses every
+core and the baseline one: on a two-core machine where other processes keep
+the cores busy, the ratio drops, so the line records os.getloadavg() before,
+after, and as each run starts.
 """
 
 from __future__ import annotations
@@ -41,7 +46,8 @@ from pathlib import Path
 import polars as pl
 
 PROJECT = """
-import json, resource, sys, time
+import json, os, resource, sys, time
+import numpy  # imported by the diff's histograms: setup, like polars, not timed
 import polars as pl
 from sdft_data.check import check_frame
 from sdft_data.diff import diff_lazy, summarize
@@ -49,6 +55,7 @@ from sdft_data.recipes import get_recipe
 
 recipe = get_recipe("gsm8k")
 rows = pl.read_parquet(sys.argv[1], columns=["reference", "rewrite", "status", "finish_reason"])
+load = os.getloadavg()[0]
 start = time.perf_counter()
 checked = check_frame(rows.lazy(), recipe, keep_answers=True)
 # The distilled layout (docs/run-directory.md), then the diff of it.
@@ -56,20 +63,27 @@ distilled = checked.with_columns(
     pl.when(pl.col("accepted")).then(pl.col("rewrite")).otherwise(pl.col("reference")).alias("answer"),
     pl.col("reference").alias("original_response"),
 )
-stats = summarize(diff_lazy(None, distilled, recipe, lengths=False), recipe)
+stages = {}
+stats = summarize(diff_lazy(None, distilled, recipe, lengths=False), recipe, timings=stages)
 elapsed = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": elapsed, "accepted": stats["accepted"], "peak_mb": peak, "by_reason": stats["by_reason"]}))
+# The check alone, again, after the timed run: the part of the pass that is the check's.
+start = time.perf_counter()
+check_frame(rows.lazy(), recipe, keep_answers=True).select("reason", "reference_answer").collect(engine="streaming")
+stages["check_alone"] = round(time.perf_counter() - start, 4)
+print(json.dumps({"seconds": elapsed, "accepted": stats["accepted"], "peak_mb": peak, "by_reason": stats["by_reason"],
+                  "stages": stages, "load_1m": load}))
 """
 
 BASELINE = """
-import json, resource, sys, time
+import json, os, resource, sys, time
 import pyarrow.parquet as pq
 from sdft_data.check import authors_check_math, authors_verify
 
 table = pq.read_table(sys.argv[1], columns=["reference", "rewrite"])
 references, rewrites = table.column("reference").to_pylist(), table.column("rewrite").to_pylist()
 del table
+load = os.getloadavg()[0]
 start = time.perf_counter()
 accepted = 0
 for reference, rewrite in zip(references, rewrites):
@@ -79,7 +93,7 @@ for reference, rewrite in zip(references, rewrites):
         accepted += 1
 elapsed = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"seconds": elapsed, "accepted": accepted, "peak_mb": peak}))
+print(json.dumps({"seconds": elapsed, "accepted": accepted, "peak_mb": peak, "load_1m": load}))
 """
 
 
@@ -196,16 +210,22 @@ def main() -> None:
         agreement = check_agreement(args.data, path, min(args.rows, 20 * 7473))
         if agreement["integer_mismatches"] or agreement["verdict_mismatches"]:
             sys.exit(f"error: the Polars checks and the authors' Python disagree: {agreement}")
+        load_start = os.getloadavg()
         project, baseline = [], []
-        for _ in range(args.repeats):  # interleaved, so that both sides see the same machine load
-            project.append(run_side(PROJECT, path))
-            baseline.append(run_side(BASELINE, path))
+        for i in range(args.repeats):
+            # The sides take turns, and take turns going first, so that both see the same machine load.
+            for side in (("project", "baseline") if i % 2 == 0 else ("baseline", "project")):
+                if side == "project":
+                    project.append(run_side(PROJECT, path))
+                else:
+                    baseline.append(run_side(BASELINE, path))
 
     accepted = {r["accepted"] for r in project + baseline}
     if len(accepted) != 1:
         sys.exit(f"error: the two sides disagree on accepted rows: {sorted(accepted)}")
     project_s = statistics.median(r["seconds"] for r in project)
     baseline_s = statistics.median(r["seconds"] for r in baseline)
+    stage_names = list(project[0]["stages"])
     print(json.dumps({
         "benchmark": "check_diff",
         "rows": args.rows,
@@ -215,16 +235,27 @@ def main() -> None:
         "agreement": agreement,
         "project_s": round(project_s, 3),
         "project_runs_s": [round(r["seconds"], 3) for r in project],
+        # Medians over the runs. pass: the one pass over the rows (the checks run inside it, lazily);
+        # check_alone: the checks by themselves, timed again after the run (part of pass, not added to it).
+        "project_stages_s": {k: round(statistics.median(r["stages"][k] for r in project), 3) for k in stage_names},
         "baseline_s": round(baseline_s, 3),
         "baseline_runs_s": [round(r["seconds"], 3) for r in baseline],
         "speedup": round(baseline_s / project_s, 1),
+        # Each round's two runs share the machine's state: the median of the rounds' ratios.
+        "speedup_per_round": round(statistics.median(b["seconds"] / p["seconds"] for p, b in zip(project, baseline)), 1),
         "project_peak_mb": round(max(r["peak_mb"] for r in project)),
         "baseline_peak_mb": round(max(r["peak_mb"] for r in baseline)),
-        "project_does": "check_frame + diff summary (reasons, lengths, answer agreement, ROUGE-L/Jaccard sample)",
+        "project_does": "check_frame + diff summary (reasons, lengths, answer agreement, ROUGE-L/Jaccard sample, "
+                        "wording: markers, openings, n-gram shifts)",
         "baseline_does": "the authors' verify + check_math loop only",
-        "timed": "after loading the rows (Polars frame / Python lists), in a fresh subprocess per run",
+        "timed": "after imports and loading the rows (Polars frame / Python lists), in a fresh subprocess per run",
         "cpus": os.cpu_count(),
-        "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+        # os.getloadavg(): 1, 5 and 15 minutes, before the first run and after the last; and the 1-minute
+        # figure as each run started. Above the core count, other work shared the cores.
+        "load_avg_start": [round(x, 2) for x in load_start],
+        "load_avg_end": [round(x, 2) for x in os.getloadavg()],
+        "load_1m_runs": {"project": [round(r["load_1m"], 2) for r in project],
+                         "baseline": [round(r["load_1m"], 2) for r in baseline]},
     }))
 
 

@@ -236,7 +236,14 @@ def check_frame(
     # Each condition becomes a column in one context, so Polars computes a shared
     # part (the reference's last integer, say) once; the reason chain then reads flags.
     flags = [f"_fail{i}" for i in range(len(failures))]
-    frame = frame.with_columns(failed.alias(flag) for flag, (_, failed) in zip(flags, failures))
+    answers = []
+    if keep_answers and check.answer and check.agrees:
+        # In the same context as the checks, which extract the same answers: computed once.
+        answers = [
+            check.answer(ref).alias("reference_answer"),
+            pl.when(rw.is_not_null()).then(check.agrees(ref, rw).fill_null(False)).alias("rewrite_agrees"),
+        ]
+    frame = frame.with_columns(*(failed.alias(flag) for flag, (_, failed) in zip(flags, failures)), *answers)
     reason = _first_failure([(name, pl.col(flag)) for flag, (name, _) in zip(flags, failures)])
     if rules == "strict" and check.strict_check:
         # A Python check (ast.parse, say) runs only on rows that passed everything
@@ -247,11 +254,6 @@ def check_frame(
         reason = pl.when(ok == False).then(pl.lit(name)).otherwise(pl.col("reason"))  # noqa: E712
 
     frame = frame.with_columns(reason.alias("reason")).with_columns((pl.col("reason") == "accepted").alias("accepted"))
-    if keep_answers and check.answer and check.agrees:
-        frame = frame.with_columns(
-            check.answer(ref).alias("reference_answer"),
-            pl.when(rw.is_not_null()).then(check.agrees(ref, rw).fill_null(False)).alias("rewrite_agrees"),
-        )
     return frame.drop("_rw", "_ref", *flags).select(pl.exclude("accepted", "reason"), "accepted", "reason")
 
 

@@ -738,8 +738,19 @@ class Training(SpecBase):
     # One flat sequence per micro-batch: the same rows and loss as padding, no pad tokens.
     padding_free: bool = setting(True, "Flatten each micro-batch into one sequence without padding (same rows, "
                                  "loss and gradients).", paper=False)
+    # Padding-free, with attention that keeps to each row (sdpa_rows, flash attention): each optimizer step's
+    # rows cut into micro-batches of up to batch_size x max_length tokens, not batch_size rows
+    # (sdft_train.trainer): the same rows per step, loss and gradients; fewer, fuller forward passes. Off: on CPU
+    # it was no faster and took a third more memory (benchmarks/bench_train.py, side "packed"); untried on GPU.
+    pack_steps: bool = setting(False, "Padding-free: cut each optimizer step's rows into micro-batches of up to "
+                               "batch size x max length tokens instead of batch-size rows (same rows, loss and "
+                               "gradients).", paper=False)
+    # None: transformers' default (sdpa), and with padding-free micro-batches sdft_train.attention's sdpa_rows for
+    # training (attention within each row, no dense mask); "sdpa" keeps the dense mask; flash_attention_2 on GPU.
     attn_implementation: str | None = setting(None, "Attention kernel, e.g. flash_attention_2 (needs flash-attn) "
-                                              "on GPU.", default_text="transformers' (sdpa)", paper=False)
+                                              "on GPU; sdpa for its dense mask over padding-free micro-batches.",
+                                              default_text="transformers' sdpa, within each row when padding-free",
+                                              paper=False)
     merge: bool = setting(False, "Also save the LoRA-merged model under OUT/merged.", paper=False)
 
     def __post_init__(self):

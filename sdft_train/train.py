@@ -44,7 +44,7 @@ CHECKPOINTS = "checkpoints"
 
 # Settings that change what is trained; the others (how often to save, where) may change on --resume.
 # Padding-free and the attention implementation change how a batch is computed, not what is trained.
-_NOT_IN_KEY = {"save_steps", "save_total_limit", "merge", "padding_free", "attn_implementation"}
+_NOT_IN_KEY = {"save_steps", "save_total_limit", "merge", "padding_free", "attn_implementation", "pack_steps"}
 # What only the on-policy method reads stays out of an SFT run's key (a run started before it existed resumes).
 _SFT_NOT_IN_KEY = {"method", *ON_POLICY_SETTINGS}
 
@@ -290,6 +290,10 @@ def train(spec: TrainSpec | None = None, *, resume: bool = False, progress: bool
                                       "gradient_checkpointing": bool(trainer.args.activation_checkpointing)},
         "world_size": world,
         "global_batch": config.batch_size * config.grad_accum * world,
+        # How the micro-batches were computed (not what was trained): attention, and the token budget of a
+        # packed step's micro-batches (null: batch_size rows each).
+        "micro_batches": {"attention": getattr(trainer, "attention", None),
+                          "pack_tokens": getattr(trainer, "pack_tokens", None)},
         "precision": "bf16" if trainer.args.bf16 else "fp32",
         "examples": examples.stats,
         "optimizer_steps": trainer.state.global_step,
@@ -416,7 +420,9 @@ def _trainer(net, tokenizer, examples: Examples, args, config: Training):
     bars = datasets.is_progress_bar_enabled()
     datasets.disable_progress_bars()
     try:
-        trainer = Trainer(model=net, args=args, train_dataset=rows, processing_class=tokenizer, peft_config=peft_config)
+        trainer = Trainer(model=net, args=args, train_dataset=rows, processing_class=tokenizer, peft_config=peft_config,
+                          rows_attention=config.attn_implementation is None,
+                          pack_tokens=config.batch_size * config.max_length if config.pack_steps else None)
     finally:
         if bars:
             datasets.enable_progress_bars()

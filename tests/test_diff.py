@@ -150,6 +150,77 @@ def test_rouge_l_and_jaccard_by_hand():
 
 
 # --------------------------------------------------------------------------
+# Words and tokens by script: each CJK character is a word (Chinese and Japanese put no spaces between words)
+
+
+def word_counts(texts: list[str]) -> list[int]:
+    from sdft_data.diff.text import word_count
+
+    return pl.DataFrame({"t": texts}).select(word_count(pl.col("t")))["t"].to_list()
+
+
+def test_words_are_split_by_script():
+    # Chinese, Japanese kana and kanji, Korean (syllables), mixed with Latin; punctuation stays with its character.
+    assert word_counts(["我今天很高兴。", "私はコーヒーが好きです。", "나는 학교에 갔다", "用Python写代码", "Hello, world! 3.5 km."]) \
+        == [6, 11, 7, 5, 4]
+    assert D.tokens("我今天很高兴。") == ["我", "今", "天", "很", "高", "兴"]
+    assert D.tokens("私はコーヒーが好き") == ["私", "は", "コ", "ー", "ヒ", "ー", "が", "好", "き"]
+    assert D.tokens("나는 학교에") == ["나", "는", "학", "교", "에"]
+    assert D.tokens("用Python写代码, v2!") == ["用", "python", "写", "代", "码", "v2"]
+    assert D.tokens("It's 3.5 km.") == ["it", "s", "3", "5", "km"]  # other scripts as before: \w+ runs
+
+
+def test_rouge_l_of_near_identical_cjk_texts():
+    # One character inserted: 6 of 7 characters in common (the whole sentence was one token: ROUGE-L 0).
+    assert D.rouge_l_f1("我喜欢吃苹果", "我很喜欢吃苹果") == pytest.approx(12 / 13)
+    assert D.rouge_l_f1("私は紅茶が好きです", "私はコーヒーが好きです") == pytest.approx(2 * 7 / (9 + 11))
+    # Korean: one ending changed; 6 syllables in common, 7 and 8 in all.
+    assert D.rouge_l_f1("나는 학교에 갔다", "나는 학교에 갔어요") == pytest.approx(2 * 6 / (7 + 8))
+    assert D.word_jaccard("我喜欢苹果", "我喜欢香蕉") == pytest.approx(3 / 7)
+    frame = pl.DataFrame({"question": ["q"], "answer": ["我很喜欢吃苹果"], "row_id": [0], "original_response": ["我喜欢吃苹果"],
+                          "rewrite": ["我很喜欢吃苹果"], "accepted": [True], "reason": ["accepted"]})
+    stats = D.summarize(D.diff_lazy(None, frame, GSM8K), GSM8K)
+    assert stats["similarity"]["rouge_l_f1"]["mean"] == pytest.approx(12 / 13, abs=1e-4)
+    assert (stats["length"]["words"]["original"]["mean"], stats["length"]["words"]["rewrite"]["mean"]) == (6.0, 7.0)
+
+
+def test_cjk_wording_openings_and_ngrams():
+    from sdft_data.diff.wording import ngram_shift, openings
+
+    n = 12
+    frame = pl.DataFrame({"row_id": list(range(n)), "original": [f"答案是{i}。" for i in range(n)],
+                          "rewrite": [f"当然！答案是{i}。" for i in range(n)]})
+    assert openings(frame)["rewrite"][0] == {"phrase": "当然！答", "rows": n, "share": 1.0}
+    shift = ngram_shift(frame, min_rows=5)
+    over = {g["ngram"] for part in shift["by_n"].values() for g in part["over"]}
+    assert {"当", "然", "！", "当 然", "然 ！", "当 然 ！", "！ 答 案"} <= over
+    assert not any("答 案 是" in g["ngram"] for part in shift["by_n"].values() for g in part["over"] + part["under"])
+
+
+def test_ngram_counts_match_counting_sets_in_python():
+    from sdft_data.diff.text import ngram_tokens
+    from sdft_data.diff.wording import _decode, _document_ngrams
+
+    rng = random.Random(3)
+    words = ["the", "a", "cat", "##", ":", "猫", "の", "고", "2", "x"]
+    original = [" ".join(rng.choice(words) for _ in range(rng.randint(0, 12))) for _ in range(60)]
+    rewrite = [" ".join(rng.choice(words) for _ in range(rng.randint(0, 12))) for _ in range(60)]
+    counts, vocab = _document_ngrams(pl.Series(original), pl.Series(rewrite), 3)
+    ours = {(g, side): c for g, o, r in _decode(counts, vocab).select("ngram", "original_rows", "rewrite_rows").iter_rows()
+            for side, c in (("original", o), ("rewrite", r)) if c}
+    expected: dict = {}
+    for side, texts in (("original", original), ("rewrite", rewrite)):
+        for toks in pl.DataFrame({"t": texts}).select(ngram_tokens(pl.col("t")))["t"].to_list():
+            grams = {" ".join(toks[i:i + n]) for n in (1, 2, 3) for i in range(len(toks) - n + 1)}
+            for g in grams:
+                expected[(g, side)] = expected.get((g, side), 0) + 1
+    assert ours == expected
+    assert _document_ngrams(pl.Series(["  ", None]), pl.Series(["", "\t"]), 3)[0].height == 0  # no token at all
+    with pytest.raises(ValueError, match="distinct tokens are too many"):
+        _document_ngrams(pl.Series([" ".join(str(i) for i in range(100))]), pl.Series(["x"]), 10)
+
+
+# --------------------------------------------------------------------------
 # Two datasets without verdicts (like the authors' distilled_alpaca.json)
 
 ORIGINAL = [

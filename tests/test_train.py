@@ -154,6 +154,77 @@ def test_lm_head_on_trained_positions_only_gives_trls_loss_gradients_and_metrics
         assert results[True][3] == trained
 
 
+def test_attention_within_rows_and_packed_steps_give_the_same_loss_and_gradients(run_dir, tiny_llama2_dir, tmp_path):
+    """One optimizer step's micro-batches, joined and cut into as few micro-batches as a token budget allows,
+    with attention within each row (sdpa_rows): the loss and gradients of TRL's padded micro-batches under sdpa."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_llama2_dir)
+    ds, _ = load_rows(str(run_dir))
+    examples = build_examples(ds, get_recipe("gsm8k"), tok, fmt="paper")
+
+    def step(trainer, batches, items):
+        """What TRL's loop does with a step's micro-batches: a training_step each, gradients adding up."""
+        trainer.model.zero_grad()
+        loss = sum(float(trainer.training_step(trainer.model, dict(b), items)) for b in batches)
+        return loss, torch.cat([p.grad.flatten() for p in trainer.model.parameters() if p.requires_grad])
+
+    # The reference: three micro-batches of 2 rows padded to the longest, sdpa, TRL's LM head.
+    config = Training(batch_size=2, grad_accum=3, max_steps=1, padding_free=False)
+    padded = _trainer(AutoModelForCausalLM.from_pretrained(tiny_llama2_dir), tok, examples,
+                      _sft_args(tmp_path / "padded", config, 1, False), config)
+    padded.trained_positions_only = False
+    assert (padded.attention, padded.pack_tokens) == ("sdpa", None)
+    micro, items = padded.get_batch_samples(iter(padded.get_train_dataloader()), 3, padded.args.device)
+    reference = step(padded, micro, items)
+    assert len(micro) == 3 and reference[1].abs().sum() > 0
+
+    config = Training(batch_size=2, grad_accum=3, max_steps=1, pack_steps=True)  # padding-free (the default)
+    packed = _trainer(AutoModelForCausalLM.from_pretrained(tiny_llama2_dir), tok, examples,
+                      _sft_args(tmp_path / "packed", config, 1, False), config)
+    assert (packed.attention, packed.pack_tokens) == ("sdpa_rows", 2 * 1024)
+    flat = [b for b, _ in zip(packed.get_train_dataloader(), range(3))]
+    lengths = [n for b in flat for n in b["cu_seq_lens_q"].diff().tolist()]
+    rows = [ids for b in flat for ids, _ in _segments(b)]
+    for budget, used in ((10**6, 1), (sum(lengths[:3]), 2), (max(lengths), None), (1, 3)):
+        packed.pack_tokens = budget
+        batches, counted = packed.get_batch_samples(iter(flat), 3, packed.args.device)
+        assert len(batches) == 3 and int(counted) == int(items)
+        real = [b for b in batches if b["input_ids"].numel()]
+        assert [ids for b in real for ids, _ in _segments(b)] == rows  # the same rows, in the same order
+        assert all(b["input_ids"].numel() == 0 for b in batches[:3 - len(real)])  # the empty ones come first
+        if used is not None:  # a budget below a micro-batch's size keeps the micro-batches as they were
+            assert len(real) == used
+        loss, grad = step(packed, batches, items)
+        assert loss == pytest.approx(reference[0], rel=1e-5)
+        assert torch.allclose(grad, reference[1], rtol=1e-4, atol=1e-5)
+    packed.train()  # sdpa_rows is the training's only: the model is handed back with sdpa
+    assert packed.model.get_base_model().config._attn_implementation == "sdpa"
+
+
+def test_packed_steps_train_the_same_model_as_micro_batches_of_rows(run_dir, tiny_llama2_dir, tmp_path):
+    """Packed steps (sdpa_rows) against the defaults (micro-batches of 2 rows, sdpa_rows) and the defaults before
+    (sdpa's dense mask): the same rows in each of 5 steps over 2 epochs (6 rows, global batch 4: steps of 4 and 2
+    rows), the same losses and adapter."""
+    from safetensors.torch import load_file
+
+    common = ["--data", run_dir, "--model", tiny_llama2_dir, "--max-steps", 5, "--batch-size", 2, "--grad-accum", 2,
+              "--lr", "1e-2"]
+    _ok(*common, "--pack-steps", "--out", tmp_path / "packed")
+    _ok(*common, "--out", tmp_path / "rows")
+    _ok(*common, "--attn-implementation", "sdpa", "--out", tmp_path / "dense")
+    runs = {name: _manifest(tmp_path / name) for name in ("packed", "rows", "dense")}
+    assert runs["packed"]["micro_batches"] == {"attention": "sdpa_rows", "pack_tokens": 2048}
+    assert runs["rows"]["micro_batches"] == {"attention": "sdpa_rows", "pack_tokens": None}
+    assert runs["dense"]["micro_batches"] == {"attention": "sdpa", "pack_tokens": None}
+    weights = {name: load_file(tmp_path / name / "adapter_model.safetensors") for name in runs}
+    for name in ("packed", "rows"):
+        assert runs[name]["optimizer_steps"] == runs["dense"]["optimizer_steps"] == 5
+        assert runs[name]["losses"] == pytest.approx(runs["dense"]["losses"], abs=1e-5)
+        assert max(float((weights[name][k] - weights["dense"][k]).abs().max()) for k in weights[name]) < 1e-4
+
+
 def test_original_arm_trains_on_the_original_responses_of_the_same_rows(run_dir, tiny_llama2_dir):
     from transformers import AutoTokenizer
 
@@ -472,14 +543,15 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_end(run_dir, tiny_lla
 
 @pytest.mark.slow
 def test_two_processes_match_one_at_the_same_global_batch(run_dir, tiny_llama2_dir, tmp_path):
-    """torchrun, 2 CPU processes (gloo DDP), batch 1 x accumulation 2 each == 1 process, batch 2 x accumulation 2."""
+    """torchrun, 2 CPU processes (gloo DDP), batch 1 x accumulation 2 each, packed steps == 1 process, batch 2 x
+    accumulation 2, micro-batches of rows."""
     from safetensors.torch import load_file
 
     common = ["--data", run_dir, "--model", tiny_llama2_dir, "--max-steps", 3, "--grad-accum", 2, "--lr", "1e-2"]
     _ok(*common, "--batch-size", 2, "--out", tmp_path / "one")
     child = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         "-m", "sdft_train.cli", "train", *map(str, common), "--batch-size", "1", "--out", str(tmp_path / "two"),
+         "-m", "sdft_train.cli", "train", *map(str, common), "--batch-size", "1", "--pack-steps", "--out", str(tmp_path / "two"),
          "--quiet"], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert child.returncode == 0, child.stderr[-3000:]
     one, two = _manifest(tmp_path / "one"), _manifest(tmp_path / "two")

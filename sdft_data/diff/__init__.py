@@ -25,9 +25,11 @@ and PDF, the main tables as LaTeX). The report folder, for a paper appendix:
     tables/*.tex      outcome, lengths, markers, openings, ngrams (booktabs)
 
 Counts, characters and answer agreement cover every row. Words, tokens and
-the wording statistics are counted on a seeded uniform sample of 20,000 rows,
-and ROUGE-L on one of 2,000 rewrites, when there are more (the sample sizes
-are in stats.json and the report).
+the wording statistics are counted on a seeded uniform sample of 20,000 rows
+(the n-gram shifts on 5,000 of its rewrites), and ROUGE-L on one of 2,000
+rewrites, when there are more (the sample sizes are in stats.json and the
+report). Words and tokens are split by script (sdft_data.diff.text): each CJK
+character counts as a word.
 
 stats.json (schema 1; the dataset card reads it, so keys only get added):
 
@@ -47,7 +49,7 @@ stats.json (schema 1; the dataset card reads it, so keys only get added):
                          {"rows", "passed", "pass_rate", "by_reason"}
     alignment            {"instruction_mismatches": rows whose instruction differs, null if unchecked}
     length               {unit: {"original", "rewrite", "final": summary, "sampled_rows", "histogram"}}
-                         for unit in chars, words (whitespace-separated) and tokens (with a
+                         for unit in chars, words (whitespace-separated; a CJK character is one) and tokens (with a
                          tokenizer); rewrite lengths are over rows that have one; sampled_rows
                          is null when every row was counted
     similarity           null, or original vs rewrite over rows with a rewrite:
@@ -59,7 +61,7 @@ stats.json (schema 1; the dataset card reads it, so keys only get added):
                           "markers": [{"marker", "group", "pattern", "original", "rewrite", "final",
                                        "original_all": {"rows", "of", "share"}}],
                           "openings": {"words", "rows", "rewrite": [{"phrase", "rows", "share"}], "original": [...]},
-                          "ngrams": {"n_max", "rows", "min_rows", "min_z", "tokens", "by_n": {"1": {"over": [...],
+                          "ngrams": {"n_max", "rows", "sampled", "seed", "min_rows", "min_z", "tokens", "by_n": {"1": {"over": [...],
                                      "under": [{"ngram", "rewrite_rows", "original_rows", "rewrite_share",
                                                 "original_share", "delta", "log2_odds", "z"}]}, ...}}}
                          (see sdft_data.diff.wording: "original" and "rewrite" are the rows that have a

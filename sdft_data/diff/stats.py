@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import random
-import re
+import time
 from pathlib import Path
 
 import polars as pl
 
 from ..check import PY_WHITESPACE, REASONS, build_distilled, check_frame, count_reasons
 from ..recipes import Recipe
+from .text import TOKENS_DESCRIPTION, tokens, tokens_expr, word_count
 from .wording import wording_stats
 
 SCHEMA_VERSION = 1
@@ -98,23 +99,17 @@ def _token_counter(tokenizer):
     return count
 
 
-def _words(text: pl.Expr) -> pl.Expr:
-    # Whitespace-separated words (Unicode White_Space; Python's str.split()
-    # also splits on the control characters \x1c-\x1f, which no text has).
-    return text.str.count_matches(r"\S+").cast(pl.Int64)
-
-
-def _length_columns(units: list[str], tokenizer=None, mask: pl.Expr | None = None) -> list[pl.Expr]:
-    """{original,rewrite,final}_{unit}; rows outside `mask` get null (counting words costs ~1 us a row)."""
+def _length_columns(units: list[str], tokenizer=None) -> list[pl.Expr]:
+    """{original,rewrite,final}_{unit} (counting words costs ~1 us a row: summarize counts them on a sample)."""
     out = []
     for unit in units:
         per_side = {}
         for side in ("original", "rewrite"):
-            text = pl.col(side) if mask is None or unit == "chars" else pl.when(mask).then(pl.col(side))
+            text = pl.col(side)
             if unit == "chars":
                 per_side[side] = text.str.len_chars().cast(pl.Int64)
             elif unit == "words":
-                per_side[side] = _words(text)
+                per_side[side] = word_count(text)
             else:
                 per_side[side] = text.map_batches(_token_counter(tokenizer), return_dtype=pl.Int64)
         # The final response is the rewrite or the original: reuse their numbers.
@@ -261,14 +256,9 @@ def diff_frame(
 # expression computes; even bit-parallel it is ~50 us a row in Python. A
 # uniform sample of 2,000 rewrites pins the mean to about +-0.005, so the
 # summary scores one (every rewrite when there are fewer) and says so in
-# stats.json ("sampled", "seed"). Tokens are lowercase \w+ runs, close to
-# rouge_score's default tokenizer (no stemming).
-
-_TOKEN = re.compile(r"\w+")
-
-
-def tokens(text: str) -> list[str]:
-    return _TOKEN.findall(text.lower())
+# stats.json ("sampled", "seed"). Tokens (sdft_data.diff.text) are lowercase
+# \w+ runs, close to rouge_score's default tokenizer (no stemming), except that
+# each CJK character is a token of its own.
 
 
 def lcs_length(a: list[str], b: list[str]) -> int:
@@ -309,8 +299,9 @@ def word_jaccard(a: str | list[str], b: str | list[str]) -> float:
 def similarity_frame(rows: pl.DataFrame) -> pl.DataFrame:
     """rouge_l_f1 and word_jaccard of `original` vs `rewrite` for every row of `rows` (rows with a rewrite)."""
     rouge, jaccard = [], []
-    for original, rewrite in zip(rows["original"].to_list(), rows["rewrite"].to_list()):
-        a, b = tokens(original), tokens(rewrite)
+    # Tokenized in Polars (one regex pass over the column); only the LCS runs per row in Python.
+    split = rows.select(tokens_expr(pl.col("original")).alias("a"), tokens_expr(pl.col("rewrite")).alias("b"))
+    for a, b in zip(split["a"].to_list(), split["b"].to_list()):
         rouge.append(rouge_l_f1(a, b))
         jaccard.append(word_jaccard(a, b))
     return rows.with_columns(
@@ -325,20 +316,30 @@ def similarity_frame(rows: pl.DataFrame) -> pl.DataFrame:
 QUANTILES = {"median": 0.5, "p10": 0.1, "p90": 0.9}
 
 
-def _summaries(frame: pl.DataFrame, columns: list[str]) -> dict[str, dict]:
-    """{"rows", "mean", "median", "p10", "p90", "max"} of each column (nulls left out), in one parallel select."""
-    exprs = []
-    for c in columns:
-        col = pl.col(c).cast(pl.Float64)
-        exprs += [col.count().alias(f"{c}|rows"), col.mean().alias(f"{c}|mean"), col.max().alias(f"{c}|max")]
-        exprs += [col.quantile(q, interpolation="linear").alias(f"{c}|{k}") for k, q in QUANTILES.items()]
-    row = frame.select(exprs).row(0, named=True)
-    out = {}
-    for c in columns:
-        rows = int(row[f"{c}|rows"])
-        get = lambda k: None if rows == 0 else round(float(row[f"{c}|{k}"]), 4)  # noqa: E731
-        out[c] = {"rows": rows, "mean": get("mean"), "median": get("median"), "p10": get("p10"), "p90": get("p90"), "max": get("max")}
-    return out
+def _sorted_values(series: pl.Series):
+    """The non-null values of `series` as a sorted float64 numpy array: one sort feeds the summary, the quantiles
+    and the histogram of a column (quantiles one by one each cost about a sort)."""
+    return series.drop_nulls().cast(pl.Float64).sort().to_numpy()
+
+
+def _quantile(values, q: float) -> float | None:
+    """Linear interpolation between the order statistics around q * (n - 1), as Polars' and numpy's "linear"."""
+    if not len(values):
+        return None
+    position = q * (len(values) - 1)
+    low = int(position)
+    high = min(low + 1, len(values) - 1)
+    return float(values[low] + (values[high] - values[low]) * (position - low))
+
+
+def _summary(values) -> dict:
+    """{"rows", "mean", "median", "p10", "p90", "max"} of sorted values (all null but rows when there are none)."""
+    rows = len(values)
+    if rows == 0:
+        return {"rows": 0, "mean": None, "median": None, "p10": None, "p90": None, "max": None}
+    quantiles = {k: round(_quantile(values, q), 4) for k, q in QUANTILES.items()}
+    return {"rows": rows, "mean": round(float(values.mean()), 4), "median": quantiles["median"],
+            "p10": quantiles["p10"], "p90": quantiles["p90"], "max": round(float(values[-1]), 4)}
 
 
 # Lengths this skewed (99th percentile over median) get log-spaced bins and a log axis: a linear axis
@@ -346,9 +347,10 @@ def _summaries(frame: pl.DataFrame, columns: list[str]) -> dict[str, dict]:
 SKEW_FOR_LOG = 8.0
 
 
-def _histogram(series: dict[str, pl.Series], *, bins: int = 40, top: float | None = None, upper: float | None = None,
+def _histogram(series: dict, *, bins: int = 40, top: float | None = None, upper: float | None = None,
                log_top: float | None = None) -> dict:
-    """Shared-edge histograms of several series; values past the last edge count in the last bin.
+    """Shared-edge histograms of several series (sorted values, `_sorted_values`); values past the last edge
+    count in the last bin.
 
     With `upper`: `bins` equal bins on [0, upper]. With `log_top`: `bins`
     log-spaced bins on [1, log_top] (values below 1 count in the first;
@@ -366,13 +368,16 @@ def _histogram(series: dict[str, pl.Series], *, bins: int = 40, top: float | Non
     else:
         edges = np.linspace(0.0, upper, bins + 1)
     out: dict = {"edges": [round(float(e), 6) for e in edges], "scale": "log" if log_top is not None else "linear"}
-    for name, s in series.items():
-        values = s.drop_nulls().cast(pl.Float64).to_numpy()
-        out[name] = [int(c) for c in np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)[0]]
+    for name, values in series.items():
+        # np.histogram's bins, [e_i, e_i+1) and the last one closed, with values outside clipped into the first
+        # and last: counted by where the inner edges fall in the sorted values.
+        cuts = np.searchsorted(values, edges[1:-1], side="left")
+        counts = np.diff(np.concatenate([[0], cuts, [len(values)]]))
+        out[name] = [int(c) for c in counts]
     return out
 
 
-def _length_histogram(series: dict[str, pl.Series], p99, top, median) -> dict:
+def _length_histogram(series: dict, p99, top, median) -> dict:
     """Linear bins up to the 99th percentile, or log bins up to the maximum when the lengths are skewed."""
     if p99 is not None and top is not None and top >= 50 and p99 / max(median or 0, 1.0) >= SKEW_FOR_LOG:
         return _histogram(series, log_top=float(top))
@@ -396,19 +401,34 @@ def summarize(
     length_sample: int | None = 20_000,
     similarity_sample: int | None = 2_000,
     wording_sample: int | None = 20_000,
+    ngram_sample: int | None = 5_000,
     seed: int = 0,
     inputs: dict | None = None,
     tokenizer_name: str | None = None,
+    timings: dict | None = None,
 ) -> dict:
     """The statistics of a per-row diff, as stats.json holds them (keys in sdft_data/diff/__init__.py).
 
     One pass over `per_row` (a frame from `diff_lazy`/`diff_frame`). Counts,
     characters and answer agreement cover every row; words and tokens cover a
     seeded uniform sample of `length_sample` rows, the wording statistics one
-    of `wording_sample` rows, and similarity one of `similarity_sample`
+    of `wording_sample` rows (the n-grams, the costly part, `ngram_sample` of
+    its rows with a rewrite), and similarity one of `similarity_sample`
     rewrites, each only when there are more rows than that (None: every row).
-    stats.json records the sample sizes.
+    stats.json records the sample sizes. `timings`, when given, receives the
+    seconds of each stage: "pass" (the one pass over the rows, with whatever
+    `per_row` computes lazily, such as the checks), "counts", "lengths",
+    "similarity", "answers" and "wording" (benchmarks/bench_check_diff.py
+    reports them).
     """
+    clock = [time.perf_counter()]
+
+    def stage(name: str) -> None:
+        now = time.perf_counter()
+        if timings is not None:
+            timings[name] = round(now - clock[0], 4)
+        clock[0] = now
+
     lf = per_row.lazy()
     # count() of row_id (never null): Polars turns len() into "keep any one
     # column", and that column may be the costly check.
@@ -416,14 +436,16 @@ def summarize(
     if rows == 0:
         raise ValueError("nothing to diff: the datasets have no rows")
     # A stable pseudo-random number per row picks the samples inside the one
-    # pass, so the texts never need to sit in memory all at once.
+    # pass, so the texts never need to sit in memory all at once: the pass keeps
+    # the texts of the rows that some sample may use (the largest share), and
+    # each statistic then reads its own sample from those.
     u = (pl.col("row_id").hash(seed) % 1_000_003).cast(pl.Float64) / 1_000_003
-    in_lengths = pl.lit(True) if length_sample is None or rows <= length_sample else u < length_sample / rows
+    length_share = 1.0 if length_sample is None or rows <= length_sample else length_sample / rows
     # Over-draw tenfold: only rows with a rewrite count, and their share is not known before the pass.
     sim_share = 1.0 if similarity_sample is None else min(1.0, 10 * similarity_sample / rows)
-    in_similarity = _has_rewrite() & (u < sim_share)
     sampled_wording = wording_sample is not None and rows > wording_sample
-    in_wording = u < wording_sample / rows if sampled_wording else pl.lit(True)
+    wording_share = wording_sample / rows if sampled_wording else 1.0
+    in_sample = u < max(length_share, sim_share, wording_share)
     units = ["chars", "words"] + (["tokens"] if tokenizer is not None else [])
     m = lf.select(
         "row_id", "accepted", "reason", "check_reason", "instruction_matches", "reasons_inferred",
@@ -431,12 +453,18 @@ def summarize(
         (pl.col("accepted") & (pl.col("rewrite") == pl.col("original"))).alias("identical"),
         _has_rewrite().alias("has_rewrite"),
         u.alias("u"),
-        *_length_columns(units, tokenizer, mask=in_lengths),
-        pl.when(in_similarity).then(pl.col("original")).alias("sim_original"),
-        pl.when(in_similarity).then(pl.col("rewrite")).alias("sim_rewrite"),
-        in_wording.alias("in_wording"),
-        *[pl.when(in_wording).then(pl.col(c)).alias(f"w_{c}") for c in ("original", "rewrite", "final")],
+        *_length_columns(["chars"]),
+        in_sample.alias("in_sample"),
+        *[pl.when(in_sample).then(pl.col(c)).alias(f"text_{c}") for c in ("original", "rewrite")],
     ).collect(engine="streaming")
+    stage("pass")
+    # The final text is the rewrite or the original, as for the lengths: not carried through the pass, where a
+    # computed column's few kept rows would hold on to the buffers of all its texts (+40% peak memory).
+    sample = m.filter("in_sample").select(
+        "row_id", "reason", "accepted", "has_rewrite", "u",
+        *[pl.col(f"text_{c}").alias(c) for c in ("original", "rewrite")],
+    ).with_columns(pl.when(_uses_rewrite()).then(pl.col("rewrite")).otherwise(pl.col("original")).alias("final"))
+    m = m.drop("text_original", "text_rewrite")
     accepted = int(m["accepted"].sum())
     inferred = bool(m["reasons_inferred"][0])
 
@@ -469,27 +497,33 @@ def summarize(
     if matches.len():
         stats["alignment"]["instruction_mismatches"] = int((~matches).sum())
 
+    stage("counts")
+
     stats["length"] = {}
     sides = ("original", "rewrite", "final")
-    summaries = _summaries(m, [f"{side}_{unit}" for unit in units for side in sides])
-    p99 = m.select(pl.max_horizontal(pl.col(f"{side}_{unit}").quantile(0.99) for side in sides).alias(unit) for unit in units)
-    top = m.select(pl.max_horizontal(pl.col(f"{side}_{unit}").max() for side in sides).alias(unit) for unit in units)
+    # Characters over every row (from the pass); words and tokens over the length sample.
+    counted = sample.filter(pl.col("u") < length_share).select(*_length_columns(units[1:], tokenizer))
     for unit in units:
-        sampled = unit != "chars" and length_sample is not None and rows > length_sample
+        frame = m if unit == "chars" else counted
+        values = {side: _sorted_values(frame[f"{side}_{unit}"]) for side in sides}
+        summaries = {side: _summary(v) for side, v in values.items()}
+        p99 = max((q for q in (_quantile(v, 0.99) for v in values.values()) if q is not None), default=None)
+        top = max((float(v[-1]) for v in values.values() if len(v)), default=None)
+        sampled = unit != "chars" and length_share < 1.0
         stats["length"][unit] = {
-            **{side: summaries[f"{side}_{unit}"] for side in sides},
-            "sampled_rows": summaries[f"original_{unit}"]["rows"] if sampled else None,
-            "histogram": _length_histogram({side: m[f"{side}_{unit}"] for side in sides}, p99[unit][0], top[unit][0],
-                                           min(summaries[f"{side}_{unit}"]["median"] or 0 for side in sides)),
+            **summaries,
+            "sampled_rows": summaries["original"]["rows"] if sampled else None,
+            "histogram": _length_histogram(values, p99, top, min(s["median"] or 0 for s in summaries.values())),
         }
 
+    stage("lengths")
+
     stats["similarity"] = None
-    pool = m.filter(pl.col("sim_rewrite").is_not_null()).sort("u")
+    pool = sample.filter(pl.col("has_rewrite") & (pl.col("u") < sim_share)).sort("u")
     if similarity_sample is not None:
         pool = pool.head(similarity_sample)
     if pool.height:
-        sim = similarity_frame(pool.select("row_id", "reason", pl.col("sim_original").alias("original"),
-                                           pl.col("sim_rewrite").alias("rewrite")))
+        sim = similarity_frame(pool.select("row_id", "reason", "original", "rewrite"))
         with_rewrite = int(m["has_rewrite"].sum())
         by_reason = (
             sim.group_by("reason").agg(pl.len().alias("rows"), pl.col("rouge_l_f1").mean().round(4))
@@ -499,13 +533,15 @@ def summarize(
             "rows": with_rewrite,
             "sampled": sim.height,
             "seed": seed,
-            "tokens": "lowercase \\w+ runs",
+            "tokens": TOKENS_DESCRIPTION,
             **{
-                key: {**summary, "histogram": _histogram({"rewrite": sim[key]}, upper=1.0, bins=20)}
-                for key, summary in _summaries(sim, ["rouge_l_f1", "word_jaccard"]).items()
+                key: {**_summary(values), "histogram": _histogram({"rewrite": values}, upper=1.0, bins=20)}
+                for key, values in ((k, _sorted_values(sim[k])) for k in ("rouge_l_f1", "word_jaccard"))
             },
             "by_reason": {r: {"rows": n, "rouge_l_f1": v} for r, n, v in by_reason.iter_rows()},
         }
+
+    stage("similarity")
 
     stats["answer_agreement"] = None
     if recipe.check.answer and recipe.check.agrees:
@@ -519,9 +555,11 @@ def summarize(
             "rewrite": agreement("rewrite_agrees"),
             "final": agreement("final_agrees"),
         }
-    wording = m.filter("in_wording").select("row_id", *[pl.col(f"w_{c}").alias(c) for c in ("original", "rewrite", "final")])
+    stage("answers")
+    wording = sample.filter(pl.col("u") < wording_share).select("row_id", "original", "rewrite", "final")
     stats["wording"] = {"sampled_rows": wording.height if sampled_wording else None,
-                        **wording_stats(wording, ngram_sample=None, seed=seed)}
+                        **wording_stats(wording, ngram_sample=ngram_sample, seed=seed)}
+    stage("wording")
     stats["against"] = None
     return stats
 

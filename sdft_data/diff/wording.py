@@ -7,8 +7,9 @@ which rows were rewritten. Marker rates are also given over the final dataset
 
     wording_stats(per_row)  ->  {"rows", "markers", "openings", "ngrams"}  (stats.json's "wording")
 
-Texts are compared as they are (stripped). N-gram tokens are lowercase runs of
-word characters or of punctuation (so `###` and `:` are tokens); an n-gram
+Texts are compared as they are (stripped). N-gram tokens are lowercase CJK
+characters, runs of other word characters, or runs of punctuation (so `###`
+and `:` are tokens; see sdft_data.diff.text); an n-gram
 counts once per text (document frequency), so one long rewrite cannot make a
 phrase look common. Each n-gram gets the change in the share of texts that
 hold it (rewrites minus originals), the log-odds ratio of appearing in a
@@ -27,8 +28,8 @@ from dataclasses import dataclass
 import polars as pl
 
 from ..check import TEMPLATE_LEAK_PATTERN
+from .text import NGRAM_TOKENS_DESCRIPTION, first_words, ngram_tokens
 
-TOKEN_PATTERN = r"\w+|[^\w\s]+"
 OPENING_WORDS = 3
 OPENING_CHARS = 40
 
@@ -103,8 +104,8 @@ def _share(n: int, total: int) -> float | None:
 
 
 def opening_phrase(text: pl.Expr, words: int = OPENING_WORDS, max_chars: int = OPENING_CHARS) -> pl.Expr:
-    """The first `words` whitespace-separated words of a text, single-spaced, cut at `max_chars` (null when empty)."""
-    first = text.str.strip_chars().str.extract(rf"^(\S+(?:\s+\S+){{0,{words - 1}}})", 1)
+    """The first `words` words of a text (text.word_count's), single-spaced, cut at `max_chars` (null when empty)."""
+    first = first_words(text, words)
     first = first.str.replace_all(r"\s+", " ")
     # A function call or a URL is one "word": keep the phrase short enough for a table.
     return pl.when(first.str.len_chars() > max_chars).then(first.str.slice(0, max_chars - 1) + "…").otherwise(first)
@@ -121,17 +122,59 @@ def openings(frame: pl.DataFrame, *, words: int = OPENING_WORDS, top: int = 10) 
     return out
 
 
-def _document_ngrams(texts: pl.Series, n_max: int) -> pl.DataFrame:
-    """(ngram, rows): in how many of `texts` each 1..n_max-gram occurs."""
-    toks = (pl.DataFrame({"t": texts}).with_row_index("row")
-            .select("row", pl.col("t").str.to_lowercase().str.extract_all(TOKEN_PATTERN).alias("tok"))
-            .explode("tok").drop_nulls("tok"))
-    grams = []
+def _document_ngrams(original: pl.Series, rewrite: pl.Series, n_max: int) -> tuple[pl.DataFrame, pl.Series]:
+    """(n, key, original_rows, rewrite_rows) for every 1..n_max-gram, and the vocabulary that decodes `key`.
+
+    Vectorised on integers: each token gets a dense id (a fresh categorical),
+    an n-gram is the integer key ((id1 * V) + id2) * V + ... (exact, V the
+    vocabulary size), each text's keys are made unique in its own list (document
+    frequency), and the keys are counted sorted. Strings come back only for the
+    n-grams a table shows (`_decode`).
+    """
+    # Codes 0..V-1 of this call's own categories (the global ones keep every string they ever saw); they hold
+    # their strings only while a column of theirs lives.
+    cats = pl.Categories.random()
+    coded = pl.concat([original, rewrite]).to_frame("t").select(
+        ngram_tokens(pl.col("t")).cast(pl.List(pl.Categorical(cats))).alias("tok"))
+    ids = coded.select(pl.col("tok").list.eval(pl.element().to_physical().cast(pl.UInt64)).alias("ids"))
+    largest = ids["ids"].explode().max()
+    size = 1 if largest is None else int(largest) + 1
+    # code -> token, vectorised (Categories.to_series() walks them in Python)
+    vocab = (pl.Series(range(size), dtype=pl.UInt32).cat.to(pl.Categorical(cats)).cast(pl.String)
+             if largest is not None else pl.Series([None], dtype=pl.String))
+    del coded
+    if size ** n_max >= 2 ** 63:
+        raise ValueError(f"{size} distinct tokens are too many for {n_max}-grams: count n-grams on a sample")
+    key = pl.element()
+    per_n = []
     for n in range(1, n_max + 1):
-        gram = pl.concat_str([pl.col("tok").shift(-i).over("row") for i in range(n)], separator=" ")
-        grams.append(toks.select("row", gram.alias("ngram")).drop_nulls())
-    every = pl.concat(grams) if grams else pl.DataFrame(schema={"row": pl.UInt32, "ngram": pl.String})
-    return every.unique().group_by("ngram").len("rows")
+        if n > 1:  # shift within each text: the last n - 1 positions have no n-gram (null, dropped)
+            key = key * size + pl.element().shift(-(n - 1))
+        per_n.append(pl.col("ids").list.eval(key).list.drop_nulls().list.unique().alias(str(n)))
+    grams = ids.select(per_n)
+    n_rows = original.len()
+    tables = []
+    for n in range(1, n_max + 1):
+        sides = [
+            # Sorted first: grouping a sorted column needs no hash table.
+            part.select(pl.col(str(n)).explode().drop_nulls().sort().alias("key")).group_by("key").len(name)
+            for name, part in (("original_rows", grams.head(n_rows)), ("rewrite_rows", grams.slice(n_rows)))
+        ]
+        tables.append(sides[0].join(sides[1], on="key", how="full", coalesce=True)
+                      .select(pl.lit(n, pl.UInt8).alias("n"), "key", "original_rows", "rewrite_rows"))
+    out = pl.concat(tables).with_columns(pl.col("original_rows", "rewrite_rows").fill_null(0).cast(pl.Int64))
+    return out, vocab
+
+
+def _decode(frame: pl.DataFrame, vocab: pl.Series) -> pl.DataFrame:
+    """Add `ngram` (tokens joined by spaces) to rows of `_document_ngrams`."""
+    size = vocab.len()
+    pieces = []
+    for (n,), part in frame.group_by("n", maintain_order=True):
+        digits = [(part["key"] // size ** (n - 1 - i)) % size for i in range(n)]
+        words = [vocab.gather(d.cast(pl.UInt32)) for d in digits]
+        pieces.append(part.with_columns(pl.concat_str(words, separator=" ").alias("ngram")))
+    return pl.concat(pieces) if pieces else frame.with_columns(pl.lit(None, pl.String).alias("ngram"))
 
 
 def ngram_shift(frame: pl.DataFrame, *, n_max: int = 3, top: int = 10, min_rows: int = 5, alpha: float = 0.5,
@@ -150,19 +193,18 @@ def ngram_shift(frame: pl.DataFrame, *, n_max: int = 3, top: int = 10, min_rows:
         has = has.with_columns(pl.col("row_id").hash(seed).alias("_u")).sort("_u").head(sample)
     n = has.height
     out: dict = {"n_max": n_max, "rows": n, "sampled": sampled, "seed": seed, "min_rows": min_rows, "min_z": min_z,
-                 "tokens": "lowercase runs of word characters or of punctuation", "by_n": {}}
+                 "tokens": NGRAM_TOKENS_DESCRIPTION, "by_n": {}}
     if n == 0:
         return out
-    rw = _document_ngrams(has["rewrite"], n_max).rename({"rows": "rewrite_rows"})
-    og = _document_ngrams(has["original"], n_max).rename({"rows": "original_rows"})
-    both = rw.join(og, on="ngram", how="full", coalesce=True).fill_null(0)
+    both, vocab = _document_ngrams(has["original"], has["rewrite"], n_max)
     a, b = pl.col("rewrite_rows").cast(pl.Float64), pl.col("original_rows").cast(pl.Float64)
     log_odds = ((a + alpha) / (n - a + alpha)).log() - ((b + alpha) / (n - b + alpha)).log()
     var = 1 / (a + alpha) + 1 / (n - a + alpha) + 1 / (b + alpha) + 1 / (n - b + alpha)
     scored = (both.filter((pl.col("rewrite_rows") + pl.col("original_rows")) >= min_rows)
               .with_columns(((a - b) / n).alias("delta"), (log_odds / math.log(2)).alias("log2_odds"),
-                            (log_odds / var.sqrt()).alias("z"),
-                            (pl.col("ngram").str.count_matches(" ") + 1).alias("n")))
+                            (log_odds / var.sqrt()).alias("z"))
+              .filter(((pl.col("z") >= min_z) & (pl.col("delta") > 0)) | ((pl.col("z") <= -min_z) & (pl.col("delta") < 0))))
+    scored = _decode(scored, vocab)
 
     def rows(frame: pl.DataFrame) -> list[dict]:
         return [{"ngram": g, "rewrite_rows": int(r), "rewrite_share": _share(int(r), n), "original_rows": int(o),
