@@ -30,7 +30,8 @@ SUITES = {
               "similarity"),
     "quick": ("gsm8k", "advbench", "advbench-jailbreak"),
     # The toy world (sdft-data toy-world): its target task and the six abilities to keep.
-    "toy": ("toy-target", "toy-helpful", "toy-refusal", "toy-refusal-adv", "toy-benign", "toy-arithmetic", "toy-tools"),
+    "toy": ("toy-target", "toy-helpful", "toy-refusal", "toy-refusal-adv", "toy-benign", "toy-arithmetic", "toy-tools",
+            "toy-drift"),
 }
 
 
@@ -55,6 +56,16 @@ class Context:
     seed: int = 0
     sample: int = 0
     notes: list[str] = field(default_factory=list)
+    # For the drift tasks, which run the evaluated model and the seed model on the same tokens:
+    engine: object = None  # the open backend of the model evaluated (a LocalBackend)
+    seed_model: str | None = None  # --seed-model
+    train: dict | None = None  # the evaluated model's training record (its base model is the seed)
+    fmt: str = "chat"
+    decoding: object = None  # the eval's sdft_data.spec.Decoding
+    progress: bool = False
+    echo: Callable = print
+    # What a task records in results.json beside its score (the task's entry, "details").
+    details: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -78,6 +89,8 @@ class Task:
     # Generation runs are shared by tasks with the same key (similarity scores advbench's answers).
     generation_key: str | None = None
     stop: tuple[str, ...] = ()
+    # Needs the model's logits, not only its text (drift): the local backend only.
+    local_only: bool = False
 
     @property
     def run_key(self) -> str:
@@ -85,10 +98,11 @@ class Task:
 
 
 def _all() -> list[Task]:
-    from . import advbench, advbench_jailbreak, alpacaeval, gsm8k, humaneval, multiarith, openfunctions, similarity, toy
+    from . import (advbench, advbench_jailbreak, alpacaeval, drift, gsm8k, humaneval, multiarith, openfunctions,
+                   similarity, toy)
 
     return [gsm8k.TASK, multiarith.TASK, openfunctions.TASK, humaneval.TASK, advbench.TASK, advbench_jailbreak.TASK,
-            alpacaeval.TASK, similarity.TASK, *toy.TASKS]
+            alpacaeval.TASK, similarity.TASK, drift.TASK, *toy.TASKS]
 
 
 def task_names() -> list[str]:
