@@ -100,7 +100,7 @@ def summarize(seed: int, scores: dict, *, by_reason: dict | None = None, gate: d
             logprob = (d.get("details") or {}).get("seed_logprob") or {}
             entry[arm]["drift"] = round(d["score"], 4)
             entry[arm]["seed_logprob_drop"] = (None if logprob.get("difference") is None
-                                               else round(-logprob["difference"], 4))
+                                               else round(-logprob["difference"], 4) + 0.0)  # no -0.0
     if gap:
         entry["gap"] = {"original": gap["original"]["mean"], "rewrite": gap["rewrite"]["mean"],
                         "rewrite_minus_original": gap["paired"]["mean"],

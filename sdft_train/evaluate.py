@@ -293,7 +293,7 @@ def _score_task(task: Task, data, samples_texts, prompts, mode, params, ctx_base
         "per_sample": per_sample,
         "rows": len(rows),
         "scored": sum(s.get("score") is not None for s in first),
-        "hits": sum(1 for s in first if s.get("score") == 1.0) if task.metric != "similarity" else None,
+        "hits": sum(1 for s in first if s.get("score") == 1.0) if task.metric not in ("similarity", "kl") else None,
         "failed_generations": failed,
         "data": data.source,
         "decoding": {"mode": mode, "samples": len(samples_texts), "params": params.to_dict()},
