@@ -35,6 +35,7 @@ manifest's `gap` entry: scoring under another model is refused until RUN_DIR/gap
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import time
@@ -272,6 +273,26 @@ def score_run(run_dir: str | os.PathLike, engine, *, fmt: str | None = None, lay
     `fmt`/`layout`: the prompt format (default: the run's, as training picks it). `record`: settings to
     keep in the entry (the GapSpec, when the CLI ran it).
     """
+    run = Path(run_dir)
+    read_manifest(run)  # a run directory, or one line saying it is not
+    with _locked(run):
+        return _score_run(run, engine, fmt, layout, record, progress, window, flush_rows, flush_seconds)
+
+
+@contextlib.contextmanager
+def _locked(run: Path):
+    """The run's lock (the one the run engine takes), so that two writers never interleave."""
+    import fcntl
+
+    with open(run / ".lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"another process is writing {run}; wait for it") from None
+        yield
+
+
+def _score_run(run: Path, engine, fmt, layout, record, progress, window, flush_rows, flush_seconds) -> dict:
     from tqdm.auto import tqdm
 
     from sdft_train.data import target_eos_id, train_prompt
@@ -279,7 +300,6 @@ def score_run(run_dir: str | os.PathLike, engine, *, fmt: str | None = None, lay
     from . import templates
     from .check import recipe_from_manifest
 
-    run = Path(run_dir)
     manifest = read_manifest(run)
     recipe = recipe_from_manifest(manifest)
     fmt, layout = _prompt_format(manifest, fmt, layout)

@@ -208,6 +208,12 @@ def test_gap_command_on_an_imported_run_and_bad_input(tiny_model_dir, tmp_path):
         result = runner.invoke(main, ["gap", *args])
         assert result.exit_code != 0 and message in result.output, result.output
         assert "Traceback" not in result.output and len(result.output.strip().splitlines()) <= 3, result.output
+    import fcntl
+
+    with open(run / ".lock", "w") as held:  # another writer of the run
+        fcntl.flock(held, fcntl.LOCK_EX)
+        result = runner.invoke(main, ["gap", str(run), "--model", str(tiny_model_dir)])
+    assert result.exit_code == 1 and "another process is writing" in result.output, result.output
     assert_frame_equal(pl.read_parquet(run / "distilled.parquet"), frame)  # nothing lost
 
 
