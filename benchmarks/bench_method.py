@@ -20,14 +20,22 @@ and rows.
 
 One JSON line on stdout (progress goes to stderr):
 
-    per_seed   [{seed, seed_model, vanilla, sdft, on_policy, sdft_vs_vanilla, seconds_per_step}], each arm holding `target`
-               (target-task test accuracy), `retention` (mean over the kept abilities of the arm's
-               score divided by the seed model's, capped at 1) and every ability's score: with
-               --train-seeds N, the mean over the N trainings and, under `spread`, their standard
-               deviation; `sdft_vs_vanilla` per task: the paired difference with its 95% interval
-               and whether it is within noise (sdft-train compare's, over the prompts and the seeds);
-               seconds_per_step: each arm's training seconds (its manifests) per optimizer step
+    per_seed   [{seed, seed_model, vanilla, sdft, on_policy, gap, sdft_vs_vanilla, seconds_per_step}], each arm
+               holding `target` (target-task test accuracy), `retention` (mean over the kept abilities
+               of the arm's score divided by the seed model's, capped at 1), every ability's score,
+               `drift` (toy-drift: mean per-token KL(seed || arm) on the seed's greedy answers to the
+               kept abilities' prompts) and `seed_logprob_drop` (the seed's log-likelihood per token
+               of its own answers minus that of the arm's answers): with --train-seeds N, the mean
+               over the N trainings and, under `spread`, their standard deviation; `gap` is the
+               distilled dataset's (sdft_data.gap): the seed model's mean log-likelihood per token of
+               the originals and of the rewrites under the training prompt, their paired difference,
+               and the SDFT responses' gain over the originals; `sdft_vs_vanilla` per task: the paired
+               difference with its 95% interval and whether it is within noise (sdft-train compare's,
+               over the prompts and the seeds); seconds_per_step: each arm's training seconds (its
+               manifests) per optimizer step
     mean       the same, averaged over world seeds
+    relation   how drift goes with retention over every (world seed, arm): Pearson's r, and in how
+               many worlds SDFT drifted less than vanilla
     sdft_retains_at_least_vanilla   share of seeds where SDFT's retention >= vanilla's
     target     the issue's target, each criterion with its measured value and whether it holds
 """
@@ -45,6 +53,8 @@ from pathlib import Path
 
 KEPT_TASKS = ("toy-helpful", "toy-refusal", "toy-refusal-adv", "toy-benign", "toy-arithmetic", "toy-tools")
 TARGET_TASK = "toy-target"
+DRIFT_TASK = "toy-drift"
+DRIFT_KEYS = ("drift", "seed_logprob_drop")
 # Each arm: its name in the output, and what makes it.
 ARMS = {"vanilla": ["--responses", "original"], "sdft": ["--responses", "sdft"], "on_policy": ["--method", "on-policy"]}
 # Every arm gets exactly this budget, with --max-steps and --lr (defaults 120 and 5e-4, the demo's):
@@ -97,11 +107,19 @@ def run_seed(seed: int, work: Path, *, world_args: list[str] = (), train_steps: 
             _cli(train, ["eval", "--model", str(model), "--data-dir", str(world / "data"), "--out", str(folder),
                          *EVAL_ARGS])
             results = json.loads((folder / "results.json").read_text())
-            scores[arm].append({t: results["tasks"][t]["score"] for t in (TARGET_TASK, *KEPT_TASKS)})
+            score = {t: results["tasks"][t]["score"] for t in (TARGET_TASK, *KEPT_TASKS)}
+            drift = results["tasks"].get(DRIFT_TASK)
+            if drift:
+                logprob = (drift.get("details") or {}).get("seed_logprob") or {}
+                score["drift"] = drift["score"]
+                score["seed_logprob_drop"] = (None if logprob.get("difference") is None
+                                              else -logprob["difference"])
+            scores[arm].append(score)
             folders[arm].append(folder)
     manifest = json.loads((run / "manifest.json").read_text())
     gate = json.loads((world / "world.json").read_text()).get("gate", {})
-    entry = summarize(seed, scores, by_reason=manifest.get("check", {}).get("by_reason", {}), gate=gate)
+    entry = summarize(seed, scores, by_reason=manifest.get("check", {}).get("by_reason", {}), gate=gate,
+                      gap=(manifest.get("gap") or {}).get("summary"))
     entry["seconds_per_step"] = {arm: round(seconds[arm] / steps[arm], 4) for arm in arms}
     # The paired differences `sdft-train compare` shows: SDFT minus vanilla per task, over prompts (and seeds).
     if "vanilla" not in folders or "sdft" not in folders:
@@ -118,11 +136,13 @@ def run_seed(seed: int, work: Path, *, world_args: list[str] = (), train_steps: 
 def _arm_entry(s: dict, base: dict) -> dict:
     kept = {t.removeprefix("toy-"): s[t] for t in KEPT_TASKS}
     ratios = [min(1.0, s[t] / base[t]) if base[t] > 0 else 1.0 for t in KEPT_TASKS]
-    return {"target": s[TARGET_TASK], "retention": sum(ratios) / len(ratios), **kept}
+    return {"target": s[TARGET_TASK], "retention": sum(ratios) / len(ratios), **kept,
+            **{k: s[k] for k in DRIFT_KEYS if s.get(k) is not None}}
 
 
-def summarize(seed: int, scores: dict, *, by_reason: dict | None = None, gate: dict | None = None) -> dict:
-    """One world's entry: each arm's target accuracy, retention, and every ability's score.
+def summarize(seed: int, scores: dict, *, by_reason: dict | None = None, gate: dict | None = None,
+              gap: dict | None = None) -> dict:
+    """One world's entry: each arm's target accuracy, retention, every ability's score and drift; the gap.
 
     `scores[arm]` is one {task: score} or a list of them, one per training seed: the entry then holds their
     mean, and their standard deviation under `spread`.
@@ -134,10 +154,16 @@ def summarize(seed: int, scores: dict, *, by_reason: dict | None = None, gate: d
     entry = {"seed": seed}
     for arm in ("seed_model", *(a for a in ARMS if a in per_arm)):
         runs = [_arm_entry(s, base) for s in per_arm[arm]]
-        entry[arm] = {k: round(statistics.fmean(r[k] for r in runs), 4) for k in runs[0]}
+        keys = [k for k in runs[0] if all(k in r for r in runs)]
+        entry[arm] = {k: round(statistics.fmean(r[k] for r in runs), 4) + 0.0 for k in keys}  # + 0.0: no -0.0
         if len(runs) > 1:
             entry[arm]["train_seeds"] = len(runs)
-            entry[arm]["spread"] = {k: round(statistics.stdev(r[k] for r in runs), 4) for k in runs[0]}
+            entry[arm]["spread"] = {k: round(statistics.stdev(r[k] for r in runs), 4) for k in keys}
+    if gap:
+        entry["gap"] = {"original": gap["original"]["mean"], "rewrite": gap["rewrite"]["mean"],
+                        "rewrite_minus_original": gap["paired"]["mean"],
+                        "rewrite_more_likely": f"{gap['paired']['rewrite_more_likely']}/{gap['paired']['rows']}",
+                        "sdft_gain": gap["sdft"]["mean_gain"], "rows": gap["sdft"]["rows"]}
     if by_reason is not None:
         rows = sum(by_reason.values()) or 1
         entry["distill"] = {"accepted": round(by_reason.get("accepted", 0) / rows, 4), "by_reason": by_reason}
@@ -146,20 +172,50 @@ def summarize(seed: int, scores: dict, *, by_reason: dict | None = None, gate: d
     return entry
 
 
+def _pearson(xs: list[float], ys: list[float]) -> float | None:
+    n = len(xs)
+    if n < 3:
+        return None
+    mx, my = sum(xs) / n, sum(ys) / n
+    sx = sum((x - mx) ** 2 for x in xs) ** 0.5
+    sy = sum((y - my) ** 2 for y in ys) ** 0.5
+    return round(sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / (sx * sy), 4) if sx and sy else None
+
+
+def relation(per_seed: list[dict]) -> dict | None:
+    """Drift against retention over every (world seed, trained arm), and how often SDFT drifted less than vanilla."""
+    trained = [a for a in ARMS if a in per_seed[0]]
+    pairs = [(e[arm]["drift"], e[arm]["retention"]) for e in per_seed for arm in trained if "drift" in e[arm]]
+    if not pairs:
+        return None
+    out = {"pearson_drift_retention": _pearson(*map(list, zip(*pairs))), "points": len(pairs)}
+    both = [e for e in per_seed if "drift" in e.get("sdft", {}) and "drift" in e.get("vanilla", {})]
+    if both:
+        less = sum(e["sdft"]["drift"] < e["vanilla"]["drift"] for e in both)
+        out["sdft_drifts_less_than_vanilla"] = f"{less}/{len(both)}"
+    return out
+
+
 def aggregate(per_seed: list[dict]) -> dict:
-    keys = ["target", "retention", *(t.removeprefix("toy-") for t in KEPT_TASKS)]
+    abilities = [t.removeprefix("toy-") for t in KEPT_TASKS]
     arms = ["seed_model", *(a for a in ARMS if a in per_seed[0])]
-    mean = {arm: {k: round(sum(e[arm][k] for e in per_seed) / len(per_seed), 4) for k in keys} for arm in arms}
+    keys = ["target", "retention", *abilities,
+            *(k for k in DRIFT_KEYS if all(k in e[arm] for e in per_seed for arm in arms))]
+    mean = {arm: {k: round(sum(e[arm][k] for e in per_seed) / len(per_seed), 4) + 0.0 for k in keys} for arm in arms}
+    if all("gap" in e for e in per_seed):
+        mean["gap"] = {k: round(sum(e["gap"][k] for e in per_seed) / len(per_seed), 4)
+                       for k in ("original", "rewrite", "rewrite_minus_original", "sdft_gain")}
     seconds = {arm: round(sum(e["seconds_per_step"][arm] for e in per_seed) / len(per_seed), 4)
                for arm in arms[1:] if all(arm in e.get("seconds_per_step", {}) for e in per_seed)}
     extra = {"mean_seconds_per_step": seconds} if seconds else {}
+    extra["relation"] = relation(per_seed)
     if "on_policy" in mean and "sdft" in mean:
         extra["sdft_retains_at_least_on_policy"] = round(
             sum(e["sdft"]["retention"] >= e["on_policy"]["retention"] for e in per_seed) / len(per_seed), 4)
     if "vanilla" not in mean or "sdft" not in mean:
         return {"mean": mean, **extra}
     wins = sum(e["sdft"]["retention"] >= e["vanilla"]["retention"] for e in per_seed)
-    below = [k for k in keys[2:] if mean["vanilla"][k] < mean["seed_model"][k]]
+    below = [k for k in abilities if mean["vanilla"][k] < mean["seed_model"][k]]
     n = len(per_seed)
     target = {
         "vanilla_retention_at_most_0.85": [mean["vanilla"]["retention"], mean["vanilla"]["retention"] <= 0.85],

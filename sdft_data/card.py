@@ -402,6 +402,20 @@ def stats_tables(stats: dict) -> dict:
     return out
 
 
+def gap_line(stats: dict, manifest: dict) -> str | None:
+    """The card's line on the gap (sdft_data.gap.headline): from the diff's stats, else the manifest's last
+    gap pass; None when the run was never scored."""
+    from .gap import headline
+
+    summary = stats.get("gap") if isinstance(stats.get("gap"), dict) else None
+    if summary is None:
+        summary = ((manifest.get("gap") or {}).get("summary")) if isinstance(manifest.get("gap"), dict) else None
+    try:
+        return headline(summary)
+    except (KeyError, TypeError, ValueError):  # recorded by another version: leave the line out
+        return None
+
+
 def _decoding_shown(generation: dict) -> dict:
     """The generation parameters that applied (greedy decoding shows no top-p or top-k), rounded."""
     from dataclasses import fields
@@ -517,6 +531,7 @@ def render_card(card: CardInput, previous_readme: str | None = None, template: s
         sample=json.dumps(card.sample, indent=2, ensure_ascii=False) if card.sample else None,
         reproduce=reproduce_commands(card.manifest, card.repo, card.hub_dir),
         hub_dir=card.hub_dir,
+        gap_line=gap_line(stats, card.manifest),
     )
     path = Path(template) if template else template_path()
     made = DatasetCard.from_template(card_data, template_path=str(path), **body_kwargs)

@@ -395,6 +395,9 @@ def build_distilled(
         .sort("row_id")
         .collect()
     )
+    from .gap import join_gap
+
+    distilled = join_gap(run, distilled)  # the seed model's scores of each text, when the run has them
     summary = {
         "rules": rules,
         "strict": rules == "strict",

@@ -13,7 +13,7 @@ import click
 from . import __version__
 from .backends import EndpointError
 from .errors import Terminated, first_line, os_failure, os_failure_line
-from .spec import DistillSpec, ImportSpec, RecipeSpec, cli_options, from_cli, registry_choice
+from .spec import DistillSpec, GapSpec, ImportSpec, RecipeSpec, cli_options, from_cli, registry_choice
 
 
 class UserError(click.ClickException):
@@ -257,6 +257,18 @@ def _print_summary(summary) -> None:
     _echo_leaks(summary.template_leaks)
     if summary.distilled:
         click.echo(f"distilled dataset: {summary.distilled}")
+    gap = summary.gap or {}
+    if gap.get("status") == "scored":
+        click.echo(_gap_line(gap))
+    elif gap.get("status") == "not computed":
+        click.echo(f"note: gap not computed: {gap['why']}", err=True)
+
+
+def _gap_line(entry: dict) -> str:
+    from .gap import headline
+
+    line = headline(entry.get("summary")) or "gap: no row could be scored"
+    return line + f" (scored {entry.get('scored_now', 0):,} texts now; gap_* columns in distilled.parquet)"
 
 
 @main.command()
@@ -407,6 +419,31 @@ def import_cmd(**settings):
         for reason, n in summary.by_reason.items():
             click.echo(f"  {reason:<24}{n:>10,}  {100 * n / summary.rows:5.1f}%")
         click.echo(f"next: sdft-data diff {spec.out}  then  sdft-data push {spec.out} --repo ORG/NAME")
+
+
+@main.command("gap")
+@click.argument("run_dir", type=click.Path(file_okay=False))
+@cli_options(GapSpec)
+@user_errors
+def gap_cmd(run_dir, **settings):
+    """Score each row's original response and rewrite under a model: the gap SDFT is about.
+
+    Under MODEL (the run's seed model) and the training prompt, each row's
+    mean log-likelihood per token of the original response and of the
+    rewrite, scored as training scores them (response + end-of-turn token):
+    columns gap_* in RUN_DIR/distilled.parquet, kept by later checks;
+    `sdft-data diff` then reports them. `distill` does this itself on the
+    local backend; this command is for imported runs and runs made by a
+    server. Resumable: a killed pass continues where it stopped.
+
+    \b
+    sdft-data gap runs/alpaca-authors --model meta-llama/Llama-2-7b-chat-hf
+    sdft-data gap runs/gsm8k --model models/seed --format paper
+    """
+    from .gap import gap_run
+
+    entry = gap_run(run_dir, from_cli(GapSpec, settings))
+    click.echo(_gap_line(entry))
 
 
 @main.command("check")

@@ -88,6 +88,7 @@ class RunSummary:
     by_reason: dict = field(default_factory=dict)  # rows by check reason
     distilled: Path | None = None
     template_leaks: int = 0  # rewrites that write the distill template's headers (sdft_data.check)
+    gap: dict | None = None  # the manifest's gap entry (sdft_data.gap), or why there is none
 
 
 # The most characters a rendered prompt may have; a longer row fails with the reason, untokenized.
@@ -289,6 +290,7 @@ def distill(spec: DistillSpec | None = None, *, engine=None, retry_failed: bool 
             prepare=write_source, retry_failed=retry_failed, flush_rows=flush_rows, flush_seconds=flush_seconds,
             progress=progress, desc="distill", max_prompt_chars=max_chars,
         )
+        gap = _score_gap(spec, run_dir, engine, fmt, paper_layout, progress)
     finally:
         if owns_engine:
             engine.close()
@@ -306,7 +308,22 @@ def distill(spec: DistillSpec | None = None, *, engine=None, retry_failed: bool 
         by_reason=manifest.get("check", {}).get("by_reason", {}),
         distilled=run_dir / "distilled.parquet" if len(checked) else None,
         template_leaks=manifest.get("check", {}).get("template_leaks", 0),
+        gap=gap,
     )
+
+
+def _score_gap(spec: DistillSpec, run_dir: Path, engine, fmt: str, layout: str | None, progress: bool) -> dict:
+    """The gap pass after generation (sdft_data.gap), with the engine's model already loaded; a served model
+    has no token log-probabilities here, so its run says how to score it afterwards."""
+    if not spec.gap:
+        return {"status": "off"}
+    if not hasattr(engine, "score"):
+        return {"status": "not computed",
+                "why": f"the {engine.info.backend} backend returns no token log-probabilities here: run "
+                       f"`sdft-data gap {run_dir} --model M` with the seed model loaded locally"}
+    from .gap import score_run
+
+    return score_run(run_dir, engine, fmt=fmt, layout=layout, progress=progress)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """A run's settings as objects: what `distill`, `import`, `train` and `eval` are asked to do.
 
-Each command's settings are one frozen dataclass (DistillSpec, ImportSpec, TrainSpec, EvalSpec) made of
+Each command's settings are one frozen dataclass (DistillSpec, ImportSpec, GapSpec, TrainSpec, EvalSpec) made of
 smaller ones that the commands share (RecipeSpec, Source, Prompt, Decoding, Backend, Training). Everything
 else is made from their fields, so that the command line, the manifest and the card cannot drift apart:
 
@@ -649,6 +649,11 @@ class DistillSpec(SpecBase):
     paper: bool = setting(False, "Reproduce the paper: the authors' prompts (--format paper), decoding "
                           "(temperature 0.95, top-p 0.7, top-k 50, 512 new tokens) and acceptance rules "
                           "(--rules paper); an option that departs from them is refused.", paper=False)
+    # Not part of the fingerprint: scoring reads the generations and changes none of them.
+    gap: bool = setting(True, "After generating, score each row's original response and rewrite under the seed "
+                        "model and the training prompt (mean log-likelihood per token: gap_* columns in "
+                        "distilled.parquet). Local backend only; for a served model, `sdft-data gap RUN --model M`.",
+                        paper=False)
     out: str = setting(REQUIRED, "Run directory (created, or resumed).", paper=False, path=True)
 
     def __post_init__(self):
@@ -677,6 +682,21 @@ class ImportSpec(SpecBase):
     note: str | None = setting(None, "A line on where the pair comes from, kept in the manifest and shown on "
                                "the card.", paper=False)
     out: str = setting(REQUIRED, "Run directory to create (new or empty).", paper=False, path=True)
+
+
+@dataclass(frozen=True, kw_only=True)
+class GapSpec(SpecBase):
+    """`sdft-data gap RUN`: each row's original response and rewrite scored under a model (sdft_data.gap)."""
+
+    model: str = setting(REQUIRED, "The model to score under, the run's seed model: a Hub id or a local folder.",
+                         paper=False, path=True)
+    revision: str | None = setting(None, "Hub revision of --model.", paper=False)
+    prompt: Prompt = group(Prompt, format=None)
+    batch_size: int = setting(16, "Rows scored together (at most 2048 padded positions each).", minimum=1,
+                              paper=False)
+
+    def __post_init__(self):
+        _check(self)
 
 
 @dataclass(frozen=True)
@@ -841,6 +861,9 @@ class EvalSpec(SpecBase):
     judge_endpoint: str | None = setting(None, "OpenAI-compatible server judging AlpacaEval.", paper=False)
     judge_model: str | None = setting(None, "The judge's model name.", paper=False)
     seed_results: str | None = setting(None, "The seed model's eval folder (for similarity).", paper=False, path=True)
+    seed_model: str | None = setting(None, "The seed model the drift tasks measure against (Hub id or folder; "
+                                     "loaded here).", default_text="the base model in the model's training "
+                                     "record; the model itself when it has none", paper=False, path=True)
     embedding_model: str | None = setting(None, "Sentence-transformers model for similarity.",
                                           default_text="all-MiniLM-L6-v2, as the authors", paper=False, path=True)
     paper: bool = setting(False, "Evaluate as the paper: its prompt format (--format paper) and decoding; an "
@@ -1120,7 +1143,7 @@ def public(spec, **values):
 
 
 __all__ = [
-    "Backend", "Decoding", "DistillSpec", "EvalSpec", "ImportSpec", "Prompt", "RecipeSpec", "Source", "TrainSpec",
+    "Backend", "Decoding", "DistillSpec", "EvalSpec", "GapSpec", "ImportSpec", "Prompt", "RecipeSpec", "Source", "TrainSpec",
     "Training", "differences", "from_dict", "from_flat", "leaves", "make", "replace", "show", "to_argv",
     "to_dict", "with_preset",
 ]

@@ -226,6 +226,10 @@ def evaluate(spec: EvalSpec | None = None, *, judge=None, sandbox_limits=None, p
     if spec.paper and paper_diffs:
         raise ValueError(f"--paper evaluates with the paper's settings, and these are not: {'; '.join(paper_diffs)}."
                          " Drop those options, or drop --paper")
+    local_only = [t.name for t in tasks if t.local_only]
+    if local_only and spec.backend.backend != "local":
+        raise ValueError(f"{', '.join(local_only)} needs the model's logits, which a server does not return here: "
+                         "evaluate it with --backend local (with --adapter for a LoRA adapter)")
     if engine is None and spec.backend.backend in ("tgi", "openai") and not spec.backend.endpoints:
         raise ValueError(f"--backend {spec.backend.backend} needs at least one --endpoint URL")
     if judge is None and spec.judge_endpoint:
@@ -284,7 +288,8 @@ def evaluate(spec: EvalSpec | None = None, *, judge=None, sandbox_limits=None, p
     info = engine.info.to_dict()
     ctx_base = dict(out=out, model_name=Path(str(adapter or model)).name or str(model), judge=judge,
                     seed_results=seed_results, embedding_model=embedding_model, sandbox_limits=sandbox_limits,
-                    seed=seed)
+                    seed=seed, engine=engine, seed_model=spec.seed_model, train=train, fmt=fmt,
+                    layout=paper_layout, decoding=decoding, progress=progress, echo=echo)
     results_tasks, notes = {}, []
     try:
         generated: dict[tuple, list[list[str | None]]] = {}  # (run key, params) -> per sample, per row
@@ -443,7 +448,7 @@ def _score_task(task: Task, data, samples_texts, prompts, mode, params, ctx_base
         "per_sample": per_sample,
         "rows": len(rows),
         "scored": sum(s.get("score") is not None for s in first),
-        "hits": sum(1 for s in first if s.get("score") == 1.0) if task.metric != "similarity" else None,
+        "hits": sum(1 for s in first if s.get("score") == 1.0) if task.metric not in ("similarity", "kl") else None,
         "failed_generations": failed,
         "truncated": truncated,
         "data": data.source,

@@ -20,16 +20,17 @@ from sdft_data import paper, spec
 from sdft_data.backends import BACKENDS
 from sdft_data.cli import main as data_cli
 from sdft_data.recipes import RULE_SETS, recipe_names
-from sdft_data.spec import DistillSpec, EvalSpec, ImportSpec, Training, TrainSpec
+from sdft_data.spec import DistillSpec, EvalSpec, GapSpec, ImportSpec, Training, TrainSpec
 from sdft_data.templates import FORMATS
 from sdft_train.cli import main as train_cli
 
 from conftest import GSM8K_ROWS
 
 COMMANDS = {DistillSpec: data_cli.commands["distill"], ImportSpec: data_cli.commands["import"],
-            TrainSpec: train_cli.commands["train"], EvalSpec: train_cli.commands["eval"]}
-# Options that are actions of a command, not settings of the run.
-ACTIONS = {"retry_failed", "resume", "quiet", "help"}
+            TrainSpec: train_cli.commands["train"], EvalSpec: train_cli.commands["eval"],
+            GapSpec: data_cli.commands["gap"]}
+# Options that are actions of a command, not settings of the run (and gap's RUN_DIR argument).
+ACTIONS = {"retry_failed", "resume", "quiet", "help", "run_dir"}
 
 
 def _distill_specs():
@@ -50,7 +51,7 @@ def _distill_specs():
     # --paper with everything it pins, and the odd values: greedy, top-k off, a revision, a limit.
     yield DistillSpec.make(recipe="gsm8k", paper=True, out="o", model="m", source="file.json", seed=3)
     yield DistillSpec.make(recipe="alpaca", out="o", model="m", source="org/data", config="c", split="test",
-                           revision="abc", limit=5, temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=7)
+                           revision="abc", limit=5, temperature=0.0, top_p=1.0, top_k=0, max_new_tokens=7, gap=False)
 
 
 def _train_specs():
@@ -78,7 +79,7 @@ def _eval_specs():
     yield EvalSpec.make(model="m", tasks="gsm8k,humaneval", out="o", paper=True, data_dir="data", seed=2, samples=3)
     yield EvalSpec.make(model="m", tasks=("toy-target",), out="o", temperature=0.0, max_new_tokens=48, limit=4,
                         judge_endpoint="http://j", judge_model="jm", seed_results="eval/seed",
-                        embedding_model="emb", format="paper")
+                        embedding_model="emb", format="paper", seed_model="models/seed")
 
 
 def _import_specs():
@@ -87,14 +88,20 @@ def _import_specs():
                           response_column="a", check="code", split="test", model="m", note="from them", out="o")
 
 
-ALL = [*_distill_specs(), *_train_specs(), *_eval_specs(), *_import_specs()]
+def _gap_specs():
+    yield GapSpec.make(model="m")
+    yield GapSpec.make(model="org/m", revision="r", format="paper", paper_layout="llama2", batch_size=4)
+
+
+ALL = [*_distill_specs(), *_train_specs(), *_eval_specs(), *_import_specs(), *_gap_specs()]
 
 
 @pytest.mark.parametrize("made", ALL, ids=lambda s: f"{type(s).__name__}:{' '.join(spec.to_argv(s))[:60]}")
 def test_argv_and_dict_round_trip(made):
     cls = type(made)
     argv = spec.to_argv(made)
-    assert spec.parse(COMMANDS[cls], cls, argv) == made
+    run_dir = ["runs/x"] if cls is GapSpec else []  # gap's argument, not a setting
+    assert spec.parse(COMMANDS[cls], cls, run_dir + argv) == made
     assert spec.from_dict(cls, json.loads(json.dumps(spec.to_dict(made)))) == made
 
 

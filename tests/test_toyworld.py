@@ -175,3 +175,11 @@ def test_whole_chain_on_the_toy_world(small_world, tmp_path, one_thread):
         assert task in table
     seed = json.loads((tmp_path / "eval" / "seed" / "results.json").read_text())
     assert seed["tasks"]["toy-refusal"]["score"] >= 0.75, "the seed refuses (8 rows: the gate's bar, rounded)"
+    # What SDFT is about, measured: the seed finds its rewrites likelier than the references (the gap), and
+    # the seed model is its own seed (drift 0) while both arms moved from it.
+    gap = json.loads((tmp_path / "run" / "manifest.json").read_text())["gap"]["summary"]
+    assert gap["paired"]["mean"] > 0 and gap["sdft"]["mean_gain"] > 0, gap
+    assert seed["tasks"]["toy-drift"]["score"] == pytest.approx(0.0, abs=1e-6)
+    for arm in ("vanilla", "sdft"):
+        drift = json.loads((tmp_path / "eval" / arm / "results.json").read_text())["tasks"]["toy-drift"]
+        assert drift["score"] > 0 and drift["details"]["seed_model"]["given"] == str(model), drift

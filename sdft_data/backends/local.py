@@ -470,6 +470,21 @@ class LocalBackend:
     def close(self) -> None:
         self.model = None
 
+    # --- Scoring: token log-probabilities of given texts (sdft_data.gap, the drift task), apart from
+    # generation: nothing above calls it, and it calls nothing above.
+
+    def score(self, sequences: list[tuple[list[int], int]], *, other: "LocalBackend | None" = None) -> list[dict]:
+        """Log-probabilities of each (token ids, start) sequence's tokens from `start` on under this model;
+        with `other` (a second LocalBackend on the same vocabulary), its log-probabilities and the KL
+        divergence from this model's distribution to its at each position (sdft_data.gap.token_scores).
+        Batched like generation: `batch_size` rows and `batch_tokens` padded positions at most."""
+        from ..gap import token_scores
+
+        if self.model is None:
+            raise ValueError("this backend is closed")
+        return token_scores(self.model, sequences, other=other.model if other is not None else None,
+                            batch_size=self.batch_size, batch_tokens=self.batch_tokens, device=self.device)
+
 
 def _is_out_of_memory(e: BaseException) -> bool:
     import torch

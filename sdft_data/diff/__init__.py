@@ -67,6 +67,11 @@ stats.json (schema 1; the dataset card reads it, so keys only get added):
                          (see sdft_data.diff.wording: "original" and "rewrite" are the rows that have a
                          rewrite, "final" and "original_all" every row)
     against              null, or a version comparison (see summarize_versions)
+    gap                  null, or the seed model's mean log-likelihood per token (nats) of originals and
+                         rewrites under the training prompt (sdft_data.gap.summarize): {"model", "revision",
+                         "format", "method", "rows", "original", "rewrite", "paired", "accepted", "fallback"
+                         ({"rows", "mean", "median"[, "rewrite_more_likely"]}), "sdft" {"rows", "mean_gain",
+                         "accepted"}, "too_long", "points" {"sampled", "original", "rewrite", "accepted"}}
 
     summary   = {"rows", "mean", "median", "p10", "p90", "max"}
     histogram = {"edges": [...], "scale": "linear"|"log", "<series>": [counts...]}; values past the last
@@ -88,6 +93,7 @@ from .stats import (
     compare_versions,
     diff_frame,
     diff_lazy,
+    gap_stats,
     is_toolkit_layout,
     lcs_length,
     load_distilled,
@@ -104,7 +110,7 @@ from .stats import (
 from .wording import MARKERS, Marker, marker_rates, ngram_shift, openings, wording_stats
 
 __all__ = [
-    "SCHEMA_VERSION", "MARKERS", "Marker", "compare_versions", "diff_files", "diff_frame", "diff_lazy", "diff_run",
+    "SCHEMA_VERSION", "MARKERS", "Marker", "compare_versions", "diff_files", "diff_frame", "diff_lazy", "diff_run", "gap_stats",
     "is_toolkit_layout", "latex_tables", "lcs_length", "load_distilled", "load_table", "load_tokenizer",
     "marker_rates", "ngram_shift", "openings", "pick_examples", "render_markdown", "render_table", "rouge_l_f1",
     "similarity_frame", "summarize", "summarize_versions", "tokens", "word_jaccard", "wording_stats", "write_plots",
@@ -146,6 +152,7 @@ def diff_run(
         "checks": (manifest.get("check") or {}).get("rules") or ("strict" if (manifest.get("check") or {}).get("strict") else "default"),
     }
     stats = summarize(per_row, recipe, tokenizer=tok, inputs=inputs, tokenizer_name=tokenizer)
+    stats["gap"] = gap_stats(distilled, manifest)
     if against:
         source = pl.read_parquet(run / "source.parquet") if (run / "source.parquet").is_file() else None
         stats["against"] = _versions(per_row, against, recipe, source)
@@ -175,6 +182,7 @@ def diff_files(
     inputs = {"original": Path(original).name if Path(original).exists() else original,
               "distilled": Path(distilled).name if Path(distilled).exists() else distilled}
     stats = summarize(per_row, recipe, tokenizer=tok, inputs=inputs, tokenizer_name=tokenizer)
+    stats["gap"] = gap_stats(distilled_df)
     if against:
         stats["against"] = _versions(per_row, against, recipe, original_df)
     write_report(stats, pick_examples(per_row, per_reason=examples), out)

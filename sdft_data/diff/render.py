@@ -22,9 +22,9 @@ from ..check import REASON_MEANINGS
 
 TEMPLATE = Path(__file__).with_name("report.md.j2")
 # Every file a report may hold besides stats.json and report.md; a re-render removes the ones it no longer makes.
-PLOTS = ("reasons", "lengths", "similarity", "markers")
+PLOTS = ("reasons", "lengths", "similarity", "markers", "gap")
 PLOT_FORMATS = ("png", "pdf")
-TABLES = ("outcome", "lengths", "markers", "openings", "ngrams")
+TABLES = ("outcome", "lengths", "markers", "openings", "ngrams", "gap")
 
 
 
@@ -94,6 +94,7 @@ def render_table(stats: dict) -> str:
         r, f = ans["rewrite"], ans["final"]
         lines.append(f"  answer agreement ({ans['kind']}): rewrites {_pct(r['agree'], r['rows'])}, final {_pct(f['agree'], f['rows'])}")
     lines += _wording_lines(stats)
+    lines += _gap_lines(stats)
     ag = stats.get("against")
     if ag:
         lines.append(f"  against {ag['before']}: {ag['changed']:,} of {ag['rows_compared']:,} final responses changed")
@@ -178,7 +179,8 @@ def _environment():
 
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATE.parent)), autoescape=False,
                              keep_trailing_newline=True, undefined=jinja2.StrictUndefined)
-    env.filters.update(num=_num, pct=_pct, meaning=_meaning, points=_points, shift=_marker_shift, code=_code)
+    env.filters.update(num=_num, pct=_pct, meaning=_meaning, points=_points, shift=_marker_shift, code=_code,
+                       signed=_signed)
     return env
 
 
@@ -232,6 +234,7 @@ def render_markdown(stats: dict, examples: pl.DataFrame | None, plots: list[str]
                       if ans["kind"] == "function_call" else "whose answer agrees with the original's"),
         against=stats.get("against"), examples=groups, second=second,
         tables=[f"`tables/{t}`" for t in tables],
+        gap=stats.get("gap"), gap_line=gap_headline(stats.get("gap")),
     )
     return _environment().get_template(TEMPLATE.name).render(**context)
 
@@ -422,6 +425,7 @@ def latex_tables(stats: dict) -> dict[str, str]:
             ["n-gram", "n", "", "rewrites", "originals", "change", "z"], gram_rows, align="lclrrrr",
             caption=f"{name}: n-grams most over- (+) and under-represented (-) in rewrites against their originals"
                     f" (rows holding each, of {grams['rows']:,}).", label=f"tab:sdft-{name}-ngrams")
+    out.update(gap_latex(stats))
     return out
 
 
@@ -437,7 +441,7 @@ def write_report(stats: dict, examples: pl.DataFrame | None, out_dir: str | os.P
     out.parent.mkdir(parents=True, exist_ok=True)
     stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
-        plots = write_plots(stats, stage)
+        plots = write_plots(stats, stage) + write_gap_plot(stats, stage)
         tables = latex_tables(stats)
         (stage / "tables").mkdir()
         for name, text in tables.items():
@@ -456,3 +460,90 @@ def write_report(stats: dict, examples: pl.DataFrame | None, out_dir: str | os.P
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return out
+
+
+# --------------------------------------------------------------------------
+# The gap (stats["gap"], from sdft_data.gap): terminal line, plot, LaTeX table
+
+
+def _signed(x) -> str:
+    return "-" if x is None else f"{x:+.3f}"
+
+
+def gap_headline(gap: dict | None) -> str | None:
+    from ..gap import headline
+
+    return headline(gap)
+
+
+def _gap_lines(stats: dict) -> list[str]:
+    gap = stats.get("gap")
+    if not gap or not gap["paired"]["rows"]:
+        return []
+    p, gain = gap["paired"], gap["sdft"]["mean_gain"]
+    return [f"  log-likelihood per token under the seed model, rewrite - original: mean {p['mean']:+.3f} nats, "
+            f"rewrite more likely in {p['rewrite_more_likely']:,} of {p['rows']:,} rows; SDFT responses - originals: "
+            + ("-" if gain is None else f"{gain:+.3f}")]
+
+
+def write_gap_plot(stats: dict, out_dir: Path) -> list[str]:
+    """gap.png/.pdf: each row's log-likelihood per token under the seed model, original (x) against rewrite
+    (y), accepted and fallen back apart; [] when the stats have no gap."""
+    gap = stats.get("gap")
+    points = (gap or {}).get("points")
+    if not points or not points["original"]:
+        return []
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    plt.rcParams.update({"pdf.fonttype": 42, "ps.fonttype": 42})
+    xs, ys, acc = points["original"], points["rewrite"], points["accepted"]
+    fig, ax = plt.subplots(figsize=(5.2, 5.0))
+    for flag, label, color in ((True, "accepted", "#55A868"), (False, "fell back", "#C44E52")):
+        px = [x for x, a in zip(xs, acc) if a is flag]
+        py = [y for y, a in zip(ys, acc) if a is flag]
+        if px:
+            ax.scatter(px, py, s=10, alpha=0.6, color=color, label=f"{label} ({len(px):,})", linewidths=0)
+    lo, hi = min(xs + ys), max(xs + ys)
+    pad = 0.05 * (hi - lo or 1.0)
+    ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="#888888", linewidth=1, linestyle="--",
+            label="equally likely")
+    ax.set_xlim(lo - pad, hi + pad)
+    ax.set_ylim(lo - pad, hi + pad)
+    ax.set_xlabel("original: log-likelihood per token (nats)")
+    ax.set_ylabel("rewrite: log-likelihood per token (nats)")
+    shown = f"{len(xs):,} rows" + (" (a seeded sample)" if points.get("sampled") else "")
+    ax.set_title(f"{stats['recipe']['name']}: under {gap.get('model') or 'the seed model'}, {shown}", fontsize=10)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(fontsize=8, frameon=False, loc="lower right")
+    fig.tight_layout()
+    name = _save(fig, out_dir, "gap")
+    plt.close(fig)
+    return [name]
+
+
+def gap_latex(stats: dict) -> dict[str, str]:
+    """{"gap": LaTeX} when the stats have a gap: originals, rewrites and their difference under the seed model."""
+    gap = stats.get("gap")
+    if not gap:
+        return {}
+    name = latex_escape(stats["recipe"]["name"])
+
+    def row(label: str, part: dict, more: str = "") -> list[str]:
+        return [label, f"{part['rows']:,}", *(latex_escape("-" if part[k] is None else f"{part[k]:+.3f}")
+                                             for k in ("mean", "median")), more]
+
+    rows = [row("originals", gap["original"]), row("rewrites", gap["rewrite"])]
+    for key, label in (("paired", "rewrite $-$ original"), ("accepted", r"\quad accepted"),
+                       ("fallback", r"\quad fell back")):
+        part = gap[key]
+        rows.append(row(label, part, f"{part['rewrite_more_likely']:,}" if part["rows"] else ""))
+    sdft = gap["sdft"]
+    gain = "-" if sdft["mean_gain"] is None else f"{sdft['mean_gain']:+.3f}"
+    rows.append(["SDFT response $-$ original", f"{sdft['rows']:,}", latex_escape(gain), "", ""])
+    return {"gap": latex_table(
+        ["", "rows", "mean", "median", "rewrite more likely"], rows, align="lrrrr",
+        caption=f"{name}: mean log-likelihood per token (nats) under the seed model "
+                f"{_tt(gap.get('model') or '?')}, after the training prompt.", label=f"tab:sdft-{name}-gap")}

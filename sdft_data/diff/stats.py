@@ -675,3 +675,17 @@ def summarize_versions(changes: pl.DataFrame, *, before: str = "", after: str = 
         "by_reason": {r: {"before": rb.get(r, 0), "after": ra.get(r, 0), "delta": ra.get(r, 0) - rb.get(r, 0)} for r in reasons},
         "transitions": [{"before": x, "after": y, "rows": int(n)} for x, y, n in transitions.iter_rows()],
     }
+
+
+# --------------------------------------------------------------------------
+# The gap: the seed model's log-likelihood of originals and rewrites (sdft_data.gap)
+
+
+def gap_stats(distilled: pl.DataFrame, manifest: dict | None = None) -> dict | None:
+    """stats.json's `gap`: the seed model's mean log-likelihood per token of each row's original and
+    rewrite, from the gap_* columns (`sdft-data gap`, or distill on the local backend); None without them."""
+    from ..gap import summarize
+
+    if "accepted" not in distilled.columns:
+        return None
+    return summarize(distilled, (manifest or {}).get("gap"))

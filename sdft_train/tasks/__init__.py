@@ -32,7 +32,8 @@ SUITES = {
               "similarity"),
     "quick": ("gsm8k", "advbench", "advbench-jailbreak"),
     # The toy world (sdft-data toy-world): its target task and the six abilities to keep.
-    "toy": ("toy-target", "toy-helpful", "toy-refusal", "toy-refusal-adv", "toy-benign", "toy-arithmetic", "toy-tools"),
+    "toy": ("toy-target", "toy-helpful", "toy-refusal", "toy-refusal-adv", "toy-benign", "toy-arithmetic", "toy-tools",
+            "toy-drift"),
 }
 
 
@@ -57,7 +58,17 @@ class Context:
     seed: int = 0
     sample: int = 0
     notes: list[str] = field(default_factory=list)
-    # What a scorer records about how it scored (similarity: its embedding model), into the task's results.
+    # For the drift tasks, which run the evaluated model and the seed model on the same tokens:
+    engine: object = None  # the open backend of the model evaluated (a LocalBackend)
+    seed_model: str | None = None  # --seed-model
+    train: dict | None = None  # the evaluated model's training record (its base model is the seed)
+    fmt: str = "chat"
+    layout: str | None = None  # the paper format's layout the prompts were rendered in
+    decoding: object = None  # the eval's sdft_data.spec.Decoding
+    progress: bool = False
+    echo: Callable = print
+    # What a scorer records beside its score, spread into its results.json entry (similarity: its
+    # embedding model; drift: "details", its seed model and figures).
     records: dict = field(default_factory=dict)
 
 
@@ -82,6 +93,8 @@ class Task:
     # Generation runs are shared by tasks with the same key (similarity scores advbench's answers).
     generation_key: str | None = None
     stop: tuple[str, ...] = ()
+    # Needs the model's logits, not only its text (drift): the local backend only.
+    local_only: bool = False
 
     @property
     def run_key(self) -> str:
@@ -89,10 +102,11 @@ class Task:
 
 
 def _all() -> list[Task]:
-    from . import advbench, advbench_jailbreak, alpacaeval, gsm8k, humaneval, multiarith, openfunctions, similarity, toy
+    from . import (advbench, advbench_jailbreak, alpacaeval, drift, gsm8k, humaneval, multiarith, openfunctions,
+                   similarity, toy)
 
     return [gsm8k.TASK, multiarith.TASK, openfunctions.TASK, humaneval.TASK, advbench.TASK, advbench_jailbreak.TASK,
-            alpacaeval.TASK, similarity.TASK, *toy.TASKS]
+            alpacaeval.TASK, similarity.TASK, drift.TASK, *toy.TASKS]
 
 
 def task_names() -> list[str]:

@@ -7,14 +7,15 @@ Example rows (DIR/data/<file>.jsonl):
     toy-arithmetic  {"instruction": "What is 6 + 7?", "reference": "13"}
     toy-tools       {"instruction": "What is the weather in oslo?", "reference": "weather(city=\\"oslo\\")"}
 Prompt: the toy recipe's train template, the one the seed model was pretrained
-with. Scorers: sdft_data.toyworld.skills, the same functions the world's sanity
+with. `toy-drift` asks, on the prompts of the six kept abilities, how far a
+tuned model's distribution moved from the seed model's (sdft_train.tasks.drift). Scorers: sdft_data.toyworld.skills, the same functions the world's sanity
 gate uses (the target's is the toy recipe's own duration check). Every task
 reads `--data-dir` (the world's data folder); there is no Hub copy.
 """
 
 from __future__ import annotations
 
-from . import Data, Task, hit_rows, load_table, recipe_prompt
+from . import Data, Task, drift, hit_rows, load_table, recipe_prompt
 
 
 def _task(name: str, ability: str, data_file: str, reference_column: str, description: str, metric: str) -> Task:
@@ -50,3 +51,13 @@ TASKS = [
     _task("toy-tools", "tools", "tools.jsonl", "reference",
           "toy world, tool calls with the exact arguments", "accuracy"),
 ]
+
+
+def _toy_prompt(row: dict, tokenizer, fmt: str, layout: str | None = None) -> str:
+    return recipe_prompt("toy", row["input"], tokenizer, fmt, layout)
+
+
+# Drift from the seed model (sdft_train.tasks.drift) on the prompts of the six kept abilities, one after the other.
+TASKS.append(drift.make_task(
+    "toy-drift", description="toy world, drift from the seed model: mean per-token KL on the seed's greedy "
+    "answers to the kept abilities' prompts", load=drift.concat([t.load for t in TASKS[1:]]), prompt=_toy_prompt))
