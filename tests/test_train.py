@@ -564,26 +564,41 @@ def test_two_processes_match_one_at_the_same_global_batch(run_dir, tiny_llama2_d
 
 
 @pytest.mark.slow
-def test_make_distill_push_train_trains_both_arms_on_the_tiny_default(tiny_model_dir, tmp_path):
-    """The README's chain on the tiny default: distill, publish v1, train the sdft and the original arm."""
+def test_make_distill_train_trains_both_arms_on_the_latest_version(tiny_model_dir, tmp_path):
+    """The README's chain, on the tiny model: distill, publish v1, train the sdft and the original arm; a new
+    distill is published as v2 and trained on; the environment given as VENV is used as it is."""
     import shutil
 
     if shutil.which("make") is None:
         pytest.skip("make is not installed")
     venv = Path(sys.executable).parent.parent
     paths = {"OUT": tmp_path / "runs" / "gsm8k", "HUB_DIR": tmp_path / "hub", "CKPT": tmp_path / "ckpt" / "gsm8k"}
-    # `-o`: the environment running the tests is installed already; make must not reinstall it.
-    proc = subprocess.run(
-        ["make", "-C", str(ROOT), "distill", "push", "train", f"VENV={venv}", "-o", f"{venv}/.installed",
-         f"TINY={tiny_model_dir}", *(f"{k}={v}" for k, v in paths.items())],
-        capture_output=True, text=True, timeout=600)
+    make = ["make", "-C", str(ROOT), f"VENV={venv}", f"TINY={tiny_model_dir}", f"MODEL={tiny_model_dir}",
+            "TRAIN_ARGS=--max-steps 2 --quiet", *(f"{k}={v}" for k, v in paths.items())]
+    proc = subprocess.run([*make, "distill", "train"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "pip install" not in proc.stdout and f"using {venv} as it is" in proc.stdout
     assert (paths["HUB_DIR"] / "my-org" / "gsm8k-sdft" / "versions" / "v1").is_dir()
     arms = {arm: _manifest(Path(f"{paths['CKPT']}-{arm}")) for arm in ("sdft", "original")}
     assert {arm: m["responses"] for arm, m in arms.items()} == {"sdft": "sdft", "original": "original"}
-    assert arms["sdft"]["data"] == arms["original"]["data"] == "my-org/gsm8k-sdft@v1"
+    assert arms["sdft"]["data_source"]["version"] == arms["original"]["data_source"]["version"] == "v1"
     assert arms["sdft"]["data_fingerprint"] == arms["original"]["data_fingerprint"] is not None
-    assert all(m["seed_model_match"] is True and m["optimizer_steps"] > 0 for m in arms.values())
+    assert all(m["seed_model_match"] is True and m["optimizer_steps"] == 2 for m in arms.values())
+    # The card names the version, not this machine's publishing folder.
+    card = (Path(f"{paths['CKPT']}-sdft") / "README.md").read_text()
+    assert str(paths["HUB_DIR"]) not in card and "v1 (a local publishing folder)" in card
+
+    # Another distill into another folder (other settings): published as v2, and the arms train on it.
+    again = [*make, f"OUT={tmp_path / 'runs' / 'gsm8k-2'}", "DISTILL_ARGS=--max-new-tokens 40 --limit 6",
+             f"CKPT={tmp_path / 'ckpt' / 'second'}", "RESPONSES=sdft"]
+    proc = subprocess.run([*again, "distill", "train"], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (paths["HUB_DIR"] / "my-org" / "gsm8k-sdft" / "versions" / "v2").is_dir()
+    second = _manifest(tmp_path / "ckpt" / "second-sdft")
+    assert second["data_source"]["version"] == "v2" and second["examples"]["rows"] == 6
+    # The first run pushed again is the version it is: nothing new.
+    proc = subprocess.run([*make, "push"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0 and "already published as my-org/gsm8k-sdft@v1" in proc.stdout, proc.stdout
 
 
 def test_eval_of_a_trained_arm_puts_its_results_in_the_model_card(run_dir, tiny_llama2_dir, tmp_path):
@@ -671,9 +686,9 @@ def test_make_train_eval_with_seeds_trains_each_arm_per_seed_and_compare_average
     venv = Path(sys.executable).parent.parent
     paths = {"OUT": tmp_path / "runs" / "gsm8k", "HUB_DIR": tmp_path / "hub", "CKPT": tmp_path / "ckpt" / "gsm8k",
              "EVAL_DIR": tmp_path / "eval" / "gsm8k"}
-    make = ["make", "-C", str(ROOT), f"VENV={venv}", "-o", f"{venv}/.installed", f"TINY={tiny_model_dir}",
+    make = ["make", "-C", str(ROOT), f"VENV={venv}", f"TINY={tiny_model_dir}", f"MODEL={tiny_model_dir}",
             *(f"{k}={v}" for k, v in paths.items())]
-    for targets in (["distill", "push"], ["train", "eval", "SEEDS=1 2", "ARGS=--max-steps 1 --grad-accum 1 --quiet"]):
+    for targets in (["distill"], ["train", "eval", "SEEDS=1 2", "TRAIN_ARGS=--max-steps 1 --grad-accum 1 --quiet"]):
         proc = subprocess.run(make + targets, capture_output=True, text=True, timeout=900)
         assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     for arm in ("sdft", "original"):

@@ -31,6 +31,9 @@ SUITES = {
     "paper": ("gsm8k", "multiarith", "openfunctions", "humaneval", "advbench", "advbench-jailbreak", "alpacaeval",
               "similarity"),
     "quick": ("gsm8k", "advbench", "advbench-jailbreak"),
+    # What a small model registers on (the make chain's real default, SmolLM2-135M): word problems, and how far
+    # training moved the model from its seed (drift: local backend, no judge).
+    "small": ("gsm8k", "drift"),
     # The toy world (sdft-data toy-world): its target task and the six abilities to keep.
     "toy": ("toy-target", "toy-helpful", "toy-refusal", "toy-refusal-adv", "toy-benign", "toy-arithmetic", "toy-tools",
             "toy-drift"),
