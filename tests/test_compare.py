@@ -319,3 +319,19 @@ def test_unreadable_predictions_are_one_line(tmp_path):
     result = CliRunner().invoke(main, ["compare", *folders])
     assert result.exit_code == 1 and "gsm8k.jsonl, line 1: not a prediction row" in result.output
     assert "Traceback" not in result.output
+
+
+def test_a_drift_shows_four_decimals_a_similarity_three_a_rate_two(tmp_path):
+    from sdft_train.compare import assemble, render
+
+    def results(arm, kl, sim, acc):
+        r = _results(arm, None if arm == "seed" else "gsm8k", {"gsm8k": acc, "similarity": sim, "drift": kl})
+        r["tasks"]["drift"].update(metric="kl", percent=False)
+        return r
+
+    folders = [_write(tmp_path, "seed", results("seed", 0.0, 0.7, 0.1)),
+               _write(tmp_path, "vanilla", results("vanilla", 0.00347, 0.61234, 0.31234))]
+    table = assemble(folders)
+    assert table["digits"] == {"gsm8k": 2, "similarity": 3, "drift": 4}
+    text = render(table)["markdown"]
+    assert "| 31.23 | 0.612 | 0.0035 |" in text, text

@@ -57,7 +57,7 @@ def _end_of_answer(tokenizer, stop_ids: list[int]) -> int | None:
     return tokenizer.eos_token_id if tokenizer.eos_token_id is not None else next(iter(stop_ids), None)
 
 
-def _reuse_seed_answers(ctx, name: str, run_dir: Path, inputs: dict) -> None:
+def _reuse_seed_answers(ctx, name: str, run_dir: Path, inputs: dict) -> bool:
     # The seed model's own eval (--seed-results) made the same greedy answers when its run has this one's
     # fingerprint (same prompts, model and revision, decoding): copied, not generated again. What is missing
     # from it is generated as a resume would.
@@ -66,15 +66,16 @@ def _reuse_seed_answers(ctx, name: str, run_dir: Path, inputs: dict) -> None:
     from sdft_data.rundir import fingerprint, read_manifest
 
     if ctx.seed_results is None or (run_dir / "manifest.json").exists():
-        return
+        return False
     there = Path(ctx.seed_results) / "runs" / f"{name}-seed" / "greedy"
     try:
         same = read_manifest(there).get("fingerprint") == fingerprint(inputs)
     except (OSError, ValueError):
-        return
+        return False
     if same:
         shutil.copytree(there, run_dir, ignore=shutil.ignore_patterns(".lock"))
         ctx.echo(f"{name}: the seed model's greedy answers from {there}")
+    return same
 
 
 def _seed_model(ctx) -> tuple[str | None, str]:
@@ -134,8 +135,8 @@ def _score(name: str, prompt: Callable, rows: list[dict], predictions: list[str 
                   "model": {k: info[k] for k in ("backend", "model_id", "revision")},
                   "generation": params.to_dict(), "seed": 0}
         run_dir = ctx.out / "runs" / f"{name}-seed" / "greedy"
-        _reuse_seed_answers(ctx, name, run_dir, inputs)
-        ctx.echo(f"{name}: the seed model's greedy answers ({len(rows)} rows) in {run_dir}")
+        if not _reuse_seed_answers(ctx, name, run_dir, inputs):
+            ctx.echo(f"{name}: the seed model's greedy answers ({len(rows)} rows) in {run_dir}")
         generate_run(run_dir, inputs=inputs, rows=len(rows), engine=seed, params=params,
                      requests=[Request(row_id=r["id"], prompt=p, seed=0) for r, p in zip(rows, prompts)],
                      manifest_extra={"kind": "eval", "task": f"{name}-seed"}, progress=ctx.progress,
