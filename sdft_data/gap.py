@@ -44,6 +44,7 @@ from pathlib import Path
 import polars as pl
 
 from .rundir import now, read_manifest, write_distilled, write_manifest
+from .run import MAX_PROMPT_CHARS
 
 GAP_DIR = "gap"
 GAP_COLUMNS = ("gap_original_logprob", "gap_original_tokens", "gap_rewrite_logprob", "gap_rewrite_tokens")
@@ -265,7 +266,7 @@ def _prompt_format(manifest: dict, fmt: str | None, layout: str | None) -> tuple
 
 def score_run(run_dir: str | os.PathLike, engine, *, fmt: str | None = None, layout: str | None = None,
               record: dict | None = None, progress: bool = True, window: int = 256, flush_rows: int = 1024,
-              flush_seconds: float = 10.0) -> dict:
+              flush_seconds: float = 10.0, max_chars: int = MAX_PROMPT_CHARS) -> dict:
     """Score every row of a run under `engine`'s model (a LocalBackend, or anything with `tokenizer`, `info`
     and `score(sequences)`); resumable (see the module docstring). Joins the gap_* columns into
     distilled.parquet when the run has one, records a `gap` entry in the manifest, and returns it.
@@ -276,7 +277,7 @@ def score_run(run_dir: str | os.PathLike, engine, *, fmt: str | None = None, lay
     run = Path(run_dir)
     read_manifest(run)  # a run directory, or one line saying it is not
     with _locked(run):
-        return _score_run(run, engine, fmt, layout, record, progress, window, flush_rows, flush_seconds)
+        return _score_run(run, engine, fmt, layout, record, progress, window, flush_rows, flush_seconds, max_chars)
 
 
 @contextlib.contextmanager
@@ -292,7 +293,8 @@ def _locked(run: Path):
         yield
 
 
-def _score_run(run: Path, engine, fmt, layout, record, progress, window, flush_rows, flush_seconds) -> dict:
+def _score_run(run: Path, engine, fmt, layout, record, progress, window, flush_rows, flush_seconds,
+               max_chars) -> dict:
     from tqdm.auto import tqdm
 
     from sdft_train.data import target_eos_id, train_prompt
@@ -355,6 +357,11 @@ def _score_run(run: Path, engine, fmt, layout, record, progress, window, flush_r
             prompts = {}
             sequences, slots = [], []
             for j, (row_id, instruction, side, text, digest) in enumerate(part):
+                if len(instruction or "") + len(text) > max_chars:
+                    # Past any model's context, and tokenizing it would cost ~300 bytes a character (distill's
+                    # bound): counted as too long with 0 tokens (not tokenized), not scored.
+                    buffer.append({"row_id": row_id, "side": side, "sha256": digest, "tokens": 0, "logprob": None})
+                    continue
                 if row_id not in prompts:
                     prompt = train_prompt(recipe, instruction, tokenizer, fmt, layout=layout)
                     prompts[row_id] = tokenizer(prompt, add_special_tokens=False)["input_ids"]
@@ -446,7 +453,8 @@ def summarize(frame: pl.DataFrame, entry: dict | None = None, *, points: int = P
         sdft {rows, mean_gain, accepted}: the SDFT response (the rewrite where accepted, else the original)
                                        minus the original, over every row with a scored original: what the
                                        dataset's responses gain over the originals
-        too_long                       texts not scored (past the model's context)
+        too_long                       texts not scored (past the model's context; 0 tokens: over
+                                       a million characters with the prompt, not tokenized)
         points                         up to `points` rows (seeded sample): original, rewrite, accepted
     """
     if "gap_original_logprob" not in frame.columns:

@@ -323,7 +323,8 @@ def _score_gap(spec: DistillSpec, run_dir: Path, engine, fmt: str, layout: str |
                        f"`sdft-data gap {run_dir} --model M` with the seed model loaded locally"}
     from .gap import score_run
 
-    return score_run(run_dir, engine, fmt=fmt, layout=layout, progress=progress)
+    return score_run(run_dir, engine, fmt=fmt, layout=layout, progress=progress,
+                     max_chars=spec.backend.max_prompt_chars)
 
 
 @dataclass

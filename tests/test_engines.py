@@ -84,7 +84,7 @@ def test_llama_cpp_server_distills_gsm8k_rows_through_the_openai_backend(llama_s
         "--temperature", "0", "--max-new-tokens", "96", "--out", str(run)])
     assert result.exit_code == 0, result.output
     manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["counts"] == {"ok": 4} or sum(manifest["counts"].values()) == 4, manifest["counts"]
+    assert manifest["counts"]["ok"] == 4, manifest["counts"]
     assert manifest["model_info"]["backend"] == "openai"
     frame = pl.read_parquet(run / "distilled.parquet")
     assert frame.height == 4

@@ -173,7 +173,7 @@ def test_greedy_is_repeatable_and_samples_need_sampling(engine, tmp_path):
     [
         (["--suite", "quick", "--limit", "0"], "'--limit': 0 is not in the range x>=1"),
         (["--tasks", "gsm9k"], "unknown --tasks 'gsm9k'; choose one of: gsm8k, multiarith"),
-        (["--suite", "full"], "'full' is not one of 'paper', 'quick', 'toy'"),
+        (["--suite", "full"], "'full' is not one of 'paper', 'quick', 'small', 'toy'"),
         (["--tasks", "openfunctions"], "pass --data-dir DIR with openfunction/openfunction_test.json"),
         (["--tasks", "gsm8k", "--data-dir", "."], "no data file gsm8k/gsm8k_test.json"),
         (["--tasks", "gsm8k", "--samples", "2", "--temperature", "0"], "--samples > 1 needs sampling"),

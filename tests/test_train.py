@@ -577,7 +577,7 @@ def test_make_distill_train_trains_both_arms_on_the_latest_version(tiny_model_di
             "TRAIN_ARGS=--max-steps 2 --quiet", *(f"{k}={v}" for k, v in paths.items())]
     proc = subprocess.run([*make, "distill", "train"], capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert "pip install" not in proc.stdout and f"using {venv} as it is" in proc.stdout
+    assert "installing into" not in proc.stdout, proc.stdout[-2000:]
     assert (paths["HUB_DIR"] / "my-org" / "gsm8k-sdft" / "versions" / "v1").is_dir()
     arms = {arm: _manifest(Path(f"{paths['CKPT']}-{arm}")) for arm in ("sdft", "original")}
     assert {arm: m["responses"] for arm, m in arms.items()} == {"sdft": "sdft", "original": "original"}
@@ -674,6 +674,27 @@ def test_eval_results_name_a_hub_dataset_by_its_id_config_split_and_commit(tmp_p
     s = evals["similarity"]
     assert (s.dataset_type, s.metric_value, s.metric_name, s.metric_args["samples"]) == (
         "walledai/AdvBench", 0.8512, "similarity", 3)
+
+
+@pytest.mark.slow
+def test_make_setup_uses_an_environment_given_as_venv_as_it_is(tmp_path):
+    """VENV=path to an environment that has sdft (here: this one, seen through links, with no set-up marker):
+    make marks it set up and installs nothing."""
+    import shutil
+
+    if shutil.which("make") is None:
+        pytest.skip("make is not installed")
+    venv = Path(sys.executable).parent.parent
+    mine = tmp_path / "env"
+    mine.mkdir()
+    for name in ("bin", "lib", "lib64", "include", "pyvenv.cfg"):
+        if (venv / name).exists():
+            (mine / name).symlink_to(venv / name)
+    proc = subprocess.run(["make", "-C", str(ROOT), "setup", f"VENV={mine}"], capture_output=True, text=True,
+                          timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"using {mine} as it is" in proc.stdout and "installing into" not in proc.stdout, proc.stdout
+    assert (mine / ".installed").is_file()
 
 
 @pytest.mark.slow
