@@ -125,9 +125,11 @@ def run_seed(seed: int, work: Path, *, world_args: list[str] = (), train_steps: 
     if "vanilla" not in folders or "sdft" not in folders:
         return entry
     table = assemble([*folders["seed_model"], *folders["vanilla"], *folders["sdft"]], seed=folders["seed_model"][0])
+    # compare gives rates in points (x100) and raw scores (drift's KL) as they are: back to the entry's scale.
+    scale = {task: 100.0 if percent else 1.0 for task, percent in table["percent"].items()}
     entry["sdft_vs_vanilla"] = {
-        c["task"].removeprefix("toy-"): {"difference": round(c["difference"] / 100, 4),
-                                         "ci": c["ci"] and [round(v / 100, 4) for v in c["ci"]],
+        c["task"].removeprefix("toy-"): {"difference": round(c["difference"] / scale.get(c["task"], 100.0), 4),
+                                         "ci": c["ci"] and [round(v / scale.get(c["task"], 100.0), 4) for v in c["ci"]],
                                          "within_noise": c["within_noise"]}
         for c in table["comparisons"] if c["against"] == "vanilla"}
     return entry
