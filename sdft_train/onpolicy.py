@@ -172,35 +172,10 @@ def use_vllm(config) -> bool:
 
 def sdft_args(out, config, epochs: float, progress: bool, *, revision: str | None = None):
     """TRL's SDFTConfig: the other arms' optimizer, schedule, batch and budget; TRL's defaults for the rest."""
-    import torch
+    from .train import common_args
 
-    from .train import CHECKPOINTS, _bf16
-
-    on_gpu = torch.cuda.is_available()
-    checkpointing = config.gradient_checkpointing if config.gradient_checkpointing is not None else on_gpu
     return _trl().SDFTConfig(
-        output_dir=str(out / CHECKPOINTS),
-        per_device_train_batch_size=config.batch_size,
-        gradient_accumulation_steps=config.grad_accum,
-        num_train_epochs=epochs,
-        max_steps=config.max_steps or -1,
-        learning_rate=config.learning_rate,
-        lr_scheduler_type=config.lr_scheduler,
-        warmup_steps=config.warmup_ratio,  # a float below 1 is a ratio of the total steps
-        weight_decay=config.weight_decay,
-        max_grad_norm=config.max_grad_norm,
-        seed=config.seed,
-        bf16=_bf16(config),
-        activation_checkpointing=checkpointing,
-        activation_checkpointing_kwargs={"use_reentrant": False} if checkpointing else None,
-        dataloader_pin_memory=on_gpu,
-        use_cpu=not on_gpu,
-        save_strategy="steps",
-        save_steps=config.save_steps,
-        save_total_limit=config.save_total_limit,
-        logging_steps=1,
-        report_to="none",
-        disable_tqdm=not progress,
+        **common_args(out, config, epochs, progress),
         num_generations=config.generations,
         max_completion_length=config.max_completion_length,
         temperature=config.rollout_temperature,

@@ -31,7 +31,6 @@ from pathlib import Path
 
 from sdft_data import paper, templates
 from sdft_data.spec import ON_POLICY_SETTINGS, Training, TrainSpec, differences
-from sdft_data.errors import first_line
 from sdft_data.rundir import diff_keys, now
 from sdft_data.recipes import Recipe, get_recipe
 
@@ -360,13 +359,14 @@ def _bf16(config: Training) -> bool:
     return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
 
 
-def _sft_args(out: Path, config: Training, epochs: float, progress: bool):
+def common_args(out: Path, config: Training, epochs: float, progress: bool) -> dict:
+    """The TRL config fields every arm shares (SFTConfig's and SDFTConfig's): optimizer, schedule, batch,
+    budget, precision, checkpoints, logging."""
     import torch
-    from trl import SFTConfig
 
     on_gpu = torch.cuda.is_available()
     checkpointing = config.gradient_checkpointing if config.gradient_checkpointing is not None else on_gpu
-    args = SFTConfig(
+    return dict(
         output_dir=str(out / CHECKPOINTS),
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.grad_accum,
@@ -384,20 +384,27 @@ def _sft_args(out: Path, config: Training, epochs: float, progress: bool):
         dataloader_pin_memory=on_gpu,
         # Without a GPU, say so: only then do several processes (torchrun) form a gloo process group.
         use_cpu=not on_gpu,
-        max_length=None,  # build_examples cut every row to config.max_length and counted what it cut
-        completion_only_loss=True,
-        padding_free=config.padding_free,
-        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         save_strategy="steps",
         save_steps=config.save_steps,
         save_total_limit=config.save_total_limit,
         logging_steps=1,
-        include_num_input_tokens_seen="non_padding",
         report_to="none",
         disable_tqdm=not progress,
+    )
+
+
+def _sft_args(out: Path, config: Training, epochs: float, progress: bool):
+    from trl import SFTConfig
+
+    return SFTConfig(
+        **common_args(out, config, epochs, progress),
+        max_length=None,  # build_examples cut every row to config.max_length and counted what it cut
+        completion_only_loss=True,
+        padding_free=config.padding_free,
+        train_sampling_strategy="group_by_length" if config.group_by_length else "random",
+        include_num_input_tokens_seen="non_padding",
         dataset_num_proc=None,
     )
-    return args
 
 
 def _trainer(net, tokenizer, examples: Examples, args, config: Training):
