@@ -5,16 +5,14 @@ here is a few optimizer steps of the tiny model on CPU, sampling a few tokens pe
 """
 
 import json
-import os
 import shlex
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
+from helpers.killed import train_killed
 from sdft_data.recipes import get_recipe
 from sdft_data.run import distill
 from sdft_data.spec import TEACHER_TEMPLATE, Training, TrainSpec, from_dict, parse
@@ -205,22 +203,6 @@ def test_paper_refuses_the_on_policy_method(run_dir, tiny_llama2_dir, tmp_path):
     assert "Traceback" not in result.output and not (tmp_path / "x").exists()
 
 
-def _kill_after_checkpoint_script(step: int) -> str:
-    # The real CLI in a child process that SIGKILLs itself right after writing checkpoint `step`.
-    return f"""
-import os, signal, sys
-from transformers import Trainer
-save = Trainer._save_checkpoint
-def save_then_die(self, *args, **kwargs):
-    save(self, *args, **kwargs)
-    if self.state.global_step >= {step}:
-        os.kill(os.getpid(), signal.SIGKILL)
-Trainer._save_checkpoint = save_then_die
-from sdft_train.cli import main
-main(sys.argv[1:])
-"""
-
-
 @pytest.mark.slow
 def test_an_on_policy_run_killed_after_a_checkpoint_resumes_to_the_same_end(run_dir, tiny_llama2_dir, tmp_path):
     from safetensors.torch import load_file
@@ -228,9 +210,7 @@ def test_an_on_policy_run_killed_after_a_checkpoint_resumes_to_the_same_end(run_
     common = ["--data", run_dir, "--model", tiny_llama2_dir, "--max-steps", 4, "--save-steps", 2, *SMALL]
     _ok(*common, "--out", tmp_path / "whole")
     killed = tmp_path / "killed"
-    child = subprocess.run([sys.executable, "-c", _kill_after_checkpoint_script(2), "train", *map(str, common),
-                            "--out", str(killed), "--quiet"], capture_output=True, text=True, cwd=ROOT,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    child = train_killed(common, killed, step=2)
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     assert (killed / "checkpoints" / "checkpoint-2").is_dir() and not (killed / "train_manifest.json").exists()
     refused = CliRunner().invoke(sdft_train, ["train", *map(str, common), "--generations", "2", "--out", str(killed),

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sdft_data.backends import GenerationParams
+from helpers.killed import train_killed
 from sdft_data.recipes import get_recipe
 from sdft_data.run import distill
 from sdft_train.cli import main as sdft_train
@@ -498,22 +498,6 @@ def test_bad_input_is_one_line_and_writes_nothing(bad, run_dir, tiny_llama2_dir,
     assert sorted(p.name for p in tmp_path.rglob("*")) == before, "nothing written"
 
 
-def _kill_after_checkpoint_script(step: int) -> str:
-    # The real CLI in a child process that SIGKILLs itself right after writing checkpoint `step`.
-    return f"""
-import os, signal, sys
-from transformers import Trainer
-save = Trainer._save_checkpoint
-def save_then_die(self, *args, **kwargs):
-    save(self, *args, **kwargs)
-    if self.state.global_step >= {step}:
-        os.kill(os.getpid(), signal.SIGKILL)
-Trainer._save_checkpoint = save_then_die
-from sdft_train.cli import main
-main(sys.argv[1:])
-"""
-
-
 @pytest.mark.slow
 def test_run_killed_after_a_checkpoint_resumes_to_the_same_end(run_dir, tiny_llama2_dir, tmp_path):
     from safetensors.torch import load_file
@@ -522,9 +506,7 @@ def test_run_killed_after_a_checkpoint_resumes_to_the_same_end(run_dir, tiny_lla
               "--save-steps", 2]
     _ok(*common, "--out", tmp_path / "whole")
     killed = tmp_path / "killed"
-    child = subprocess.run([sys.executable, "-c", _kill_after_checkpoint_script(4), "train", *map(str, common),
-                            "--out", str(killed), "--quiet"], capture_output=True, text=True, cwd=ROOT,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    child = train_killed(common, killed, step=4)
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     assert (killed / "checkpoints" / "checkpoint-4").is_dir() and not (killed / "train_manifest.json").exists()
 
@@ -753,32 +735,13 @@ def test_resume_skips_checkpoints_whose_save_was_cut_short(tmp_path):
     assert _last_checkpoint(tmp_path / "nothing") == (None, [])
 
 
-def _kill_during_checkpoint_script(step: int) -> str:
-    # The real CLI in a child process SIGKILLed half way through saving checkpoint `step`: the weights and the
-    # optimizer are written, the RNG state and trainer_state.json are not.
-    return f"""
-import os, signal, sys
-from transformers import Trainer
-save = Trainer._save_rng_state
-def die_while_saving(self, *args, **kwargs):
-    if self.state.global_step >= {step}:
-        os.kill(os.getpid(), signal.SIGKILL)
-    return save(self, *args, **kwargs)
-Trainer._save_rng_state = die_while_saving
-from sdft_train.cli import main
-main(sys.argv[1:])
-"""
-
-
 @pytest.mark.slow
 def test_run_killed_during_a_checkpoint_save_resumes_from_the_last_complete_one(run_dir, tiny_llama2_dir, tmp_path):
     common = ["--data", run_dir, "--model", tiny_llama2_dir, "--max-steps", 6, "--grad-accum", 1, "--lr", "1e-2",
               "--save-steps", 2]
     _ok(*common, "--out", tmp_path / "whole")
     killed = tmp_path / "killed"
-    child = subprocess.run([sys.executable, "-c", _kill_during_checkpoint_script(4), "train", *map(str, common),
-                            "--out", str(killed), "--quiet"], capture_output=True, text=True, cwd=ROOT,
-                           env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    child = train_killed(common, killed, step=4, during=True)
     assert child.returncode == -signal.SIGKILL, child.stderr[-2000:]
     partial = killed / "checkpoints" / "checkpoint-4"
     assert partial.is_dir() and not (partial / "trainer_state.json").exists()
