@@ -110,8 +110,6 @@ def token_scores(model, sequences: list[tuple[list[int], int]], *, other=None, b
     batch (default batch_size x 2048); the LM head runs on `chunk_elements` / vocabulary positions at a time.
     A batch that runs out of memory is split in halves.
     """
-    import torch
-
     if not sequences:
         return []
     for ids, start in sequences:

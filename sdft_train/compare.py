@@ -35,7 +35,7 @@ from pathlib import Path
 from sdft_data.diff.render import latex_escape
 
 from . import stats
-from .evaluate import RESULTS_FILE, read_results
+from .evaluate import read_results
 
 # How each arm is called in the table; another arm (on-policy, ...) by its own name.
 ARM_LABELS = {"seed": "Seed", "vanilla": "Vanilla FT", "sdft": "SDFT", "on-policy": "On-policy"}

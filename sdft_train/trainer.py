@@ -28,7 +28,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import inspect
 
 import torch
