@@ -502,7 +502,8 @@ def summarize(
     stats["length"] = {}
     sides = ("original", "rewrite", "final")
     # Characters over every row (from the pass); words and tokens over the length sample.
-    counted = sample.filter(pl.col("u") < length_share).select(*_length_columns(units[1:], tokenizer))
+    # Lazy: the final side reuses the other two's counts only where Polars eliminates common subexpressions.
+    counted = sample.lazy().filter(pl.col("u") < length_share).select(*_length_columns(units[1:], tokenizer)).collect()
     for unit in units:
         frame = m if unit == "chars" else counted
         values = {side: _sorted_values(frame[f"{side}_{unit}"]) for side in sides}

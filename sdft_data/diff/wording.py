@@ -116,8 +116,9 @@ def openings(frame: pl.DataFrame, *, words: int = OPENING_WORDS, top: int = 10) 
     has = frame.filter(pl.col("rewrite").is_not_null() & (pl.col("rewrite") != ""))
     out: dict = {"words": words, "rows": has.height}
     for side in ("rewrite", "original"):
-        counts = (has.select(opening_phrase(pl.col(side), words).alias("phrase")).drop_nulls()
-                  .group_by("phrase").len().sort(["len", "phrase"], descending=[True, False]).head(top))
+        # Lazy, so that the phrase opening_phrase uses three times is computed once (an eager select repeats it).
+        counts = (has.lazy().select(opening_phrase(pl.col(side), words).alias("phrase")).drop_nulls()
+                  .group_by("phrase").len().sort(["len", "phrase"], descending=[True, False]).head(top).collect())
         out[side] = [{"phrase": p, "rows": int(n), "share": _share(int(n), has.height)} for p, n in counts.iter_rows()]
     return out
 
@@ -128,7 +129,7 @@ def _document_ngrams(original: pl.Series, rewrite: pl.Series, n_max: int) -> tup
     Vectorised on integers: each token gets a dense id (a fresh categorical),
     an n-gram is the integer key ((id1 * V) + id2) * V + ... (exact, V the
     vocabulary size), each text's keys are made unique in its own list (document
-    frequency), and the keys are counted sorted. Strings come back only for the
+    frequency), and each n's keys are counted in one group-by. Strings come back only for the
     n-grams a table shows (`_decode`).
     """
     # Codes 0..V-1 of this call's own categories (the global ones keep every string they ever saw); they hold
@@ -151,18 +152,15 @@ def _document_ngrams(original: pl.Series, rewrite: pl.Series, n_max: int) -> tup
         if n > 1:  # shift within each text: the last n - 1 positions have no n-gram (null, dropped)
             key = key * size + pl.element().shift(-(n - 1))
         per_n.append(pl.col("ids").list.eval(key).list.drop_nulls().list.unique().alias(str(n)))
-    grams = ids.select(per_n)
-    n_rows = original.len()
-    tables = []
-    for n in range(1, n_max + 1):
-        sides = [
-            # Sorted first: grouping a sorted column needs no hash table.
-            part.select(pl.col(str(n)).explode().drop_nulls().sort().alias("key")).group_by("key").len(name)
-            for name, part in (("original_rows", grams.head(n_rows)), ("rewrite_rows", grams.slice(n_rows)))
-        ]
-        tables.append(sides[0].join(sides[1], on="key", how="full", coalesce=True)
-                      .select(pl.lit(n, pl.UInt8).alias("n"), "key", "original_rows", "rewrite_rows"))
-    out = pl.concat(tables).with_columns(pl.col("original_rows", "rewrite_rows").fill_null(0).cast(pl.Int64))
+    # One hash group-by per n over both sides' keys, counting each side's rows (a text's keys are unique).
+    grams = ids.lazy().select(per_n).with_row_index("_row").with_columns((pl.col("_row") >= original.len()).alias("_rw"))
+    tables = [
+        grams.select("_rw", pl.col(str(n)).alias("key")).explode("key").drop_nulls("key")
+        .group_by("key").agg((~pl.col("_rw")).sum().alias("original_rows"), pl.col("_rw").sum().alias("rewrite_rows"))
+        .select(pl.lit(n, pl.UInt8).alias("n"), "key", "original_rows", "rewrite_rows")
+        for n in range(1, n_max + 1)
+    ]
+    out = pl.concat(tables).with_columns(pl.col("original_rows", "rewrite_rows").cast(pl.Int64)).collect()
     return out, vocab
 
 

