@@ -404,6 +404,10 @@ def _sft_args(out: Path, config: Training, epochs: float, progress: bool):
         train_sampling_strategy="group_by_length" if config.group_by_length else "random",
         include_num_input_tokens_seen="non_padding",
         dataset_num_proc=None,
+        # Every trainable weight (the LoRA adapters, or all of them) takes part in every forward pass. Left
+        # unset, transformers asks DDP to look for unused ones in a PEFT model: an extra pass over the
+        # graph each step, and a warning on every run with several processes.
+        ddp_find_unused_parameters=False,
     )
 
 

@@ -536,6 +536,8 @@ def test_two_processes_match_one_at_the_same_global_batch(run_dir, tiny_llama2_d
          "-m", "sdft_train.cli", "train", *map(str, common), "--batch-size", "1", "--pack-steps", "--out", str(tmp_path / "two"),
          "--quiet"], capture_output=True, text=True, cwd=ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert child.returncode == 0, child.stderr[-3000:]
+    # DDP is told that every adapter weight is used: no search for unused ones, no warning about it.
+    assert "find_unused_parameters=True" not in child.stderr
     one, two = _manifest(tmp_path / "one"), _manifest(tmp_path / "two")
     assert (two["world_size"], two["global_batch"]) == (2, one["global_batch"]) == (2, 4)
     assert two["optimizer_steps"] == one["optimizer_steps"] == 3
