@@ -465,8 +465,9 @@ def summarize(
         *[pl.col(f"text_{c}").alias(c) for c in ("original", "rewrite")],
     ).with_columns(pl.when(_uses_rewrite()).then(pl.col("rewrite")).otherwise(pl.col("original")).alias("final"))
     # The sample's texts are views into the buffers of every row's texts, scattered over the whole
-    # dataset's memory; one contiguous copy (a few MB, ~10 ms for 20,000 rows) halves the time of
-    # every regex the sample statistics then run over them.
+    # dataset's memory; one contiguous copy (a few MB, ~10 ms for 20,000 rows) makes the regexes the
+    # sample statistics run over them faster (on 1M GSM8K rows: marker rates 0.057 -> 0.032 s,
+    # openings and n-grams under 10%).
     sample = pl.from_arrow(sample.to_arrow(compat_level=pl.CompatLevel.oldest()))
     m = m.drop("text_original", "text_rewrite")
     accepted = int(m["accepted"].sum())
